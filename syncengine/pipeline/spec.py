@@ -1,0 +1,84 @@
+"""The typed table specification the pipeline runs on.
+
+Built from the Django model by `syncconfig.models.TableConfig.to_pipeline_spec()`; the pipeline never sees a
+model. Column names here are as configured (see `identifiers` for how they match source columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class SyncMode(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+
+class DriftPolicy(StrEnum):
+    """What a run does when the source's columns differ from the target's.
+
+    - evolve (default): add new source columns to the target; keep dropped ones (NULL in new rows); widen
+      compatible type changes; stop the run on an incompatible type change.
+    - strict: any difference stops the run before loading.
+    - ignore: load only the columns both sides share; never alter the target.
+    """
+
+    EVOLVE = "evolve"
+    STRICT = "strict"
+    IGNORE = "ignore"
+
+
+class EncryptionMode(StrEnum):
+    OFF = "off"
+    ALL = "all"  # `encryption: true`: every column except primary key and watermark columns
+    COLUMNS = "columns"
+
+
+class CompressionMode(StrEnum):
+    OFF = "off"
+    AUTO = "auto"  # `compression: true`: VARIANT/OBJECT/ARRAY, BINARY and unbounded text columns
+    COLUMNS = "columns"
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    database: str
+    schema: str
+    table: str
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    schema: str
+    table: str
+
+
+@dataclass(frozen=True)
+class EncryptionSpec:
+    mode: EncryptionMode = EncryptionMode.OFF
+    columns: tuple[str, ...] = ()
+    searchable: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    mode: CompressionMode = CompressionMode.OFF
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    source: SourceRef
+    target: TargetRef
+    mode: SyncMode = SyncMode.FULL
+    watermark_column: str | None = None
+    primary_key: tuple[str, ...] = ()  # empty: use the source's declared primary key, if any
+    include_columns: tuple[str, ...] | None = None  # None: all columns
+    exclude_columns: tuple[str, ...] = ()
+    column_names: dict[str, str] = field(default_factory=dict)  # source name -> target name overrides
+    encryption: EncryptionSpec = EncryptionSpec()
+    compression: CompressionSpec = CompressionSpec()
+    drift_policy: DriftPolicy = DriftPolicy.EVOLVE
+    batch_size: int = 100_000

@@ -1,0 +1,61 @@
+"""Shared fixtures: the Snowflake emulator (fakesnow in server mode, reached by the real connector) and
+throwaway PostgreSQL databases on the real server named by DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+# Sessions against the emulator: it has no ALTER SESSION, which the connector and fdm issue.
+EMULATOR_SESSION_PARAMETERS = {"nop_regexes": ["^ALTER SESSION.*"]}
+
+
+@pytest.fixture(scope="session")
+def snowflake_server() -> Iterator[dict]:
+    """Connection keyword arguments for a running fakesnow server (shared in-memory databases)."""
+    import fakesnow
+
+    with fakesnow.server(session_parameters=EMULATOR_SESSION_PARAMETERS) as kwargs:
+        yield kwargs
+
+
+@pytest.fixture
+def snowflake_env(snowflake_server, monkeypatch) -> dict:
+    """Point fdm's SNOWFLAKE_* environment at the emulator."""
+    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", snowflake_server["account"])
+    monkeypatch.setenv("SNOWFLAKE_USER", snowflake_server["user"])
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", snowflake_server["password"])
+    monkeypatch.setenv("SNOWFLAKE_HOST", snowflake_server["host"])
+    monkeypatch.setenv("SNOWFLAKE_PORT", str(snowflake_server["port"]))
+    monkeypatch.setenv("SNOWFLAKE_PROTOCOL", snowflake_server["protocol"])
+    monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_FILE", raising=False)
+    return snowflake_server
+
+
+def _server_url() -> str:
+    return os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    return _server_url()
+
+
+@pytest.fixture
+def scratch_database(pg_server_url) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the real server; dropped afterwards. Yields its conninfo."""
+    name = f"fdm_scratch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(pg_server_url)
+    info["dbname"] = name
+    dsn = psycopg.conninfo.make_conninfo(**info)
+    try:
+        yield dsn
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
