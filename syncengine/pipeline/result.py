@@ -1,0 +1,35 @@
+"""Typed results: every stage reports rows, bytes and seconds, which the recorder stores on the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StageMetrics:
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class SyncResult:
+    table: str
+    mode: str  # the mode actually used: "full" (also for a full refresh of an incremental table) or "incremental"
+    extract: StageMetrics = field(default_factory=StageMetrics)
+    transform: StageMetrics = field(default_factory=StageMetrics)
+    load: StageMetrics = field(default_factory=StageMetrics)
+    publish_seconds: float = 0.0
+    rows_extracted: int = 0
+    rows_loaded: int = 0  # rows written to the staging table
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    bytes_extracted: int = 0  # Arrow buffer bytes read from the source
+    bytes_loaded: int = 0  # bytes sent to PostgreSQL by COPY
+    watermark_before: Any = None  # JSON-safe representation (see pipeline.watermark)
+    watermark_after: Any = None
+    target_created: bool = False
+    drift: list[str] = field(default_factory=list)  # what changed in the source and what was done about it
+    checks: dict[str, Any] = field(default_factory=dict)  # validation results (row counts, key checks)
