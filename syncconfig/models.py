@@ -1,0 +1,262 @@
+"""Table configuration: which Snowflake tables are replicated into PostgreSQL, and how."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import models
+from simple_history.models import HistoricalRecords
+
+from syncconfig import spec
+from syncconfig.choices import CompressionMode, DriftPolicy, EncryptionMode, ScheduleKind, SyncMode
+from syncengine.pipeline import spec as pipeline
+
+
+def _empty_list() -> list[str]:
+    return []
+
+
+def _empty_dict() -> dict[str, str]:
+    return {}
+
+
+# Where an error on a table-dict key shows in the admin form; longest prefix first.
+_FIELD_FOR_PATH = (
+    ("snowflake.database", "snowflake_database"),
+    ("snowflake.schema", "snowflake_schema"),
+    ("snowflake.table", "snowflake_table"),
+    ("snowflake", "snowflake_table"),
+    ("postgres.schema", "postgres_schema"),
+    ("postgres.table", "postgres_table"),
+    ("postgres", "postgres_table"),
+    ("columns.include", "include_columns"),
+    ("columns.exclude", "exclude_columns"),
+    ("columns", "include_columns"),
+    ("encryption.columns", "encrypted_columns"),
+    ("encryption.searchable", "searchable_columns"),
+    ("encryption", "encryption_mode"),
+    ("compression.columns", "compressed_columns"),
+    ("compression", "compression_mode"),
+)
+
+
+def model_field_for(path: str) -> str:
+    """The model field an error on table-dict key `path` belongs to (NON_FIELD_ERRORS when none)."""
+    for prefix, field in _FIELD_FOR_PATH:
+        if path == prefix or path.startswith((prefix + ".", prefix + "[")):
+            return field
+    top = path.split(".")[0].split("[")[0]
+    return top if top in spec.MODEL_FIELDS else NON_FIELD_ERRORS
+
+
+class TableConfig(models.Model):
+    """One Snowflake table replicated into one PostgreSQL table.
+
+    Mirrors one entry of `config/tables.yaml` (keys and defaults in docs/configuration.md); the YAML import, the
+    admin form and the API all validate through `syncconfig.spec`, which `clean()` runs. Every change is kept in
+    `history` (who, when, what, and for imports the file as the change reason).
+
+    Column names are as configured, following Snowflake's rules: a plain name (`updated_at`) matches its column
+    regardless of case; any other name matches exactly. Encryption mode `all` (YAML `encryption: true`)
+    encrypts every column except the primary key and the incremental column, which stay in clear text so that
+    rows can be matched and the next run can filter on the watermark. Compression mode `auto` (YAML
+    `compression: true`) compresses VARIANT/OBJECT/ARRAY, BINARY and unbounded text columns.
+
+    Saves and deletes go through `save()` / `delete()` one instance at a time: the engine keeps each table's
+    schedule in step from the post_save / post_delete signals, which bulk operations skip.
+    """
+
+    name = models.CharField(
+        max_length=spec.MAX_TABLE_NAME_LENGTH,
+        unique=True,
+        help_text="Short name used in commands and URLs: lower-case letters, digits and _.",
+    )
+    snowflake_database = models.CharField(max_length=255)
+    snowflake_schema = models.CharField(max_length=255)
+    snowflake_table = models.CharField(max_length=255)
+    postgres_schema = models.CharField(max_length=63, verbose_name="PostgreSQL schema")
+    postgres_table = models.CharField(max_length=63, verbose_name="PostgreSQL table")
+
+    sync_mode = models.CharField(max_length=16, choices=SyncMode.choices, default=SyncMode.FULL)
+    incremental_column = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Watermark column for incremental mode; each run reads rows at or after the last value.",
+    )
+    schedule = models.CharField(
+        max_length=100,
+        default=spec.DEFAULT_SCHEDULE,
+        help_text="hourly, daily, manual, or a 5-field cron expression (minute hour day month weekday), UTC.",
+    )
+    primary_key = models.JSONField(
+        default=_empty_list,
+        blank=True,
+        help_text="Source column names. Empty: the source table's declared primary key, if it has one.",
+    )
+    include_columns = models.JSONField(
+        default=_empty_list, blank=True, help_text="Copy only these source columns. Empty: all columns."
+    )
+    exclude_columns = models.JSONField(
+        default=_empty_list, blank=True, help_text="Copy every source column except these."
+    )
+
+    encryption_mode = models.CharField(
+        max_length=16, choices=EncryptionMode.choices, default=EncryptionMode.OFF
+    )
+    encrypted_columns = models.JSONField(
+        default=_empty_list, blank=True, help_text="Columns to encrypt when the mode is 'Listed columns'."
+    )
+    searchable_columns = models.JSONField(
+        default=_empty_list,
+        blank=True,
+        help_text="Encrypted columns that can still be looked up by exact value.",
+    )
+    compression_mode = models.CharField(
+        max_length=16, choices=CompressionMode.choices, default=CompressionMode.OFF
+    )
+    compressed_columns = models.JSONField(
+        default=_empty_list, blank=True, help_text="Columns to compress when the mode is 'Listed columns'."
+    )
+
+    column_names = models.JSONField(
+        default=_empty_dict,
+        blank=True,
+        help_text='Target names for source columns, e.g. {"TXN_ID": "transaction_id"}. '
+        "Others: lower-case of the Snowflake name.",
+    )
+    schema_drift = models.CharField(
+        max_length=16,
+        choices=DriftPolicy.choices,
+        default=DriftPolicy.EVOLVE,
+        help_text="What a run does when the source's columns change.",
+    )
+    batch_size = models.PositiveIntegerField(
+        default=spec.DEFAULT_BATCH_SIZE, help_text="Rows per Arrow batch read from Snowflake."
+    )
+    max_staleness_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Flag the table as stale when its last successful run is older than this. Empty: no limit.",
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Disabled tables keep their data but are not synced."
+    )
+    notes = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "table"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["postgres_schema", "postgres_table"],
+                name="syncconfig_tableconfig_unique_target",
+                # Deferred so that one import can swap the targets of two tables.
+                deferrable=models.Deferrable.DEFERRED,
+                violation_error_message="Another table already writes to this PostgreSQL schema and table.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def schedule_kind(self) -> ScheduleKind:
+        return ScheduleKind.of(self.schedule)
+
+    @property
+    def source_display(self) -> str:
+        return f"{self.snowflake_database}.{self.snowflake_schema}.{self.snowflake_table}"
+
+    @property
+    def target_display(self) -> str:
+        return f"{self.postgres_schema}.{self.postgres_table}"
+
+    def to_table_dict(self) -> dict[str, Any]:
+        """This table as one entry of `config/tables.yaml` (canonical: fixed key order, defaults left out)."""
+        return spec.table_dict_from_model(self)
+
+    def apply_table(self, table: spec.TableDocument) -> None:
+        """Set every field from a validated table (does not save)."""
+        for field, value in spec.model_fields_from_table(table).items():
+            setattr(self, field, value)
+
+    def to_pipeline_spec(self) -> pipeline.TableSpec:
+        """The typed, Django-free specification the pipeline runs on."""
+        return pipeline.TableSpec(
+            name=self.name,
+            source=pipeline.SourceRef(self.snowflake_database, self.snowflake_schema, self.snowflake_table),
+            target=pipeline.TargetRef(self.postgres_schema, self.postgres_table),
+            mode=pipeline.SyncMode(self.sync_mode),
+            watermark_column=self.incremental_column or None,
+            primary_key=tuple(self.primary_key),
+            include_columns=tuple(self.include_columns) if self.include_columns else None,
+            exclude_columns=tuple(self.exclude_columns),
+            column_names=dict(self.column_names),
+            encryption=pipeline.EncryptionSpec(
+                mode=pipeline.EncryptionMode(self.encryption_mode),
+                columns=tuple(self.encrypted_columns),
+                searchable=tuple(self.searchable_columns),
+            ),
+            compression=pipeline.CompressionSpec(
+                mode=pipeline.CompressionMode(self.compression_mode),
+                columns=tuple(self.compressed_columns),
+            ),
+            drift_policy=pipeline.DriftPolicy(self.schema_drift),
+            batch_size=self.batch_size,
+        )
+
+    def _mode_problems(self) -> dict[str, str]:
+        """Column lists that the chosen mode would ignore: the YAML form cannot express them, so refuse them."""
+        problems = {}
+        if self.encryption_mode != EncryptionMode.COLUMNS and self.encrypted_columns:
+            problems["encrypted_columns"] = (
+                "List encrypted columns only when the encryption mode is 'columns'."
+            )
+        if self.encryption_mode == EncryptionMode.OFF and self.searchable_columns:
+            problems["searchable_columns"] = "Searchable columns need encryption."
+        if self.compression_mode != CompressionMode.COLUMNS and self.compressed_columns:
+            problems["compressed_columns"] = (
+                "List compressed columns only when the compression mode is 'columns'."
+            )
+        return problems
+
+    def validation_errors(self) -> list[spec.ConfigError]:
+        """Problems the shared schema finds with this table as it stands (unsaved edits included)."""
+        return spec.validate_table(self.to_table_dict()).errors
+
+    def clean(self) -> None:
+        """Validate through the shared schema and attach each problem to the field it is about."""
+        errors: dict[str, list[str]] = {}
+        for field, message in self._mode_problems().items():
+            errors.setdefault(field, []).append(message)
+        if not errors:
+            for error in self.validation_errors():
+                field = model_field_for(error.field)
+                # The YAML path tells which list item is meant; it is noise when it is the field itself.
+                label = f"{error.field}: " if error.field and error.field != field else ""
+                errors.setdefault(field, []).append(f"{label}{error.message}")
+        clash = (
+            TableConfig.objects.filter(
+                postgres_schema=self.postgres_schema, postgres_table=self.postgres_table
+            )
+            .exclude(pk=self.pk)
+            .values_list("name", flat=True)
+            .first()
+        )
+        if clash:
+            message = (
+                f"{self.postgres_schema}.{self.postgres_table} is already the target of table {clash!r}."
+            )
+            errors.setdefault("postgres_table", []).append(message)
+        if errors:
+            raise ValidationError(errors)
+
+    def validate_constraints(self, exclude: set[str] | None = None) -> None:
+        # clean() reports a taken target on the postgres_table field, naming the table that holds it.
+        super().validate_constraints(exclude={*(exclude or ()), "postgres_schema"})

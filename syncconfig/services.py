@@ -1,0 +1,207 @@
+"""Writes of table configuration: importing a YAML document, exporting one.
+
+Admin views, API views and management commands call these and only render the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from syncconfig import selectors, spec, yaml_io
+from syncconfig.models import TableConfig
+from syncconfig.spec import ConfigError
+
+# simple_history keeps the change reason in a 100-character column.
+MAX_CHANGE_REASON_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class TableChange:
+    """An existing table that an import changes: `{key path: (old value, new value)}`."""
+
+    name: str
+    changes: dict[str, tuple[Any, Any]]
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.changes)
+
+
+@dataclass
+class ImportResult:
+    """What an import did, or with `dry_run` would do. With any error, nothing was changed."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[TableChange] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: list[ConfigError] = field(default_factory=list)
+    dry_run: bool = False
+    env: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.created or self.updated or self.deleted)
+
+    @property
+    def digest(self) -> str:
+        """A fingerprint of the planned changes, to confirm that a previewed plan is the one applied."""
+        plan = {
+            "created": self.created,
+            "updated": {change.name: change.changes for change in self.updated},
+            "deleted": self.deleted,
+        }
+        return hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _change_reason(via: str, source: str, env: str | None) -> str:
+    reason = f"{via} {source}" + (f" --env {env}" if env else "")
+    return reason[:MAX_CHANGE_REASON_LENGTH]
+
+
+def _mark(instance: TableConfig, *, reason: str | None, user: Any) -> None:
+    """Tell simple_history why and by whom this instance changes."""
+    if reason:
+        instance._change_reason = reason[:MAX_CHANGE_REASON_LENGTH]
+    if user is not None:  # otherwise the request's user, when there is one, is recorded
+        instance._history_user = user
+
+
+def _target_clashes(
+    tables: list[spec.TableDocument], kept: Iterable[TableConfig], index_of: Mapping[str, int]
+) -> list[ConfigError]:
+    """Targets in the document already held by tables that the import leaves in place."""
+    holders = {(t.postgres_schema, t.postgres_table): t.name for t in kept}
+    errors = []
+    for table in tables:
+        holder = holders.get((table.postgres.schema_, table.postgres.table))
+        if holder:
+            message = (
+                f"{table.postgres.schema_}.{table.postgres.table} is already the target of table {holder!r}, "
+                "which is not in this document (prune would delete it)"
+            )
+            errors.append(ConfigError("postgres", message, table=table.name, index=index_of[table.name]))
+    return errors
+
+
+def _read_document(
+    document: str | bytes | Mapping[str, Any], *, env: str | None, source: str, config_dir: Path
+) -> tuple[Any, list[ConfigError]]:
+    """The document as data, with the environment overlay merged in."""
+    try:
+        data = yaml_io.parse(document, source=source) if isinstance(document, str | bytes) else document
+        if not env:
+            return data, []
+        overlay, label = yaml_io.load_overlay(env, config_dir)
+    except yaml_io.YamlError as exc:
+        return None, [exc.as_config_error()]
+    return yaml_io.apply_overlay(data, overlay, source=label)
+
+
+def tables_import(
+    *,
+    document: str | bytes | Mapping[str, Any],
+    env: str | None = None,
+    dry_run: bool = False,
+    prune: bool = False,
+    user: Any = None,
+    source: str = "document",
+    via: str = "import",
+    config_dir: str | Path | None = None,
+) -> ImportResult:
+    """Make the stored tables match a document (YAML text, or the same structure already parsed).
+
+    1. Parse the document and merge the overlay `config_dir/environments/{env}.yaml` when `env` is given.
+    2. Validate the whole document through the shared schema; on any error stop and report every one.
+    3. In one transaction, with every stored table locked: work out which tables are created, updated (and
+       which keys change), deleted (only with `prune`) or unchanged, and check that no target is held by a
+       table the import leaves in place.
+    4. Unless `dry_run`, apply the plan one instance at a time (deletes, updates, creates) so that every change
+       is audited, with `user` as its author and "{via} {source}" as the change reason (for example
+       "import_tables config/tables.yaml"), and the engine's signals keep schedules in step. Any exception rolls
+       the whole import back.
+
+    `source` names the document in messages (a path, an uploaded file's name); `via` names the channel.
+    """
+    result = ImportResult(dry_run=dry_run, env=env or None)
+    data, errors = _read_document(
+        document, env=env or None, source=source, config_dir=Path(config_dir or settings.FDM_CONFIG_DIR)
+    )
+    if not errors:
+        tables, errors = spec.validate_document(data)
+    if errors:
+        result.errors = errors
+        return result
+
+    index_of = {table.name: index for index, table in enumerate(tables)}
+    with transaction.atomic():
+        existing = {table.name: table for table in TableConfig.objects.select_for_update().order_by("name")}
+        result.deleted = sorted(set(existing) - set(index_of)) if prune else []
+        kept = [
+            table for name, table in existing.items() if name not in index_of and name not in result.deleted
+        ]
+        result.errors = _target_clashes(tables, kept, index_of)
+        if result.errors:
+            result.deleted = []
+            return result
+
+        to_save: list[TableConfig] = []
+        for table in tables:
+            instance = existing.get(table.name)
+            if instance is None:
+                result.created.append(table.name)
+                instance = TableConfig()
+            else:
+                changes = spec.table_dict_changes(instance.to_table_dict(), spec.table_to_dict(table))
+                if not changes:
+                    result.unchanged.append(table.name)
+                    continue
+                result.updated.append(TableChange(table.name, changes))
+            instance.apply_table(table)
+            to_save.append(instance)
+        result.created.sort()
+        result.updated.sort(key=lambda change: change.name)
+        result.unchanged.sort()
+        if dry_run:
+            return result
+
+        reason = _change_reason(via, source, env)
+        for name in result.deleted:
+            _mark(existing[name], reason=reason, user=user)
+            existing[name].delete()
+        # Updates before creates: a new table may take a target that an updated one gives up.
+        for instance in sorted(to_save, key=lambda t: (t.pk is None, t.name)):
+            _mark(instance, reason=reason, user=user)
+            instance.save()
+    return result
+
+
+def tables_export(*, names: Iterable[str] | None = None) -> str:
+    """The YAML document for the stored tables (all, or the named ones), ready to import again."""
+    return yaml_io.dump_tables(selectors.table_dicts(tables=selectors.table_list(names=names)))
+
+
+def table_save(*, table: TableConfig, user: Any = None, reason: str | None = None) -> TableConfig:
+    """Validate and save one table (admin and API edits), recording who changed it and why."""
+    table.full_clean()
+    _mark(table, reason=reason, user=user)
+    table.save()
+    return table
+
+
+def table_delete(*, table: TableConfig, user: Any = None, reason: str | None = None) -> None:
+    """Delete one table, recording who deleted it and why."""
+    _mark(table, reason=reason, user=user)
+    table.delete()

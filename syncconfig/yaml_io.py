@@ -1,0 +1,300 @@
+"""Reading and writing the YAML form of the table configuration, and per-environment overlays.
+
+Reading is deliberately narrow:
+- only PyYAML's safe loader (no Python objects), subclassed to refuse aliases (`*name`): with them, a few lines
+  can expand into gigabytes (the "billion laughs" document), and a configuration never needs them;
+- YAML 1.2 scalars: `true`/`false` are booleans but `yes`, `no`, `on`, `off` stay strings, `010` is ten and
+  `12:30` and `2024-01-31` are strings, so the schema reports a wrong type instead of YAML 1.1 guessing one;
+- a key given twice in one mapping is an error (PyYAML would silently keep the last one);
+- files over `MAX_DOCUMENT_BYTES` are refused before parsing.
+
+Writing is stable: tables in name order, keys in a fixed order, defaults left out, strings quoted whenever a
+YAML 1.1 or 1.2 reader could take them for something else.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, ScalarNode
+
+from syncconfig.spec import ConfigError, describe, format_path
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+OVERLAY_KEYS = ("defaults", "tables")
+EXPORT_HEADER = "# fdm table configuration. Keys and defaults: docs/configuration.md\n"
+
+
+class YamlError(Exception):
+    """A document that cannot be read: not UTF-8, too large, not YAML, or using a refused feature."""
+
+    def __init__(self, message: str, *, source: str | None = None):
+        self.message = message
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+    def as_config_error(self) -> ConfigError:
+        return ConfigError(field="", message=self.message, source=self.source)
+
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_CORE_RESOLVERS = (
+    ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", _BOOL, list("tTfF")),
+    ("tag:yaml.org,2002:int", _INT, list("-+0123456789")),
+    ("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789.")),
+)
+
+
+class StrictSafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 scalars, no aliases and no duplicate keys."""
+
+    yaml_implicit_resolvers: dict[str | None, list[Any]] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not accepted; write the value out in full",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in seen:
+                    raise ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given on line {seen[key] + 1})",
+                        key_node.start_mark,
+                    )
+            except TypeError:
+                raise ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        value = str(self.construct_scalar(node))
+        if value.startswith("0o"):
+            return int(value[2:], 8)
+        if value.startswith("0x"):
+            return int(value[2:], 16)
+        return int(value)  # YAML 1.2: a leading zero is still decimal
+
+
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    StrictSafeLoader.add_implicit_resolver(_tag, _pattern, _first)
+StrictSafeLoader.add_constructor("tag:yaml.org,2002:int", StrictSafeLoader.construct_yaml_int)
+
+
+def parse(text: str | bytes, *, source: str | None = None) -> Any:
+    """Parse one YAML document. Raises YamlError with the line and column of the problem."""
+    raw = text.encode("utf-8") if isinstance(text, str) else text
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise YamlError(f"is {len(raw)} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes", source=source)
+    try:
+        decoded = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise YamlError(f"is not UTF-8 text (byte {exc.start})", source=source) from None
+    try:
+        return yaml.load(decoded, Loader=StrictSafeLoader)  # noqa: S506 - StrictSafeLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlError(f"{where}{problem}", source=source) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}", source=source) from None
+
+
+def read_file(path: str | Path, *, source: str | None = None) -> Any:
+    """Parse a YAML file, refusing oversized files before reading them whole."""
+    path = Path(path)
+    label = source or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_DOCUMENT_BYTES:
+            raise YamlError(f"is {size} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes", source=label)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlError(f"cannot be read: {exc.strerror}", source=label) from None
+    return parse(raw, source=label)
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+class _FlowMapping(dict):
+    """A mapping written on one line: `{schema: public, table: fx_rates}`."""
+
+
+class _FlowList(list):
+    """A list written on one line: `[TXN_ID, POSTED_AT]`."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes any string that a YAML 1.1 or 1.2 reader would take for another type."""
+
+
+for _tag, _pattern, _first in _CORE_RESOLVERS:
+    _Dumper.add_implicit_resolver(_tag, _pattern, _first)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> ScalarNode:
+    style = "|" if "\n" in value else None  # notes stay readable as a block
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(
+    _FlowMapping, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True)
+)
+_Dumper.add_representer(
+    _FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
+)
+
+
+def _flow_style(table: Mapping[str, Any]) -> dict[str, Any]:
+    """Short structures on one line, as the seed file writes them."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in ("snowflake", "postgres"):
+            out[key] = _FlowMapping(value)
+        elif isinstance(value, list):
+            out[key] = _FlowList(value)
+        elif isinstance(value, Mapping) and key != "column_names":
+            out[key] = {k: _FlowList(v) if isinstance(v, list) else v for k, v in value.items()}
+        else:
+            out[key] = value
+    return out
+
+
+def dump_tables(tables: list[Mapping[str, Any]]) -> str:
+    """The YAML document for canonical table dicts, with a blank line between tables."""
+    if not tables:
+        return EXPORT_HEADER + "tables: []\n"
+    entries = []
+    for table in tables:
+        text = yaml.dump(
+            [_flow_style(table)], Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110, indent=2
+        )
+        entries.append(textwrap.indent(text, "  ", predicate=lambda line: line.strip("\n") != ""))
+    return EXPORT_HEADER + "tables:\n" + "\n".join(entries)
+
+
+# --- environment overlays ---------------------------------------------------------------------------------
+
+
+def merge_patch(base: Any, patch: Any) -> Any:
+    """Deep merge as JSON Merge Patch (RFC 7386): mappings merge key by key, null removes a key, anything else
+    (lists included) replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(base) if isinstance(base, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+def overlay_path(config_dir: str | Path, env: str) -> Path:
+    return Path(config_dir) / "environments" / f"{env}.yaml"
+
+
+def load_overlay(env: str, config_dir: str | Path) -> tuple[Any, str]:
+    """The parsed overlay for `env` and the label its errors carry. Raises YamlError when it is missing."""
+    if not ENVIRONMENT_NAME.match(env):
+        raise YamlError(f"environment name {env!r} must be lower-case letters, digits, - and _")
+    path = overlay_path(config_dir, env)
+    label = f"environments/{env}.yaml"
+    if not path.is_file():
+        raise YamlError(f"no overlay for environment {env!r}: {path} does not exist")
+    return read_file(path, source=label), label
+
+
+def apply_overlay(document: Any, overlay: Any, *, source: str) -> tuple[Any, list[ConfigError]]:
+    """The document with the overlay merged into its tables, and the overlay's own problems.
+
+    `defaults` merges into every table, then each overlay entry into the table of the same name. A document
+    that is not a mapping with a list of tables is returned as it is: validating it reports why.
+    """
+
+    def error(field: str, message: str, *, index: int | None = None, table: str | None = None) -> ConfigError:
+        return ConfigError(field=field, message=message, index=index, table=table, source=source)
+
+    if overlay is None:
+        return document, []
+    if not isinstance(overlay, Mapping):
+        return document, [
+            error("", f"must be a mapping with defaults and/or tables, got {describe(overlay)}")
+        ]
+    errors = [
+        error(format_path([str(key)]), f"unknown key; allowed keys: {', '.join(OVERLAY_KEYS)}")
+        for key in overlay
+        if key not in OVERLAY_KEYS
+    ]
+    defaults = overlay.get("defaults")
+    defaults = {} if defaults is None else defaults  # `defaults:` with nothing under it
+    if not isinstance(defaults, Mapping):
+        errors.append(error("defaults", f"must be a mapping, got {describe(defaults)}"))
+        defaults = {}
+    elif "name" in defaults:
+        errors.append(error("defaults.name", "a name cannot have a default"))
+    entries = overlay.get("tables")
+    entries = [] if entries is None else entries
+    if not isinstance(entries, list):
+        errors.append(error("tables", f"must be a list of tables, got {describe(entries)}"))
+        entries = []
+
+    base = document.get("tables") if isinstance(document, Mapping) else None
+    known = {t.get("name") for t in base or () if isinstance(t, Mapping)} if isinstance(base, list) else set()
+    patches: dict[str, Mapping[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            errors.append(error("", f"must be a mapping, got {describe(entry)}", index=index))
+            continue
+        name = entry.get("name")
+        if not isinstance(name, str):
+            errors.append(error("name", f"must be a string, got {describe(name)}", index=index))
+        elif name in patches:
+            errors.append(error("name", f"{name!r} appears more than once", index=index, table=name))
+        elif isinstance(base, list) and name not in known:
+            errors.append(
+                error("name", f"no table named {name!r} in the configuration", index=index, table=name)
+            )
+        else:
+            patches[name] = entry
+    if errors or not isinstance(base, list):
+        return document, errors
+
+    merged_tables = []
+    for table in base:
+        if isinstance(table, Mapping):
+            table = merge_patch(table, defaults)
+            table = merge_patch(table, patches.get(table.get("name"), {}))
+        merged_tables.append(table)
+    return {**document, "tables": merged_tables}, []
