@@ -149,6 +149,17 @@ else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 1
 
+# Sync runs (syncengine). A transient failure is retried as a new attempt after a backoff that doubles each
+# time, up to FDM_SYNC_MAX_ATTEMPTS attempts in all. The reaper fails a running run whose worker has shown no
+# sign of life for longer than the task timeout plus a grace period (the worker must be gone by then), and a
+# queued run that no worker took for FDM_RUN_QUEUED_MAX_AGE seconds.
+FDM_SYNC_MAX_ATTEMPTS = env_int("FDM_SYNC_MAX_ATTEMPTS", 3)
+FDM_RETRY_BACKOFF_SECONDS = env_int("FDM_RETRY_BACKOFF_SECONDS", 60)
+FDM_RUN_STALE_GRACE_SECONDS = env_int("FDM_RUN_STALE_GRACE_SECONDS", 300)
+FDM_RUN_QUEUED_MAX_AGE = env_int("FDM_RUN_QUEUED_MAX_AGE", 6 * 3600)
+FDM_REAPER_INTERVAL_MINUTES = env_int("FDM_REAPER_INTERVAL_MINUTES", 5)
+FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries kept per run
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],

@@ -1,6 +1,19 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 class SyncEngineConfig(AppConfig):
     name = "syncengine"
     verbose_name = "Sync engine"
+
+    def ready(self) -> None:
+        from syncengine import signals
+
+        # A lazy "app_label.Model" sender: the table model lives in syncconfig, which loads independently.
+        post_save.connect(
+            signals.table_saved, sender="syncconfig.TableConfig", dispatch_uid="fdm-table-saved"
+        )
+        post_delete.connect(
+            signals.table_deleted, sender="syncconfig.TableConfig", dispatch_uid="fdm-table-deleted"
+        )
+        post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")

@@ -1,0 +1,447 @@
+"""Admin for run history (read-only), and the run pieces the table admin borrows.
+
+The table configuration's admin lives in syncconfig; `attach_to_table_admin` adds to it the latest runs
+(`SyncRunInline`), the `sync_now` action and the "Sync now" / "Full refresh" buttons. Every button only
+enqueues a run and shows it; the sync itself happens in a worker.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from functools import update_wrapper
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import select_template
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from syncengine import services
+from syncengine.choices import RunStatus, RunTrigger
+from syncengine.models import SyncRun
+
+INLINE_RUN_LIMIT = 10
+START_SYNC_PERMISSION = "syncengine.start_sync"
+CANCEL_PERMISSION = "syncengine.cancel_syncrun"
+
+_STATUS_COLOURS = {
+    RunStatus.QUEUED: "#6c757d",
+    RunStatus.RUNNING: "#0d6efd",
+    RunStatus.SUCCEEDED: "#198754",
+    RunStatus.FAILED: "#dc3545",
+    RunStatus.SKIPPED: "#b58105",
+    RunStatus.CANCELLED: "#6c757d",
+}
+
+
+def _status_badge(run: SyncRun) -> str:
+    return format_html(
+        '<strong style="color: {}">{}</strong>',
+        _STATUS_COLOURS.get(run.status, "inherit"),
+        run.get_status_display(),
+    )
+
+
+def _duration(value: timedelta | None) -> str:
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+
+
+def _rows(run: SyncRun) -> str:
+    if run.status == RunStatus.RUNNING:
+        return f"{run.progress_rows:,} so far ({run.stage or 'starting'})"
+    if run.status != RunStatus.SUCCEEDED:
+        return "-"
+    return f"{run.rows_extracted:,} read, {run.rows_written:,} written"
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    """Run history. Nobody adds, edits or deletes runs here; queued and running runs can be cancelled."""
+
+    list_display = [
+        "id",
+        "table_link",
+        "status_badge",
+        "trigger",
+        "attempt",
+        "started_at",
+        "duration_display",
+        "rows",
+    ]
+    list_display_links = ["id"]
+    list_filter = ["status", "trigger", "table_name", "full_refresh"]
+    date_hierarchy = "queued_at"
+    search_fields = ["table_name"]
+    list_select_related = ["table", "requested_by"]
+    ordering = ["-queued_at", "-id"]
+    actions = ["cancel_runs"]
+    show_full_result_count = False  # counting a long history on every page view is wasted work
+
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "table_link",
+                    "status_badge",
+                    "trigger",
+                    "requested_by",
+                    "full_refresh",
+                    "mode",
+                    "attempt_display",
+                ]
+            },
+        ),
+        (
+            "Timing",
+            {
+                "fields": [
+                    "queued_at",
+                    "not_before",
+                    "started_at",
+                    "finished_at",
+                    "duration_display",
+                    "heartbeat_at",
+                    "progress_display",
+                ]
+            },
+        ),
+        ("Outcome", {"fields": ["error_message", "error_kind", "skip_reason", "cancel_requested"]}),
+        ("Execution", {"classes": ["collapse"], "fields": ["config_hash", "task_id", "executor"]}),
+    ]
+    readonly_fields = [
+        "table_link",
+        "status_badge",
+        "attempt_display",
+        "duration_display",
+        "progress_display",
+    ]
+
+    # Read-only: viewing is the only permission that matters.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CANCEL_PERMISSION)
+
+    @admin.display(description="table", ordering="table_name")
+    def table_link(self, run: SyncRun) -> str:
+        if run.table_id is None:
+            return format_html("{} <em>(deleted)</em>", run.table_name)
+        url = reverse(
+            f"admin:{run.table._meta.app_label}_{run.table._meta.model_name}_change", args=[run.table_id]
+        )
+        return format_html('<a href="{}">{}</a>', url, run.table_name)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, run: SyncRun) -> str:
+        return _status_badge(run)
+
+    @admin.display(description="duration")
+    def duration_display(self, run: SyncRun) -> str:
+        return _duration(run.duration)
+
+    @admin.display(description="rows")
+    def rows(self, run: SyncRun) -> str:
+        return _rows(run)
+
+    @admin.display(description="attempt")
+    def attempt_display(self, run: SyncRun) -> str:
+        parts = [str(run.attempt)]
+        if run.retry_of_id:
+            parts.append(
+                format_html('retry of <a href="{}">#{}</a>', _run_url(run.retry_of_id), run.retry_of_id)
+            )
+        retries = list(run.retries.values_list("pk", flat=True))
+        if retries:
+            links = [format_html('<a href="{}">#{}</a>', _run_url(pk), pk) for pk in retries]
+            parts.append(format_html("retried as {}", format_html(", ".join(["{}"] * len(links)), *links)))
+        return format_html(" - ".join(["{}"] * len(parts)), *parts)
+
+    @admin.display(description="progress")
+    def progress_display(self, run: SyncRun) -> str:
+        if run.status != RunStatus.RUNNING:
+            return "-"
+        return f"{run.stage or 'starting'}: {run.progress_rows:,} rows"
+
+    @admin.action(description="Cancel selected queued or running runs", permissions=["cancel"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[SyncRun]) -> None:
+        cancelled = 0
+        for run in queryset.filter(status__in=RunStatus.active()):
+            services.run_cancel(run=run)
+            cancelled += 1
+        if cancelled:
+            self.message_user(
+                request,
+                f"Cancel requested for {cancelled} run(s); running ones stop at their next batch.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, "None of the selected runs was queued or running.", messages.WARNING)
+
+    def get_urls(self):
+        def wrap(view):
+            def wrapper(*args, **kwargs):
+                return self.admin_site.admin_view(view)(*args, **kwargs)
+
+            return update_wrapper(wrapper, view)
+
+        return [
+            path(
+                "<path:object_id>/cancel/",
+                wrap(self.cancel_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_cancel",
+            ),
+            *super().get_urls(),
+        ]
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_cancel_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(SyncRun, pk=object_id)
+        if run.status not in RunStatus.active():
+            self.message_user(request, f"Run #{run.pk} is already {run.status}.", messages.WARNING)
+        else:
+            run = services.run_cancel(run=run)
+            if run.status == RunStatus.CANCELLED:
+                self.message_user(request, f"Run #{run.pk} cancelled.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, f"Cancel requested; run #{run.pk} stops at its next batch.", messages.SUCCESS
+                )
+        return HttpResponseRedirect(_run_url(run.pk))
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        run = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if run is not None:
+            extra_context.update(
+                run_detail=_run_detail(run),
+                can_cancel=run.status in RunStatus.active() and self.has_cancel_permission(request),
+                cancel_url=reverse("admin:syncengine_syncrun_cancel", args=[run.pk]),
+            )
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
+
+
+def _run_url(pk: int) -> str:
+    return reverse("admin:syncengine_syncrun_change", args=[pk])
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
+
+
+def _run_detail(run: SyncRun) -> dict[str, Any]:
+    """What the run page shows below the fields, shaped for the template."""
+    stages = [
+        ("Extract", run.extract_seconds, run.rows_extracted, run.bytes_extracted),
+        ("Transform", run.transform_seconds, None, None),
+        ("Load", run.load_seconds, run.rows_loaded, run.bytes_loaded),
+        ("Publish", run.publish_seconds, run.rows_written, None),
+    ]
+    return {
+        "stages": [
+            {
+                "name": name,
+                "seconds": "-" if seconds is None else f"{seconds:.2f}s",
+                "rows": "" if rows is None else f"{rows:,}",
+                "bytes": "" if size is None else f"{size:,}",
+            }
+            for name, seconds, rows, size in stages
+        ],
+        "counts": [
+            ("extracted", run.rows_extracted),
+            ("loaded into staging", run.rows_loaded),
+            ("inserted", run.rows_inserted),
+            ("updated", run.rows_updated),
+            ("deleted", run.rows_deleted),
+        ],
+        "watermark_before": _pretty(run.watermark_before),
+        "watermark_after": _pretty(run.watermark_after),
+        "drift": [str(item) for item in run.drift] if isinstance(run.drift, list) else [_pretty(run.drift)],
+        "checks": [(key, _pretty(value)) for key, value in sorted(run.checks.items())]
+        if isinstance(run.checks, dict)
+        else [],
+        "log": [
+            {
+                "ts": entry.get("ts", ""),
+                "level": entry.get("level", "info"),
+                "message": entry.get("message", ""),
+                "fields": ", ".join(f"{key}={value}" for key, value in (entry.get("fields") or {}).items()),
+            }
+            for entry in run.log
+            if isinstance(entry, dict)
+        ],
+        "traceback": run.error_traceback,
+        "has_metrics": run.status == RunStatus.SUCCEEDED or run.rows_extracted > 0,
+    }
+
+
+class LatestRunsFormSet(BaseInlineFormSet):
+    """Only the latest runs: a table's history grows without bound, its page must not."""
+
+    def get_queryset(self) -> QuerySet[SyncRun]:
+        if not hasattr(self, "_latest_runs"):
+            runs = super().get_queryset()
+            # A submitted form may name a run that has since dropped out of the latest ones; it must still
+            # be found, so the limit applies only when rendering.
+            self._latest_runs = runs if self.is_bound else runs[:INLINE_RUN_LIMIT]
+        return self._latest_runs
+
+
+class SyncRunInline(admin.TabularInline):
+    """The table's latest runs on its change page, each linking to its run page."""
+
+    model = SyncRun
+    fk_name = "table"
+    formset = LatestRunsFormSet
+    fields = ["run_link", "status_badge", "trigger", "queued_at", "duration_display", "rows"]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name = "run"
+    verbose_name_plural = f"Latest runs (up to {INLINE_RUN_LIMIT})"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="run")
+    def run_link(self, run: SyncRun) -> str:
+        return format_html('<a href="{}">#{}</a>', _run_url(run.pk), run.pk)
+
+    @admin.display(description="status")
+    def status_badge(self, run: SyncRun) -> str:
+        return _status_badge(run)
+
+    @admin.display(description="duration")
+    def duration_display(self, run: SyncRun) -> str:
+        return _duration(run.duration)
+
+    @admin.display(description="rows")
+    def rows(self, run: SyncRun) -> str:
+        return _rows(run)
+
+
+@admin.action(description="Sync now", permissions=["start_sync"])
+def sync_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+    """Enqueue one run per selected table; with a single table, go to its run page."""
+    runs = [
+        services.run_enqueue(table=table, trigger=RunTrigger.ADMIN, requested_by=request.user)
+        for table in queryset
+    ]
+    if len(runs) == 1:
+        run = runs[0]
+        modeladmin.message_user(
+            request, f"Sync of {run.table_name} queued as run #{run.pk}.", messages.SUCCESS
+        )
+        return HttpResponseRedirect(_run_url(run.pk))
+    modeladmin.message_user(
+        request,
+        f"{len(runs)} syncs queued: " + ", ".join(f"{r.table_name} (#{r.pk})" for r in runs),
+        messages.SUCCESS,
+    )
+    return HttpResponseRedirect(reverse("admin:syncengine_syncrun_changelist"))
+
+
+def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
+    """The change page's "Sync now" / "Full refresh" buttons (POST): enqueue, then show the run."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not request.user.has_perm(START_SYNC_PERMISSION):
+        raise PermissionDenied
+    table = model_admin.get_object(request, object_id)
+    if table is None:
+        raise Http404(f"no table with id {object_id}")
+    full_refresh = request.POST.get("full_refresh") == "1"
+    run = services.run_enqueue(
+        table=table, trigger=RunTrigger.ADMIN, full_refresh=full_refresh, requested_by=request.user
+    )
+    what = "Full refresh" if full_refresh else "Sync"
+    model_admin.message_user(request, f"{what} of {table.name} queued as run #{run.pk}.", messages.SUCCESS)
+    return HttpResponseRedirect(_run_url(run.pk))
+
+
+def attach_to_table_admin(model_admin_cls: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:
+    """Add run history and "Sync now" to the table configuration's admin class; returns the class.
+
+    Adds `SyncRunInline`, the `sync_now` action, a `<id>/sync-now/` URL and the buttons on the change page.
+    The buttons come from a template that extends whichever change form the class would otherwise use, so
+    the table admin keeps its own template if it has one. Safe to call twice.
+    """
+    cls = model_admin_cls
+    if getattr(cls, "_fdm_runs_attached", False):
+        return cls
+    cls.inlines = [*cls.inlines, SyncRunInline]
+    cls.actions = [*(cls.actions or []), sync_now]
+    cls.has_start_sync_permission = _has_start_sync_permission
+
+    original_get_urls = cls.get_urls
+
+    def get_urls(self):
+        def view(request, object_id):
+            return sync_now_view(self, request, object_id)
+
+        return [
+            path(
+                "<path:object_id>/sync-now/",
+                self.admin_site.admin_view(view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_sync_now",
+            ),
+            *original_get_urls(self),
+        ]
+
+    cls.get_urls = get_urls
+
+    own_template = cls.change_form_template
+    original_render = cls.render_change_form
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        app_label, model_name = self.opts.app_label, self.opts.model_name
+        base = own_template or [
+            f"admin/{app_label}/{model_name}/change_form.html",
+            f"admin/{app_label}/change_form.html",
+            "admin/change_form.html",
+        ]
+        context["fdm_base_change_form"] = select_template([base] if isinstance(base, str) else base).template
+        if obj is not None and obj.pk is not None:
+            context["fdm_can_sync"] = request.user.has_perm(START_SYNC_PERMISSION)
+            context["fdm_sync_now_url"] = reverse(f"admin:{app_label}_{model_name}_sync_now", args=[obj.pk])
+        return original_render(self, request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    cls.change_form_template = "admin/syncengine/table_change_form.html"
+    cls.render_change_form = render_change_form
+    cls._fdm_runs_attached = True
+    return cls
+
+
+def _has_start_sync_permission(self: admin.ModelAdmin, request: HttpRequest) -> bool:
+    return request.user.has_perm(START_SYNC_PERMISSION)

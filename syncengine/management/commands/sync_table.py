@@ -1,0 +1,150 @@
+"""`python manage.py sync_table NAME [--full-refresh]`: one sync in the foreground, with progress and a summary."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from syncengine import selectors, services
+from syncengine.choices import RunStatus, RunTrigger
+from syncengine.models import SyncRun
+
+EXIT_SUCCEEDED = 0
+EXIT_FAILED = 1
+EXIT_UNKNOWN_TABLE = 2
+EXIT_SKIPPED = 3
+
+
+class Command(BaseCommand):
+    help = (
+        "Sync one table now, in this process (not through the task queue), showing progress and then a "
+        "summary of rows, bytes, stage durations, watermark and schema drift. The run is recorded like any "
+        "other, with trigger 'command'. A transient failure is not retried in the background: run the "
+        "command again."
+    )
+    epilog = (
+        "exit status: 0 the run succeeded; 1 it failed (the error is printed on stderr); 2 no table has that "
+        "name; 3 it was skipped because another run holds the table."
+    )
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = self.epilog
+        return parser
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name", help="the table's name, as in config/tables.yaml or the admin")
+        parser.add_argument(
+            "--full-refresh",
+            action="store_true",
+            help="reload the whole table, ignoring the watermark of an incremental table",
+        )
+
+    def handle(self, *args, **options) -> None:
+        name = options["name"]
+        table = selectors.table_get_by_name(name=name)
+        if table is None:
+            known = ", ".join(selectors.table_names()) or "none configured"
+            raise CommandError(
+                f"no table named {name!r} (known tables: {known})", returncode=EXIT_UNKNOWN_TABLE
+            )
+
+        console = Console(file=self.stdout._out, highlight=False, soft_wrap=True)
+        run = services.run_create(
+            table=table, trigger=RunTrigger.COMMAND, full_refresh=options["full_refresh"]
+        )
+        with _progress(console) as progress:
+            bar = progress.add_task(f"{table.name}: starting", total=None)
+
+            def on_progress(stage: str, rows: int) -> None:
+                progress.update(bar, description=f"{table.name}: {stage}", completed=rows)
+
+            run = services.run_execute(run_id=run.pk, on_progress=on_progress, retry_transient=False)
+            progress.update(bar, description=f"{table.name}: {run.status}", completed=run.progress_rows)
+
+        console.print(_summary(run))
+        if run.status == RunStatus.SUCCEEDED:
+            return
+        if run.status == RunStatus.SKIPPED:
+            raise CommandError(f"run #{run.pk} skipped: {run.skip_reason}", returncode=EXIT_SKIPPED)
+        raise CommandError(f"run #{run.pk} {run.status}: {run.error_message}", returncode=EXIT_FAILED)
+
+
+class _RowsColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{int(task.completed):,} rows")
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        _RowsColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _summary(run: SyncRun) -> Table:
+    table = Table(
+        title=f"{run.table_name} - run #{run.pk} {run.status}", show_header=False, title_justify="left"
+    )
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("Status", run.status)
+    if run.mode:
+        table.add_row("Mode", run.mode + (" (full refresh)" if run.full_refresh else ""))
+    table.add_row(
+        "Rows",
+        f"{run.rows_extracted:,} extracted, {run.rows_loaded:,} loaded, {run.rows_inserted:,} inserted, "
+        f"{run.rows_updated:,} updated, {run.rows_deleted:,} deleted",
+    )
+    table.add_row("Bytes", f"{_bytes(run.bytes_extracted)} extracted, {_bytes(run.bytes_loaded)} loaded")
+    stages = [
+        ("extract", run.extract_seconds),
+        ("transform", run.transform_seconds),
+        ("load", run.load_seconds),
+        ("publish", run.publish_seconds),
+    ]
+    timed = [f"{stage} {seconds:.2f}s" for stage, seconds in stages if seconds is not None]
+    total = _seconds(run.duration)
+    table.add_row("Duration", f"{total}" + (f" ({', '.join(timed)})" if timed else ""))
+    if run.status == RunStatus.SUCCEEDED:
+        table.add_row("Watermark", f"{_show(run.watermark_before)} -> {_show(run.watermark_after)}")
+        table.add_row("Drift", "; ".join(str(item) for item in run.drift) if run.drift else "none")
+    if run.skip_reason:
+        table.add_row("Skipped", run.skip_reason)
+    if run.error_message:
+        table.add_row("Error", f"{run.error_message} ({run.error_kind or 'terminal'})")
+    return table
+
+
+def _bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def _seconds(duration: timedelta | None) -> str:
+    return "-" if duration is None else f"{duration.total_seconds():.2f}s"
+
+
+def _show(value: object) -> str:
+    return "none" if value is None else str(value)

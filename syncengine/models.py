@@ -1,0 +1,249 @@
+"""Run history: one record per execution of a table sync."""
+
+from __future__ import annotations
+
+import logging
+import traceback as traceback_module
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from syncengine.choices import ErrorKind, LogLevel, RunStatus, RunTrigger
+from syncengine.redaction import redact, redact_value
+
+# How many log entries a run keeps; the first ones (configuration, start) and the latest ones (how it ended)
+# matter most, so the middle is dropped and counted.
+LOG_HEAD_ENTRIES = 50
+
+
+class SyncRun(models.Model):
+    """One execution of one table's sync, from the request to its outcome.
+
+    A run is created `queued` by a request (schedule, admin, API, command), claimed by exactly one worker
+    (`start()`, a conditional update), and closed by `finish()` with one of the terminal states. It records
+    what the pipeline measured (rows, bytes, per-stage seconds, watermark, drift, checks), and on failure
+    the message, traceback and whether the failure was transient. Runs are history: the admin shows them
+    read-only, and they outlive the table configuration they ran for.
+
+    The table is referenced with `on_delete=SET_NULL` and its name is copied into `table_name`: deleting a
+    table's configuration must not erase (PROTECT would forbid the delete, CASCADE would erase) the audit
+    trail of what was synced when. Nothing here ever holds a secret: the pipeline never passes one, and
+    every message is redacted again on the way in.
+    """
+
+    table = models.ForeignKey(
+        "syncconfig.TableConfig",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="runs",
+        help_text="The table configuration; empty once that configuration has been deleted.",
+    )
+    table_name = models.CharField(max_length=200, help_text="The table's name when the run was requested.")
+    trigger = models.CharField(max_length=16, choices=RunTrigger.choices)
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    full_refresh = models.BooleanField(default=False, help_text="Reload everything, ignoring the watermark.")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    retry_of = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="retries",
+        help_text="The failed run this attempt repeats.",
+    )
+    mode = models.CharField(
+        max_length=16, blank=True, help_text="The mode actually used: full or incremental."
+    )
+    config_hash = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the table specification the run used."
+    )
+    task_id = models.CharField(max_length=64, blank=True, help_text="The task queue's id for this run.")
+    executor = models.CharField(max_length=200, blank=True, help_text="host:pid of the process that ran it.")
+
+    queued_at = models.DateTimeField(default=timezone.now)
+    not_before = models.DateTimeField(null=True, blank=True, help_text="A retry waits until this time.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+
+    stage = models.CharField(max_length=16, blank=True, help_text="The stage a running run is in.")
+    progress_rows = models.BigIntegerField(default=0, help_text="Rows processed so far in the current stage.")
+
+    rows_extracted = models.BigIntegerField(default=0)
+    rows_loaded = models.BigIntegerField(default=0, help_text="Rows written to the staging table.")
+    rows_inserted = models.BigIntegerField(default=0)
+    rows_updated = models.BigIntegerField(default=0)
+    rows_deleted = models.BigIntegerField(default=0)
+    bytes_extracted = models.BigIntegerField(default=0)
+    bytes_loaded = models.BigIntegerField(default=0)
+
+    extract_seconds = models.FloatField(null=True, blank=True)
+    transform_seconds = models.FloatField(null=True, blank=True)
+    load_seconds = models.FloatField(null=True, blank=True)
+    publish_seconds = models.FloatField(null=True, blank=True)
+
+    watermark_before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    watermark_after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    drift = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    checks = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+
+    error_message = models.TextField(blank=True)
+    error_traceback = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=16, choices=ErrorKind.choices, blank=True)
+    skip_reason = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+
+    log = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        indexes = [
+            models.Index(fields=["table", "-queued_at"], name="syncrun_table_queued_idx"),
+            models.Index(fields=["status"], name="syncrun_status_idx"),
+        ]
+        permissions = [
+            ("start_sync", "Can start a sync run"),
+            ("cancel_syncrun", "Can cancel a sync run"),
+        ]
+        verbose_name = "sync run"
+
+    def __str__(self) -> str:
+        return f"{self.table_name} #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:syncengine_syncrun_change", args=[self.pk])
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in RunStatus.terminal()
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def rows_written(self) -> int:
+        return self.rows_inserted + self.rows_updated + self.rows_deleted
+
+    def start(self, *, executor: str = "") -> bool:
+        """Claim the run for this process; False when it is no longer queued (cancelled, or claimed elsewhere).
+
+        A conditional update, so two workers handed the same task (a redelivery after a lost acknowledgement)
+        never both run it.
+        """
+        now = timezone.now()
+        claimed = SyncRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, executor=executor
+        )
+        self.refresh_from_db()
+        return claimed == 1
+
+    def finish(
+        self,
+        status: str,
+        error: BaseException | str | None = None,
+        *,
+        message: str = "",
+        error_kind: str = "",
+        skip_reason: str = "",
+    ) -> None:
+        """Close the run with a terminal `status`, recording `error` (an exception or a message) if given.
+
+        For an exception, `message` (when given) replaces its text, and the traceback is kept; `error_kind`
+        defaults to what the exception's `terminal` attribute says.
+        """
+        if status not in RunStatus.terminal():
+            raise ValueError(f"{status!r} is not a terminal run status")
+        now = timezone.now()
+        self.status = status
+        self.finished_at = now
+        if self.started_at is not None:
+            self.heartbeat_at = now
+        self.stage = ""
+        if skip_reason:
+            self.skip_reason = redact(skip_reason)
+        if isinstance(error, BaseException):
+            self.error_message = redact(message or str(error) or type(error).__name__)
+            self.error_traceback = redact(
+                "".join(traceback_module.format_exception(type(error), error, error.__traceback__))
+            )
+            if not error_kind:
+                error_kind = ErrorKind.TERMINAL if getattr(error, "terminal", True) else ErrorKind.TRANSIENT
+        elif error or message:
+            self.error_message = redact(message or str(error))
+        if error_kind:
+            self.error_kind = error_kind
+        # Everything but `cancel_requested`, which an operator may set from another process at any moment.
+        self.save(
+            update_fields=[
+                f.name for f in self._meta.concrete_fields if f.name not in {"id", "cancel_requested"}
+            ]
+        )
+
+    def append_log(self, level: str, message: str, **fields: Any) -> None:
+        """Add a structured entry ({ts, level, message, fields}) to the run's log and save it.
+
+        The log is capped at `FDM_RUN_LOG_LIMIT` entries: the first `LOG_HEAD_ENTRIES` are kept, then a marker
+        counting the dropped entries, then the most recent ones.
+        """
+        entry = {
+            "ts": timezone.now().isoformat(),
+            "level": normalize_level(level),
+            "message": redact(str(message)),
+            "fields": redact_value(fields),
+        }
+        self.log = _capped([*self.log, entry], limit=settings.FDM_RUN_LOG_LIMIT)
+        update_fields = ["log"]
+        if self.status == RunStatus.RUNNING:
+            self.heartbeat_at = timezone.now()
+            update_fields.append("heartbeat_at")
+        if self.pk is not None:
+            self.save(update_fields=update_fields)
+
+
+def normalize_level(level: str | int) -> str:
+    """A log level as one of `LogLevel`'s values, whether given as "INFO", "warn" or logging.WARNING."""
+    if isinstance(level, int):
+        level = logging.getLevelName(level)
+    lowered = str(level).strip().lower()
+    if lowered in {"warn"}:
+        return LogLevel.WARNING.value
+    if lowered in {"critical", "fatal", "exception"}:
+        return LogLevel.ERROR.value
+    return lowered if lowered in LogLevel.values else LogLevel.INFO.value
+
+
+def _capped(entries: list[dict], *, limit: int) -> list[dict]:
+    if len(entries) <= limit:
+        return entries
+    head_count = min(LOG_HEAD_ENTRIES, limit // 2)
+    head = entries[:head_count]
+    rest = entries[head_count:]
+    dropped = 0
+    if rest and "omitted_entries" in rest[0].get("fields", {}):
+        dropped = rest[0]["fields"]["omitted_entries"]
+        rest = rest[1:]
+    keep = max(limit - head_count - 1, 1)
+    dropped += len(rest) - keep
+    marker = {
+        "ts": rest[-keep]["ts"],
+        "level": LogLevel.WARNING.value,
+        "message": f"{dropped} log entries omitted",
+        "fields": {"omitted_entries": dropped},
+    }
+    return [*head, marker, *rest[-keep:]]

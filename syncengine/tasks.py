@@ -1,0 +1,27 @@
+"""Task-queue entry points. Each takes ids, not objects, and hands over to a service at once."""
+
+from __future__ import annotations
+
+from syncengine import services
+
+
+def execute_run(run_id: int) -> str:
+    """Execute a queued run; returns its final status (kept as the task's result)."""
+    return services.run_execute(run_id=run_id).status
+
+
+def dispatch_run(run_id: int) -> str | None:
+    """Send a retry whose backoff has passed to the queue (fired by its one-off schedule)."""
+    run = services.run_dispatch(run_id=run_id)
+    return run.status if run is not None else None
+
+
+def scheduled_sync(table_id: int) -> str | None:
+    """A table's schedule fired: record a run (queued, or skipped with the reason)."""
+    run = services.run_enqueue_scheduled(table_id=table_id)
+    return f"run #{run.pk} {run.status}" if run is not None else None
+
+
+def reap_stale_runs() -> int:
+    """Fail runs whose worker is gone or that no worker took; returns how many."""
+    return len(services.runs_fail_stale())
