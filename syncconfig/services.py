@@ -120,6 +120,7 @@ def tables_import(
     source: str = "document",
     via: str = "import",
     config_dir: str | Path | None = None,
+    expect_digest: str | None = None,
 ) -> ImportResult:
     """Make the stored tables match a document (YAML text, or the same structure already parsed).
 
@@ -134,6 +135,8 @@ def tables_import(
        the whole import back.
 
     `source` names the document in messages (a path, an uploaded file's name); `via` names the channel.
+    `expect_digest` (a previewed plan's `digest`) refuses to apply a plan that differs from the one previewed,
+    because the stored tables changed in between.
     """
     result = ImportResult(dry_run=dry_run, env=env or None)
     data, errors = _read_document(
@@ -174,6 +177,10 @@ def tables_import(
         result.created.sort()
         result.updated.sort(key=lambda change: change.name)
         result.unchanged.sort()
+        if expect_digest is not None and expect_digest != result.digest:
+            message = "the stored tables changed since the preview; review the new preview before applying it"
+            result.errors = [ConfigError(field="", message=message)]
+            return result
         if dry_run:
             return result
 

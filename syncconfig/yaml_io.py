@@ -184,8 +184,8 @@ def _flow_style(table: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = _FlowMapping(value)
         elif isinstance(value, list):
             out[key] = _FlowList(value)
-        elif isinstance(value, Mapping) and key != "column_names":
-            out[key] = {k: _FlowList(v) if isinstance(v, list) else v for k, v in value.items()}
+        elif isinstance(value, Mapping) and key != "column_names":  # columns, encryption, compression
+            out[key] = _FlowMapping({k: _FlowList(v) if isinstance(v, list) else v for k, v in value.items()})
         else:
             out[key] = value
     return out

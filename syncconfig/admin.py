@@ -1,0 +1,216 @@
+"""Admin for table configuration: list, edit (validated by the shared schema), history, YAML import and export.
+
+Built to be extended: the engine appends inlines (runs) and actions (sync now) to `TableConfigAdmin.inlines` and
+`TableConfigAdmin.actions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from simple_history.admin import SimpleHistoryAdmin
+
+from syncconfig import services
+from syncconfig.choices import ScheduleKind
+from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
+from syncconfig.models import TableConfig
+from syncconfig.reporting import change_text, import_summary_lines
+
+EXPORT_FILENAME = "tables.yaml"
+
+
+class ScheduleKindFilter(admin.SimpleListFilter):
+    title = "schedule"
+    parameter_name = "schedule_kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(ScheduleKind.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TableConfig]) -> QuerySet[TableConfig]:
+        value = self.value()
+        if value == ScheduleKind.CRON:
+            return queryset.exclude(schedule__in=ScheduleKind.keywords())
+        if value in ScheduleKind.keywords():
+            return queryset.filter(schedule=value)
+        return queryset
+
+
+def _yaml_download(text: str) -> HttpResponse:
+    response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{EXPORT_FILENAME}"'
+    return response
+
+
+@admin.action(description="Export selected as YAML", permissions=["view"])
+def export_selected_as_yaml(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[TableConfig]
+) -> HttpResponse:
+    return _yaml_download(services.tables_export(names=queryset.values_list("name", flat=True)))
+
+
+@admin.register(TableConfig)
+class TableConfigAdmin(SimpleHistoryAdmin):
+    form = TableConfigForm
+    inlines: list[Any] = []
+    actions = [export_selected_as_yaml]
+    change_list_template = "admin/syncconfig/tableconfig/change_list.html"
+    import_template = "admin/syncconfig/tableconfig/import.html"
+
+    list_display = (
+        "name",
+        "source",
+        "target",
+        "sync_mode",
+        "schedule",
+        "encryption_mode",
+        "compression_mode",
+        "enabled",
+        "updated_at",
+    )
+    list_filter = (
+        "sync_mode",
+        ScheduleKindFilter,
+        "enabled",
+        "encryption_mode",
+        "compression_mode",
+        "schema_drift",
+    )
+    search_fields = (
+        "name",
+        "snowflake_database",
+        "snowflake_schema",
+        "snowflake_table",
+        "postgres_schema",
+        "postgres_table",
+        "notes",
+    )
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "enabled", "notes")}),
+        ("Source and target", {"fields": ("snowflake_database", "snowflake_schema", "snowflake_table",
+                                          "postgres_schema", "postgres_table")}),
+        ("Sync", {"fields": ("sync_mode", "incremental_column", "schedule", "primary_key", "schema_drift",
+                             "batch_size", "max_staleness_minutes")}),
+        ("Columns", {"fields": ("include_columns", "exclude_columns", "column_names")}),
+        ("Encryption", {"fields": ("encryption_mode", "encrypted_columns", "searchable_columns")}),
+        ("Compression", {"fields": ("compression_mode", "compressed_columns")}),
+        ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )  # fmt: skip
+
+    @admin.display(description="Snowflake source", ordering="snowflake_table")
+    def source(self, obj: TableConfig) -> str:
+        return obj.source_display
+
+    @admin.display(description="PostgreSQL target", ordering="postgres_table")
+    def target(self, obj: TableConfig) -> str:
+        return obj.target_display
+
+    # --- audited saves and deletes, one instance at a time ---
+
+    def save_model(self, request: HttpRequest, obj: TableConfig, form: Any, change: bool) -> None:
+        obj._change_reason = "admin edit" if change else "admin add"
+        super().save_model(request, obj, form, change)
+
+    def delete_model(self, request: HttpRequest, obj: TableConfig) -> None:
+        services.table_delete(table=obj, user=request.user, reason="admin delete")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TableConfig]) -> None:
+        # Not queryset.delete(): the engine keeps schedules in step from per-instance delete signals.
+        for table in queryset:
+            services.table_delete(table=table, user=request.user, reason="admin delete")
+
+    # --- YAML import and export pages ---
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "import/", self.admin_site.admin_view(self.import_view), name="syncconfig_tableconfig_import"
+            ),
+            path(
+                "export/", self.admin_site.admin_view(self.export_view), name="syncconfig_tableconfig_export"
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return _yaml_download(services.tables_export())
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload -> preview (a dry run) -> confirm. The confirm step applies only the plan that was previewed."""
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        env = settings.FDM_ENV or None
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import tables from YAML",
+            "env": env,
+            "upload_form": ImportUploadForm(),
+        }
+        if request.method != "POST":
+            return TemplateResponse(request, self.import_template, context)
+
+        if "confirm" in request.POST:
+            confirm = ImportConfirmForm(request.POST)
+            if not confirm.is_valid():
+                context["form_errors"] = [e for errors in confirm.errors.values() for e in errors]
+                return TemplateResponse(request, self.import_template, context)
+            document, source = confirm.cleaned_data["document"], confirm.cleaned_data["source"]
+            prune = confirm.cleaned_data["prune"]
+            self._check_prune_permission(request, prune)
+            result = services.tables_import(
+                document=document,
+                env=env,
+                prune=prune,
+                user=request.user,
+                source=source,
+                via="admin import",
+                expect_digest=confirm.cleaned_data["digest"],
+            )
+            if result.ok:
+                self.message_user(request, import_summary_lines(result, source=source)[0], messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:syncconfig_tableconfig_changelist"))
+            # The plan changed under us, or the document no longer validates: show a fresh preview.
+        else:
+            upload = ImportUploadForm(request.POST, request.FILES)
+            if not upload.is_valid():
+                context["upload_form"] = upload
+                return TemplateResponse(request, self.import_template, context)
+            document = upload.cleaned_data["file"].read()
+            source = upload.cleaned_data["file"].name
+            prune = upload.cleaned_data["prune"]
+            self._check_prune_permission(request, prune)
+            result = None
+
+        preview = services.tables_import(
+            document=document, env=env, dry_run=True, prune=prune, source=source, via="admin import"
+        )
+        context.update(
+            preview=preview,
+            # A failed confirm whose document still validates failed because the stored tables changed.
+            errors=preview.errors or (result.errors if result is not None else []),
+            source=source,
+            updated=[(change.name, change_text(change.changes)) for change in preview.updated],
+            confirm_form=ImportConfirmForm(
+                initial={
+                    "document": ImportConfirmForm.encode(document),
+                    "source": source,
+                    "prune": prune,
+                    "digest": preview.digest,
+                }
+            ),
+        )
+        return TemplateResponse(request, self.import_template, context)
+
+    def _check_prune_permission(self, request: HttpRequest, prune: bool) -> None:
+        if prune and not self.has_delete_permission(request):
+            raise PermissionDenied

@@ -1,0 +1,114 @@
+"""Admin forms. Validation itself lives in the shared schema (`syncconfig.spec`), which the model's clean()
+runs, so that the admin accepts exactly what the YAML import and the API accept."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from django import forms
+
+from syncconfig import spec, yaml_io
+from syncconfig.models import TableConfig
+
+LIST_FIELDS = (
+    "primary_key",
+    "include_columns",
+    "exclude_columns",
+    "encrypted_columns",
+    "searchable_columns",
+    "compressed_columns",
+)
+
+
+class NameListField(forms.Field):
+    """A list of column names, one per line (names cannot contain line breaks, so no quoting is needed)."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 40})
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", "One column name per line.")
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return "\n".join(str(item) for item in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        if not value:
+            return []
+        if isinstance(value, list | tuple):
+            return [str(item) for item in value]
+        return [line.strip() for line in str(value).splitlines() if line.strip()]
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return self.to_python(self.prepare_value(initial)) != self.to_python(data)
+
+
+class TableConfigForm(forms.ModelForm):
+    """The admin's table form: friendlier widgets for lists; the model's clean() applies the shared schema."""
+
+    primary_key = NameListField(
+        help_text="One source column name per line. Empty: the source table's declared primary key."
+    )
+    include_columns = NameListField(help_text="Copy only these columns, one per line. Empty: all columns.")
+    exclude_columns = NameListField(help_text="Copy every column except these, one per line.")
+    encrypted_columns = NameListField(help_text="With encryption mode 'Listed columns': one column per line.")
+    searchable_columns = NameListField(
+        help_text="Encrypted columns that can still be looked up by exact value, one per line."
+    )
+    compressed_columns = NameListField(
+        help_text="With compression mode 'Listed columns': one column per line."
+    )
+    column_names = forms.JSONField(
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        help_text='A JSON object of target names for source columns, e.g. {"TXN_ID": "transaction_id"}.',
+    )
+
+    class Meta:
+        model = TableConfig
+        fields = list(spec.MODEL_FIELDS)
+
+    def clean_column_names(self) -> Any:
+        # An emptied box means "no overrides"; any other non-object value is for the schema to report.
+        value = self.cleaned_data.get("column_names")
+        return {} if value in (None, "") else value
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(label="YAML file", help_text="The format of config/tables.yaml.")
+    prune = forms.BooleanField(required=False, label="Delete tables that the file does not list")
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size > yaml_io.MAX_DOCUMENT_BYTES:
+            raise forms.ValidationError(
+                f"The file is {upload.size} bytes; the limit is {yaml_io.MAX_DOCUMENT_BYTES} bytes."
+            )
+        return upload
+
+
+class ImportConfirmForm(forms.Form):
+    """Carries the previewed document to the confirm step (base64, so that line breaks survive unchanged)."""
+
+    document = forms.CharField(widget=forms.HiddenInput, strip=False)
+    source = forms.CharField(widget=forms.HiddenInput, max_length=255)
+    prune = forms.BooleanField(widget=forms.HiddenInput, required=False)
+    digest = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    @staticmethod
+    def encode(document: bytes) -> str:
+        return base64.b64encode(document).decode("ascii")
+
+    def clean_document(self) -> bytes:
+        try:
+            return base64.b64decode(self.cleaned_data["document"], validate=True)
+        except (binascii.Error, ValueError):
+            raise forms.ValidationError(
+                "The previewed document was damaged; upload the file again."
+            ) from None
