@@ -1,4 +1,4 @@
-"""Reads of run history and of the tables runs are for."""
+"""Reads of run history."""
 
 from __future__ import annotations
 
@@ -7,14 +7,6 @@ from django.db.models import QuerySet
 from syncconfig.models import TableConfig
 from syncengine.choices import RunStatus
 from syncengine.models import SyncRun
-
-
-def table_get_by_name(*, name: str) -> TableConfig | None:
-    return TableConfig.objects.filter(name=name).first()
-
-
-def table_names() -> list[str]:
-    return list(TableConfig.objects.order_by("name").values_list("name", flat=True))
 
 
 def runs_for_table(*, table: TableConfig, limit: int = 10) -> QuerySet[SyncRun]:

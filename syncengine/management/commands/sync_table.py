@@ -11,7 +11,9 @@ from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextCol
 from rich.table import Table
 from rich.text import Text
 
-from syncengine import selectors, services
+from syncconfig.models import TableConfig
+from syncconfig.selectors import table_get, table_list
+from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
 
@@ -48,12 +50,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         name = options["name"]
-        table = selectors.table_get_by_name(name=name)
-        if table is None:
-            known = ", ".join(selectors.table_names()) or "none configured"
+        try:
+            table = table_get(name=name)
+        except TableConfig.DoesNotExist:
+            known = ", ".join(t.name for t in table_list()) or "none configured"
             raise CommandError(
                 f"no table named {name!r} (known tables: {known})", returncode=EXIT_UNKNOWN_TABLE
-            )
+            ) from None
 
         console = Console(file=self.stdout._out, highlight=False, soft_wrap=True)
         run = services.run_create(
