@@ -42,7 +42,9 @@ def snowflake_name(configured: str) -> str:
 
 def postgres_default_name(source_name: str) -> str:
     """Target column name for a Snowflake column: upper-case plain names become lower case."""
-    return source_name.lower() if is_plain(source_name) and source_name == source_name.upper() else source_name
+    return (
+        source_name.lower() if is_plain(source_name) and source_name == source_name.upper() else source_name
+    )
 
 
 def matches(configured: str, actual: str) -> bool:

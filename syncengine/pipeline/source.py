@@ -1,0 +1,268 @@
+"""Snowflake connection settings from the environment, the connection itself, and what its failures mean.
+
+Settings never echo a secret: errors name the setting (SNOWFLAKE_PASSWORD), not its value, and the
+dataclass keeps secrets out of its repr.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import snowflake.connector
+from snowflake.connector import errors as sf_errors
+
+from syncengine.pipeline.errors import (
+    ConfigurationError,
+    PipelineError,
+    SourceSchemaError,
+    TerminalError,
+    TransientError,
+)
+
+DEFAULT_LOGIN_TIMEOUT = 60
+DEFAULT_NETWORK_TIMEOUT = 300
+
+# Snowflake error numbers with a known meaning for a run.
+_CREDENTIAL_ERRNOS = {390100, 390101, 390102, 390103, 390104, 390144, 394304, 394400}
+_ROLE_ERRNOS = {390189}
+_NO_WAREHOUSE_ERRNOS = {606, 98049}
+_OBJECT_MISSING_ERRNOS = {2003, 2043, 2140, 904}
+_TRANSIENT_ERRNOS = {
+    604,  # query cancelled (warehouse suspended, statement cancelled by the service)
+    630,  # statement timeout
+    390114,  # session token expired mid-run
+    250001,  # could not connect
+    250002,  # connection closed
+    250003,  # request failed
+    250005,  # server error
+    251011,  # connection timeout
+    251012,  # retryable error code
+    252010,  # result chunk download failed
+    252013,  # incomplete result chunk
+}
+_TRANSIENT_HTTP_ERRORS: tuple[type[Exception], ...] = (
+    sf_errors.InternalServerError,
+    sf_errors.ServiceUnavailableError,
+    sf_errors.GatewayTimeoutError,
+    sf_errors.BadGatewayError,
+    sf_errors.RequestTimeoutError,
+    sf_errors.TooManyRequests,
+    sf_errors.OtherHTTPRetryableError,
+    sf_errors.RequestExceedMaxRetryError,
+)
+
+
+def _setting(environ: Mapping[str, str], name: str) -> str | None:
+    """A setting's value, or the contents of the file `NAME_FILE` points to (for secrets)."""
+    value = environ.get(name)
+    if value is not None and value.strip() != "":
+        return value.strip()
+    path = environ.get(f"{name}_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                content = handle.read().strip()
+        except OSError as exc:
+            raise ConfigurationError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+        return content or None
+    return None
+
+
+def _int_setting(environ: Mapping[str, str], name: str, default: int | None) -> int | None:
+    value = _setting(environ, name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}: expected a whole number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigurationError(f"{name}: expected a positive number, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class SnowflakeSettings:
+    """How to reach Snowflake. Built by `from_env`; `connect()` opens a session in UTC."""
+
+    account: str
+    user: str
+    password: str | None = field(default=None, repr=False)
+    private_key_file: str | None = None
+    private_key_passphrase: str | None = field(default=None, repr=False)
+    role: str | None = None
+    warehouse: str | None = None
+    host: str | None = None
+    port: int | None = None
+    protocol: str | None = None
+    session_parameters: dict[str, Any] = field(default_factory=dict)
+    login_timeout: int = DEFAULT_LOGIN_TIMEOUT
+    network_timeout: int = DEFAULT_NETWORK_TIMEOUT
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> SnowflakeSettings:
+        """Read SNOWFLAKE_* settings. Any of them may come from a file named by `<NAME>_FILE`.
+
+        Optional extensions: SNOWFLAKE_SESSION_PARAMETERS (a JSON object added to the session's parameters),
+        SNOWFLAKE_LOGIN_TIMEOUT and SNOWFLAKE_NETWORK_TIMEOUT (seconds).
+        """
+        account = _setting(environ, "SNOWFLAKE_ACCOUNT")
+        if account is None:
+            raise ConfigurationError("SNOWFLAKE_ACCOUNT is not set")
+        user = _setting(environ, "SNOWFLAKE_USER")
+        if user is None:
+            raise ConfigurationError("SNOWFLAKE_USER is not set")
+        password = _setting(environ, "SNOWFLAKE_PASSWORD")
+        private_key_file = _setting(environ, "SNOWFLAKE_PRIVATE_KEY_FILE")
+        if password is None and private_key_file is None:
+            raise ConfigurationError("set SNOWFLAKE_PRIVATE_KEY_FILE (key pair) or SNOWFLAKE_PASSWORD")
+        if password is not None and private_key_file is not None:
+            raise ConfigurationError(
+                "both SNOWFLAKE_PASSWORD and SNOWFLAKE_PRIVATE_KEY_FILE are set; keep only one"
+            )
+        protocol = _setting(environ, "SNOWFLAKE_PROTOCOL")
+        if protocol is not None and protocol.lower() not in ("http", "https"):
+            raise ConfigurationError(f"SNOWFLAKE_PROTOCOL: expected http or https, got {protocol!r}")
+        raw_parameters = _setting(environ, "SNOWFLAKE_SESSION_PARAMETERS")
+        session_parameters: dict[str, Any] = {}
+        if raw_parameters is not None:
+            try:
+                session_parameters = json.loads(raw_parameters)
+            except ValueError:
+                session_parameters = None  # type: ignore[assignment]
+            if not isinstance(session_parameters, dict):
+                raise ConfigurationError("SNOWFLAKE_SESSION_PARAMETERS: expected a JSON object")
+        return cls(
+            account=account,
+            user=user,
+            password=password,
+            private_key_file=private_key_file,
+            private_key_passphrase=_setting(environ, "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"),
+            role=_setting(environ, "SNOWFLAKE_ROLE"),
+            warehouse=_setting(environ, "SNOWFLAKE_WAREHOUSE"),
+            host=_setting(environ, "SNOWFLAKE_HOST"),
+            port=_int_setting(environ, "SNOWFLAKE_PORT", None),
+            protocol=protocol.lower() if protocol else None,
+            session_parameters=session_parameters,
+            login_timeout=_int_setting(environ, "SNOWFLAKE_LOGIN_TIMEOUT", DEFAULT_LOGIN_TIMEOUT)
+            or DEFAULT_LOGIN_TIMEOUT,
+            network_timeout=_int_setting(environ, "SNOWFLAKE_NETWORK_TIMEOUT", DEFAULT_NETWORK_TIMEOUT)
+            or DEFAULT_NETWORK_TIMEOUT,
+        )
+
+    def _private_key_der(self) -> bytes:
+        """The private key as unencrypted PKCS#8 DER, which is what the connector takes."""
+        from cryptography.hazmat.primitives import serialization
+
+        assert self.private_key_file is not None
+        try:
+            with open(self.private_key_file, "rb") as handle:
+                pem = handle.read()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"SNOWFLAKE_PRIVATE_KEY_FILE: cannot read {self.private_key_file}: {exc.strerror}"
+            ) from None
+        passphrase = self.private_key_passphrase.encode() if self.private_key_passphrase else None
+        try:
+            key = serialization.load_pem_private_key(pem, password=passphrase)
+        except TypeError:
+            # Raised both for an encrypted key without a passphrase and a passphrase for a plain key.
+            raise ConfigurationError(
+                "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE does not suit the key in SNOWFLAKE_PRIVATE_KEY_FILE "
+                "(missing for an encrypted key, or set for an unencrypted one)"
+            ) from None
+        except ValueError:
+            raise ConfigurationError(
+                "SNOWFLAKE_PRIVATE_KEY_FILE is not a PEM private key, or SNOWFLAKE_PRIVATE_KEY_PASSPHRASE "
+                "is wrong"
+            ) from None
+        return key.private_bytes(
+            encoding=serialization.Encoding.DER,
+            format=serialization.PrivateFormat.PKCS8,
+            encryption_algorithm=serialization.NoEncryption(),
+        )
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "account": self.account,
+            "user": self.user,
+            "login_timeout": self.login_timeout,
+            "network_timeout": self.network_timeout,
+            # Exact numbers: without this, scaled NUMBER columns arrive in Arrow batches as float64.
+            "arrow_number_to_decimal": True,
+            # Every timestamp the session produces or interprets is UTC, whatever the account default is.
+            "session_parameters": {**self.session_parameters, "TIMEZONE": "UTC"},
+        }
+        if self.private_key_file is not None:
+            kwargs["private_key"] = self._private_key_der()
+            kwargs["authenticator"] = "SNOWFLAKE_JWT"
+        else:
+            kwargs["password"] = self.password
+        for name in ("role", "warehouse", "host", "port", "protocol"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = value
+        return kwargs
+
+    def connect(self) -> snowflake.connector.SnowflakeConnection:
+        """Open a session (key pair or password), in UTC, with failures classified."""
+        kwargs = self.connect_kwargs()
+        try:
+            return snowflake.connector.connect(**kwargs)
+        except sf_errors.Error as exc:
+            raise classify_connect_error(exc, self) from exc
+
+    @property
+    def where(self) -> str:
+        if self.host:
+            return f"{self.protocol or 'https'}://{self.host}:{self.port or 443}"
+        return f"account {self.account}"
+
+
+def classify_connect_error(exc: Exception, settings: SnowflakeSettings) -> PipelineError:
+    """Bad credentials or account -> ConfigurationError naming the setting; the network -> TransientError."""
+    errno = getattr(exc, "errno", None)
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if isinstance(exc, sf_errors.ForbiddenError) or errno in (290403, 290404, 540001):
+        setting = "SNOWFLAKE_ACCOUNT" if settings.host is None else "SNOWFLAKE_ACCOUNT / SNOWFLAKE_HOST"
+        return ConfigurationError(f"Snowflake refused the login at {settings.where}; check {setting}")
+    if errno in _CREDENTIAL_ERRNOS or sqlstate.startswith("28"):
+        secret = "SNOWFLAKE_PRIVATE_KEY_FILE" if settings.private_key_file else "SNOWFLAKE_PASSWORD"
+        return ConfigurationError(f"Snowflake rejected the credentials; check SNOWFLAKE_USER and {secret}")
+    if errno in _ROLE_ERRNOS:
+        return ConfigurationError("Snowflake rejected the role; check SNOWFLAKE_ROLE")
+    if errno == 251001:
+        return ConfigurationError("SNOWFLAKE_ACCOUNT is not set")
+    if errno in (251005, 251006, 251007, 251008, 251009):
+        return ConfigurationError(f"the Snowflake connection settings are incomplete: {_first_line(exc)}")
+    return TransientError(f"cannot reach Snowflake at {settings.where}: {_first_line(exc)}")
+
+
+def classify_snowflake_error(exc: Exception, *, table: str | None = None) -> PipelineError:
+    """What a failed Snowflake query means for the run."""
+    if isinstance(exc, PipelineError):
+        return exc
+    errno = getattr(exc, "errno", None)
+    message = _first_line(exc)
+    if errno in _OBJECT_MISSING_ERRNOS or getattr(exc, "sqlstate", None) == "42S02":
+        return SourceSchemaError(
+            f"the source table or a column is missing or not authorized: {message}", table=table
+        )
+    if errno in _NO_WAREHOUSE_ERRNOS:
+        return ConfigurationError(f"no usable warehouse; check SNOWFLAKE_WAREHOUSE: {message}", table=table)
+    if (
+        errno in _TRANSIENT_ERRNOS
+        or isinstance(exc, _TRANSIENT_HTTP_ERRORS)
+        or isinstance(exc, sf_errors.OperationalError)
+        or isinstance(exc, OSError | TimeoutError)
+    ):
+        return TransientError(f"Snowflake query failed: {message}", table=table)
+    return TerminalError(f"Snowflake query failed: {message}", table=table)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
