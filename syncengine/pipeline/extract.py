@@ -117,6 +117,14 @@ def _declared_primary_key(
         return ()
     column_index = names.index("column_name")
     sequence_index = names.index("key_sequence") if "key_sequence" in names else None
+    # Keep only rows about this very table (the output names it), whatever scope the server applied.
+    wanted = {
+        "database_name": snowflake_name(source.database),
+        "schema_name": snowflake_name(source.schema),
+        "table_name": snowflake_name(source.table),
+    }
+    checks = [(names.index(field), value) for field, value in wanted.items() if field in names]
+    rows = [row for row in rows if all(row[index] == value for index, value in checks)]
     ordered = sorted(rows, key=lambda row: int(row[sequence_index]) if sequence_index is not None else 0)
     return tuple(row[column_index] for row in ordered)
 
