@@ -45,6 +45,8 @@ DEFAULT_BATCH_SIZE = 100_000
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 1_000_000  # bounds the memory of one Arrow batch in the transform stage
 CRON_FIELDS = 5  # minute hour day-of-month month day-of-week; the scheduler works to the minute
+MAX_SCHEDULE_LENGTH = 100  # the column's size, and django-q2's
+MAX_STALENESS_MINUTES = 366 * 24 * 60  # a year: anything longer is not a freshness limit
 
 SyncModeValue = Literal["full", "incremental"]
 DriftPolicyValue = Literal["evolve", "strict", "ignore"]
@@ -159,6 +161,8 @@ def schedule_problem(value: str) -> str | None:
     """Why `value` is not a schedule (hourly, daily, manual or a cron expression), or None when it is."""
     if value in ScheduleKind.keywords():
         return None
+    if len(value) > MAX_SCHEDULE_LENGTH:
+        return f"must be at most {MAX_SCHEDULE_LENGTH} characters long; got {len(value)}"
     if value != value.strip():
         return f"must not start or end with whitespace; got {value!r}"
     # croniter also accepts 6 and 7 fields (seconds, years), which a minute-level scheduler cannot honour.
@@ -176,6 +180,12 @@ def schedule_problem(value: str) -> str | None:
     return None
 
 
+def _notes(value: str) -> str:
+    if "\x00" in value:
+        raise _fail("must not contain a NUL character")  # PostgreSQL text cannot hold one
+    return value
+
+
 def _schedule(value: str) -> str:
     problem = schedule_problem(value)
     if problem:
@@ -188,6 +198,7 @@ PostgresName = Annotated[str, AfterValidator(_postgres_identifier)]
 PostgresSchema = Annotated[str, AfterValidator(_postgres_schema)]
 TableName = Annotated[str, AfterValidator(_table_name)]
 Schedule = Annotated[str, AfterValidator(_schedule)]
+Notes = Annotated[str, AfterValidator(_notes)]
 
 
 class _Strict(BaseModel):
@@ -256,9 +267,9 @@ class TableDocument(_Strict):
     column_names: dict[SnowflakeName, PostgresName] = {}
     schema_drift: DriftPolicyValue = DEFAULT_DRIFT_POLICY
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE, le=MAX_BATCH_SIZE)
-    max_staleness_minutes: int | None = Field(default=None, ge=1)
+    max_staleness_minutes: int | None = Field(default=None, ge=1, le=MAX_STALENESS_MINUTES)
     enabled: bool = True
-    notes: str = ""
+    notes: Notes = ""
 
 
 def _keys(model: type[BaseModel]) -> tuple[str, ...]:
@@ -455,7 +466,7 @@ def _column_rules(table: TableDocument) -> list[tuple[str, str]]:
                 kept_in_clear(path, name, "encrypted, so it cannot be searchable")
                 if problem := left_out(name):
                     problems.append((path, problem))
-            elif key(name) not in encrypted:
+            elif encryption.columns is not None and key(name) not in encrypted:
                 problems.append((path, f"{name!r} is not encrypted; list it in encryption.columns too"))
 
     compression = table.compression
@@ -704,7 +715,9 @@ def table_dict_from_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         table["compression"] = False
 
     if fields["column_names"]:
-        table["column_names"] = _copy(fields["column_names"])
+        names = fields["column_names"]
+        # Sorted: the database's jsonb does not keep key order, and a stable export must not depend on it.
+        table["column_names"] = dict(sorted(names.items())) if isinstance(names, Mapping) else names
     if fields["schema_drift"] != DEFAULT_DRIFT_POLICY:
         table["schema_drift"] = fields["schema_drift"]
     if fields["batch_size"] != DEFAULT_BATCH_SIZE:
