@@ -11,6 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from django.db import connections
+from psycopg import sql
 
 from syncconfig.models import TableConfig
 from syncengine.connections import target_dsn
@@ -92,6 +93,20 @@ def target() -> Callable[..., object]:
             return conn.execute(sql, params).fetchall()
 
     return query
+
+
+@pytest.fixture
+def target_rows() -> Callable[[TableConfig], int]:
+    """How many rows a table's target holds."""
+
+    def count(table: TableConfig) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(
+            sql.Identifier(table.postgres_schema), sql.Identifier(table.postgres_table)
+        )
+        with psycopg.connect(target_dsn(), autocommit=True) as conn:
+            return conn.execute(query).fetchone()[0]
+
+    return count
 
 
 @pytest.fixture

@@ -53,9 +53,11 @@ class Command(BaseCommand):
         try:
             table = table_get(name=name)
         except TableConfig.DoesNotExist:
-            known = ", ".join(t.name for t in table_list()) or "none configured"
+            names = [t.name for t in table_list()]
+            known = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
             raise CommandError(
-                f"no table named {name!r} (known tables: {known})", returncode=EXIT_UNKNOWN_TABLE
+                f"no table named {name!r} (known tables: {known or 'none configured'})",
+                returncode=EXIT_UNKNOWN_TABLE,
             ) from None
 
         console = Console(file=self.stdout._out, highlight=False, soft_wrap=True)
@@ -87,6 +89,9 @@ class _RowsColumn(ProgressColumn):
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if not speed and task.elapsed:
+            # Too few samples for rich's moving average (a short run): use the overall rate.
+            speed = task.completed / task.elapsed
         return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s")
 
 
@@ -126,6 +131,8 @@ def _summary(run: SyncRun) -> Table:
     timed = [f"{stage} {seconds:.2f}s" for stage, seconds in stages if seconds is not None]
     total = _seconds(run.duration)
     table.add_row("Duration", f"{total}" + (f" ({', '.join(timed)})" if timed else ""))
+    if run.duration and run.rows_extracted:
+        table.add_row("Rate", f"{run.rows_extracted / max(run.duration.total_seconds(), 1e-6):,.0f} rows/s")
     if run.status == RunStatus.SUCCEEDED:
         table.add_row("Watermark", f"{_show(run.watermark_before)} -> {_show(run.watermark_after)}")
         table.add_row("Drift", "; ".join(str(item) for item in run.drift) if run.drift else "none")
@@ -150,4 +157,9 @@ def _seconds(duration: timedelta | None) -> str:
 
 
 def _show(value: object) -> str:
-    return "none" if value is None else str(value)
+    """A stored watermark ({"type": ..., "value": ...}) as its value, or `none` before the first run."""
+    if value is None:
+        return "none"
+    if isinstance(value, dict) and "value" in value:
+        return str(value["value"])
+    return str(value)
