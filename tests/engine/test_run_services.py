@@ -209,3 +209,21 @@ def test_the_reaper_fails_runs_no_worker_took(make_table):
     assert SyncRun.objects.get(pk=waiting_retry.pk).status == RunStatus.QUEUED
     assert SyncRun.objects.get(pk=fresh.pk).status == RunStatus.QUEUED
     assert tasks.reap_stale_runs() == 0
+
+
+def test_a_scheduled_run_of_a_table_disabled_since_it_was_queued_is_skipped(make_table):
+    table = make_table(schedule="hourly")
+    run = services.run_create(table=table, trigger=RunTrigger.SCHEDULE)
+    table.enabled = False
+    table.save()
+    run = services.run_execute(run_id=run.pk)
+    assert (run.status, run.skip_reason) == (RunStatus.SKIPPED, "the table is disabled")
+
+
+def test_a_run_whose_table_was_deleted_before_it_started_fails(make_table):
+    table = make_table()
+    run = services.run_create(table=table, trigger=RunTrigger.ADMIN)
+    table.delete()
+    run = services.run_execute(run_id=run.pk)
+    assert (run.status, run.error_kind) == (RunStatus.FAILED, ErrorKind.TERMINAL)
+    assert run.error_message == f"{table.name}: the table's configuration was deleted before the run started"

@@ -1,0 +1,185 @@
+"""Real django-q2 workers (`manage.py qcluster` in a subprocess) against the test database and the emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from django_q.models import Schedule
+
+from syncengine import services
+from syncengine.choices import RunStatus, RunTrigger
+from syncengine.connections import target_dsn
+from syncengine.models import SyncRun
+from syncengine.schedules import SCHEDULED_SYNC_TASK
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+# The cluster's scheduler looks for due schedules every 30 seconds of its guard loop.
+SCHEDULER_WAIT_SECONDS = 120
+
+
+class Cluster:
+    def __init__(self, process: subprocess.Popen, log_path: Path):
+        self.process = process
+        self.log_path = log_path
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_for(self, condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            if self.process.poll() is not None:
+                raise AssertionError(f"qcluster exited while waiting for {what}:\n{self.log_tail()}")
+            time.sleep(0.2)
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; qcluster log:\n{self.log_tail()}"
+        )
+
+
+@pytest.fixture
+def qcluster(snowflake_env, test_database_url) -> Iterator[Callable[[], Any]]:
+    """Start `manage.py qcluster` with one worker on the test database and the emulator; stop it afterwards."""
+    started: list[Cluster] = []
+    log_dir = tempfile.TemporaryDirectory(prefix="fdm-qcluster-")
+
+    @contextmanager
+    def start() -> Iterator[Cluster]:
+        log_path = Path(log_dir.name) / f"qcluster-{len(started)}.log"
+        env = {**os.environ, "DATABASE_URL": test_database_url, "FDM_WORKERS": "1", "PYTHONUNBUFFERED": "1"}
+        env.pop("TARGET_DATABASE_URL", None)
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "qcluster"],
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as one below, nothing else touched
+            )
+        cluster = Cluster(process, log_path)
+        started.append(cluster)
+        try:
+            yield cluster
+        finally:
+            _stop(process)
+
+    yield start
+    for cluster in started:
+        _stop(cluster.process)
+    log_dir.cleanup()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def test_a_worker_runs_a_due_schedule_to_success(qcluster, make_table, seed_source, target_rows):
+    table = make_table(schedule="hourly")
+    seed_source(table.snowflake_table, rows=30)
+    # The schedule the table's save created, made due now.
+    Schedule.objects.filter(func=SCHEDULED_SYNC_TASK, args=str(table.pk)).update(
+        next_run=timezone.now() - timedelta(seconds=1)
+    )
+
+    with qcluster() as cluster:
+        run = cluster.wait_for(
+            lambda: SyncRun.objects.filter(table=table, status__in=RunStatus.terminal()).first(),
+            timeout=SCHEDULER_WAIT_SECONDS,
+            what="the scheduled run to finish",
+        )
+
+    assert run.status == RunStatus.SUCCEEDED, f"{run.error_message}\n{cluster.log_tail()}"
+    assert (run.trigger, run.attempt, run.rows_extracted, run.rows_inserted) == (
+        RunTrigger.SCHEDULE,
+        1,
+        30,
+        30,
+    )
+    assert run.task_id
+    assert run.executor and run.executor.split(":")[-1] != str(os.getpid())
+    assert target_rows(table) == 30
+    schedule = Schedule.objects.get(func=SCHEDULED_SYNC_TASK, args=str(table.pk))
+    assert schedule.next_run > timezone.now()  # moved on to the next slot; missed slots are not replayed
+
+
+def test_a_worker_killed_mid_run_leaves_the_run_failed_and_the_target_intact(
+    qcluster, make_table, seed_source, target, target_rows
+):
+    table = make_table()
+    seed_source(table.snowflake_table, rows=20)
+    first = services.run_execute(run_id=services.run_create(table=table, trigger=RunTrigger.COMMAND).pk)
+    assert first.status == RunStatus.SUCCEEDED, first.error_message
+    seed_source(table.snowflake_table, rows=30, start=21)
+    target_name = f'"{table.postgres_schema}"."{table.postgres_table}"'
+
+    # A report holding the target table stalls the run's publish step, so the worker is surely mid-run
+    # (rows staged, nothing published) when it is killed.
+    with psycopg.connect(target_dsn()) as report, qcluster() as cluster:
+        report.execute(f"LOCK TABLE {target_name} IN ACCESS EXCLUSIVE MODE")
+        run = services.run_enqueue(table=table, trigger=RunTrigger.API)
+        blocked_backend = cluster.wait_for(
+            lambda: target(
+                "SELECT pid FROM pg_locks WHERE relation = to_regclass(%s) AND NOT granted", (target_name,)
+            ),
+            timeout=60,
+            what="the run to reach its publish step",
+        )[0][0]
+        run.refresh_from_db()
+        assert run.status == RunStatus.RUNNING
+        assert run.rows_loaded == 0 and run.progress_rows == 50
+        worker_pid = int(run.executor.rsplit(":", 1)[1])
+
+        os.kill(worker_pid, signal.SIGKILL)
+        report.rollback()
+        cluster.wait_for(
+            lambda: not target("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (blocked_backend,)),
+            timeout=30,
+            what="the killed worker's database session to end",
+        )
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING  # nobody is left to say otherwise ...
+    assert target_rows(table) == 20  # ... and nothing of it was published
+
+    # ... until the reaper runs after the task timeout and its grace period.
+    assert services.runs_fail_stale() == []
+    later = timezone.now() + timedelta(
+        seconds=settings.SYNC_TIMEOUT_SECONDS + settings.FDM_RUN_STALE_GRACE_SECONDS + 1
+    )
+    assert [reaped.pk for reaped in services.runs_fail_stale(now=later)] == [run.pk]
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "presumed dead" in run.error_message
+    assert target_rows(table) == 20
+
+    # The dead run holds nothing: the next run takes the table, clears the leftover staging, and loads it all.
+    after = services.run_execute(run_id=services.run_create(table=table, trigger=RunTrigger.COMMAND).pk)
+    assert after.status == RunStatus.SUCCEEDED, after.error_message
+    assert target_rows(table) == 50
+    assert any("staging table left by an interrupted run" in entry["message"] for entry in after.log)
