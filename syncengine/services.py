@@ -26,7 +26,7 @@ from syncconfig.models import TableConfig
 from syncengine import connections, recorder
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.models import SyncRun, normalize_level
-from syncengine.pipeline.errors import RunCancelled, TableBusy
+from syncengine.pipeline.errors import ConfigurationError, RunCancelled, TableBusy, TransientError
 from syncengine.selectors import run_active_for_table
 
 logger = logging.getLogger("syncengine.runs")
@@ -141,7 +141,9 @@ def run_execute(
     if table is None:
         recorder.record_failure(
             run,
-            _SetupError(f"{run.table_name}: the table's configuration was deleted before the run started"),
+            ConfigurationError(
+                "the table's configuration was deleted before the run started", table=run.table_name
+            ),
         )
         return run
     if not table.enabled and run.trigger == RunTrigger.SCHEDULE:
@@ -319,12 +321,6 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
     return failed
 
 
-class _SetupError(Exception):
-    """A run could not be set up (its table is gone); terminal."""
-
-    terminal = True
-
-
 class _RunCallbacks:
     """The pipeline's view of its run record: progress, heartbeat, log and cancel requests.
 
@@ -393,18 +389,15 @@ def _push_to_queue(run: SyncRun) -> None:
         except Exception as exc:
             logger.exception("could not enqueue run #%s", run.pk)
             run.refresh_from_db()
-            recorder.record_failure(run, _EnqueueError(f"{run.table_name}: could not enqueue the run: {exc}"))
+            # Transient in kind (the broker may be back soon), but not retried: the retry could not be queued either.
+            recorder.record_failure(
+                run, TransientError(f"could not enqueue the run: {exc}", table=run.table_name)
+            )
             return
         run.task_id = task_id or ""
         SyncRun.objects.filter(pk=run.pk).update(task_id=run.task_id)
 
     transaction.on_commit(push)
-
-
-class _EnqueueError(Exception):
-    """The task queue refused the run; transient (the broker may be back soon), but not retried here."""
-
-    terminal = False
 
 
 def _record_skipped(*, table: TableConfig, reason: str) -> SyncRun:
