@@ -7,8 +7,11 @@ never the whole table), timestamps at microsecond precision (PostgreSQL's, and s
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
+from queue import Empty, Full, Queue
 from typing import Any
 
 import pyarrow as pa
@@ -159,3 +162,51 @@ def stream_batches(
             yield from chunk.to_batches(max_chunksize=batch_size)
     finally:
         cursor.close()
+
+
+_DONE = object()
+
+
+def prefetch(batches: Iterator[pa.RecordBatch], *, depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Read ahead on a background thread so the source's next chunk downloads while this one is loaded.
+
+    At most `depth` batches wait in between, so memory stays bounded. A failure on the reading side is raised
+    here; closing this iterator (a cancelled or failed run) stops the reader.
+    """
+    queue: Queue[object] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        queue.put(batch, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(_DONE)
+        except BaseException as exc:  # handed to the consuming thread, which raises it
+            queue.put(exc)
+        finally:
+            with suppress(Exception):
+                batches.close()  # type: ignore[attr-defined]
+
+    reader = threading.Thread(target=read, name="fdm extract", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with suppress(Empty):
+                queue.get(timeout=0.1)
+        reader.join()

@@ -22,7 +22,7 @@ from syncengine.pipeline.errors import (
     TableBusy,
     ValidationFailed,
 )
-from syncengine.pipeline.extract import SourceQuery, build_query, describe_source, stream_batches
+from syncengine.pipeline.extract import SourceQuery, build_query, describe_source, prefetch, stream_batches
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.load import (
     STAGING_SCHEMA,
@@ -298,8 +298,9 @@ def _stream_into_staging(
     source_names = {column.name: column.plan.source_name for column in drift.load_columns}
     newest: Watermark | None = None
     writer = StagingWriter(target_dsn, staging, table=spec.name, source_names=source_names)
+    # The next source chunk downloads while this one is cast and copied.
+    batches = prefetch(stream_batches(source_conn, query, batch_size=spec.batch_size, table=spec.name))
     try:
-        batches = stream_batches(source_conn, query, batch_size=spec.batch_size, table=spec.name)
         while True:
             started = time.perf_counter()
             batch = next(batches, None)
@@ -328,6 +329,7 @@ def _stream_into_staging(
             progress("load", writer.stats.rows)
         writer.commit()
     finally:
+        batches.close()
         writer.close()
     result.extract.rows = result.rows_extracted
     result.extract.bytes = result.bytes_extracted
@@ -433,6 +435,8 @@ def _publish(
                     raise ValidationFailed(
                         f"{staged} rows staged but {published.inserted} inserted", table=spec.name
                     )
+            for statement in drift.finish_ddl:
+                conn.execute(statement)
             result.rows_inserted = published.inserted
             result.rows_updated = published.updated
             result.rows_deleted = published.deleted

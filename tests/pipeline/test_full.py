@@ -176,3 +176,30 @@ def test_readers_never_see_an_empty_or_half_loaded_table(
     assert result.rows_inserted == 25_000
     assert set(seen) <= {20_000, 25_000}
     assert seen[0] == 20_000 and seen[-1] == 25_000
+
+
+def test_the_primary_key_is_rebuilt_under_its_own_name(source, make_spec, sync, target):
+    _ledger(source, [(1, "10.00", "a"), (2, "20.00", "b")])
+    sync(make_spec("LEDGER"))
+    target("ALTER TABLE public.ledger RENAME CONSTRAINT ledger_pkey TO ledger_by_id")
+    _ledger(source, [(3, "30.00", "c")])
+
+    sync(make_spec("LEDGER"))
+
+    assert target(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'public.ledger'::regclass AND contype = 'p'"
+    ) == [("ledger_by_id", "PRIMARY KEY (id)")]
+
+
+def test_a_primary_key_with_storage_parameters_is_left_in_place(source, make_spec, sync, target):
+    _ledger(source, [(1, "10.00", "a")])
+    sync(make_spec("LEDGER"))
+    target("ALTER INDEX public.ledger_pkey SET (fillfactor = 70)")
+    index_before = target("SELECT 'public.ledger_pkey'::regclass::oid")
+    _ledger(source, [(2, "20.00", "b")])
+
+    sync(make_spec("LEDGER"))
+
+    assert target("SELECT 'public.ledger_pkey'::regclass::oid") == index_before
+    assert target("SELECT reloptions FROM pg_class WHERE relname = 'ledger_pkey'") == [(["fillfactor=70"],)]

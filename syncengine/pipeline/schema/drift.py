@@ -16,6 +16,7 @@ from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.schema.target import (
     TargetTable,
     add_column_sql,
+    add_primary_key_sql,
     alter_type_sql,
     create_table_sql,
 )
@@ -40,6 +41,7 @@ class LoadColumn:
 class DriftPlan:
     load_columns: tuple[LoadColumn, ...]
     ddl: tuple[str, ...] = ()  # run first in the publishing transaction
+    finish_ddl: tuple[str, ...] = ()  # run after the rows are in, in the same transaction
     changes: list[str] = field(default_factory=list)  # what differs and what was done about it
     creates_table: bool = False
 
@@ -69,13 +71,15 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
         columns = tuple(_load_column(spec, column, column.target_type) for column in plan.columns)
         ddl = (
             create_table_sql(
-                schema,
-                table,
-                [(column.target_name, column.target_type) for column in plan.columns],
-                plan.target_primary_key,
+                schema, table, [(column.target_name, column.target_type) for column in plan.columns]
             ),
         )
-        return DriftPlan(load_columns=columns, ddl=ddl, creates_table=True)
+        # The key is added once the rows are in: one index build is several times faster than maintaining the
+        # index row by row, and nothing else can see the new table before the commit.
+        finish_ddl = (
+            (add_primary_key_sql(schema, table, plan.target_primary_key),) if plan.primary_key else ()
+        )
+        return DriftPlan(load_columns=columns, ddl=ddl, finish_ddl=finish_ddl, creates_table=True)
 
     planned_names = {column.target_name for column in plan.columns}
     added = [column for column in plan.columns if target.column(column.target_name) is None]

@@ -69,13 +69,14 @@ def inspect_target(conn: psycopg.Connection, schema: str, table: str) -> TargetT
     )
 
 
-def create_table_sql(
-    schema: str, table: str, columns: Sequence[tuple[str, str]], primary_key: Sequence[str]
-) -> str:
-    definitions = [f"{quote_postgres(name)} {type_}" for name, type_ in columns]
-    if primary_key:
-        definitions.append(f"PRIMARY KEY ({', '.join(quote_postgres(name) for name in primary_key)})")
-    return f"CREATE TABLE {qualified(schema, table)} ({', '.join(definitions)})"
+def create_table_sql(schema: str, table: str, columns: Sequence[tuple[str, str]]) -> str:
+    definitions = ", ".join(f"{quote_postgres(name)} {type_}" for name, type_ in columns)
+    return f"CREATE TABLE {qualified(schema, table)} ({definitions})"
+
+
+def add_primary_key_sql(schema: str, table: str, primary_key: Sequence[str]) -> str:
+    names = ", ".join(quote_postgres(name) for name in primary_key)
+    return f"ALTER TABLE {qualified(schema, table)} ADD PRIMARY KEY ({names})"
 
 
 def add_column_sql(schema: str, table: str, column: str, type_: str) -> str:

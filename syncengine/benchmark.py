@@ -1,0 +1,355 @@
+"""The sync benchmark: how fast and how lean each part of a run is, measured side by side in one process.
+
+Measured, for a TRANSACTIONS-like table of N rows (11 columns):
+1. reading the source alone (`fetch_arrow_batches`),
+2. loading the same Arrow data alone: ADBC binary COPY (the route the pipeline uses) and, for comparison,
+   pyarrow's CSV writer feeding psycopg `COPY ... (FORMAT csv)`,
+3. full syncs (first load into a new table, then a full refresh replacing every row),
+4. incremental syncs (a 1% update + 1% insert delta, then a run with no change).
+
+The Snowflake emulator runs in a child process, so the memory figures are the pipeline's own (RSS sampled
+every 10 ms; the emulator, like Snowflake, is elsewhere) and it does not compete for this process's GIL. The
+target is a scratch database created, and dropped afterwards, on the given PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import resource
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import adbc_driver_postgresql
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from syncengine.pipeline.runner import run_sync
+from syncengine.pipeline.source import SnowflakeSettings
+from syncengine.pipeline.spec import SourceRef, SyncMode, TableSpec, TargetRef
+from syncengine.sampledata import insert_transactions, seed_transactions
+
+DATABASE = "FDM_BENCH"
+SCHEMA = "PUBLIC"
+TABLE = "TRANSACTIONS"
+DELTA_TIMESTAMP = "2030-01-01 00:00:00"
+EMULATOR_SESSION_PARAMETERS = {"nop_regexes": ["^ALTER SESSION.*"]}
+STAGING_DDL = (
+    "txn_id numeric(38,0), account_id numeric(38,0), amount numeric(18,2), currency text, description text, "
+    "category text, booked_at timestamp, value_date date, is_reversal boolean, metadata jsonb, updated_at timestamp"
+)
+
+
+@dataclass
+class Measurement:
+    name: str
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+    detail: str = ""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class BenchmarkReport:
+    rows: int
+    batch_size: int
+    machine: dict[str, str]
+    baseline_rss_mb: float = 0.0
+    seed_seconds: float = 0.0
+    measurements: list[Measurement] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"Rows: {self.rows:,} (batch size {self.batch_size:,}); emulator seeded in {self.seed_seconds:.1f} s.",
+            "",
+            "| step | rows | seconds | rows/s | peak RSS (MB) | detail |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for m in self.measurements:
+            lines.append(
+                f"| {m.name} | {m.rows:,} | {m.seconds:.2f} | {m.rows_per_second:,.0f} | {m.peak_rss_mb:,.0f} | "
+                f"{m.detail} |"
+            )
+        lines += ["", f"RSS before the first step: {self.baseline_rss_mb:,.0f} MB.", ""]
+        lines += [f"- {key}: {value}" for key, value in self.machine.items()]
+        return "\n".join(lines)
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakMemory:
+    """The highest RSS seen while the block runs, sampled every 10 ms."""
+
+    def __init__(self) -> None:
+        self.peak_mb = _rss_mb()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.01):
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _rss_mb())
+
+
+def _serve_emulator(pipe: Any) -> None:
+    """Child process: run the emulator until the parent says stop. Its request log goes nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    import fakesnow
+
+    with fakesnow.server(session_parameters=EMULATOR_SESSION_PARAMETERS) as kwargs:
+        pipe.send(kwargs)
+        pipe.recv()
+
+
+@contextmanager
+def emulator() -> Iterator[dict[str, Any]]:
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve_emulator, args=(child,), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(120):
+            raise RuntimeError("the Snowflake emulator did not start within 120 s")
+        yield parent.recv()
+    finally:
+        if process.is_alive():
+            parent.send("stop")
+            process.join(30)
+        if process.is_alive():
+            process.terminate()
+            process.join()
+
+
+@contextmanager
+def scratch_database(server_dsn: str) -> Iterator[str]:
+    name = f"fdm_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
+    try:
+        yield psycopg.conninfo.make_conninfo(**(info | {"dbname": name}))
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def machine_facts(target_dsn: str) -> dict[str, str]:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), model
+            )
+    except OSError:
+        pass
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    with psycopg.connect(target_dsn) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    return {
+        "CPU": f"{os.cpu_count()} cores, {model}",
+        "memory": f"{memory_gib:.0f} GiB",
+        "PostgreSQL": f"{server} on the same machine",
+        "Python": platform.python_version(),
+        "pyarrow": pa.__version__,
+        "adbc-driver-postgresql": adbc_driver_postgresql.__version__,
+    }
+
+
+def _measure(report: BenchmarkReport, name: str, work: Callable[[], tuple[int, str]]) -> None:
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        rows, detail = work()
+        seconds = time.perf_counter() - started
+    report.measurements.append(Measurement(name, rows, seconds, memory.peak_mb, detail))
+
+
+def _read_source(connect: Callable[[], Any]) -> tuple[list[pa.RecordBatch], int]:
+    conn = connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f'SELECT * FROM "{DATABASE}"."{SCHEMA}"."{TABLE}"')  # noqa: S608 - constants
+        batches = [
+            batch
+            for table in cursor.fetch_arrow_batches(force_microsecond_precision=True)
+            for batch in table.to_batches()
+        ]
+    finally:
+        conn.close()
+    return batches, sum(batch.num_rows for batch in batches)
+
+
+def _wire_batches(batches: list[pa.RecordBatch], batch_size: int) -> list[pa.RecordBatch]:
+    """The extracted batches cast as the pipeline casts them for the staging table."""
+    from syncengine.pipeline.transform.casts import cast_column
+
+    wire = [
+        pa.decimal128(38, 0),
+        pa.decimal128(38, 0),
+        pa.decimal128(18, 2),
+        pa.string(),
+        pa.string(),
+        pa.string(),
+        pa.timestamp("us"),
+        pa.date32(),
+        pa.bool_(),
+        pa.json_(),
+        pa.timestamp("us"),
+    ]
+    names = [name.lower() for name in batches[0].schema.names]
+    table = pa.Table.from_batches(batches)
+    return [
+        pa.RecordBatch.from_arrays(
+            [cast_column(batch.column(i), wire[i]) for i in range(len(wire))], names=names
+        )
+        for batch in table.to_batches(max_chunksize=batch_size)
+    ]
+
+
+def _copy_adbc(dsn: str, batches: list[pa.RecordBatch]) -> tuple[int, str]:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE UNLOGGED TABLE bench_copy_adbc ({STAGING_DDL})")
+    with adbc.connect(dsn) as conn, conn.cursor() as cursor:
+        for batch in batches:
+            cursor.adbc_ingest("bench_copy_adbc", batch, mode="append")
+        conn.commit()
+    return sum(batch.num_rows for batch in batches), "binary COPY of the cast batches"
+
+
+def _copy_csv(dsn: str, batches: list[pa.RecordBatch]) -> tuple[int, str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE UNLOGGED TABLE bench_copy_csv ({STAGING_DDL})")
+        with conn.cursor() as cursor, cursor.copy("COPY bench_copy_csv FROM STDIN (FORMAT csv)") as copy:
+            options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+            for batch in batches:
+                plain = pa.RecordBatch.from_arrays(
+                    [
+                        column.storage if isinstance(column, pa.ExtensionArray) else column
+                        for column in batch.columns
+                    ],
+                    names=batch.schema.names,
+                )
+                sink = pa.BufferOutputStream()
+                pacsv.write_csv(plain, sink, options)
+                copy.write(sink.getvalue())
+    return sum(batch.num_rows for batch in batches), "CSV text COPY (not used: cannot carry binary columns)"
+
+
+def _sync(spec: TableSpec, settings: SnowflakeSettings, dsn: str, **kwargs: Any) -> tuple[int, str]:
+    result = run_sync(spec, source=settings, target_dsn=dsn, **kwargs)
+    detail = (
+        f"mode {result.mode}: extract {result.extract.seconds:.2f} s, transform {result.transform.seconds:.2f} s, "
+        f"COPY {result.load.seconds:.2f} s, publish {result.publish_seconds:.2f} s; "
+        f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated"
+    )
+    return result.rows_extracted, detail
+
+
+def run_benchmark(
+    *,
+    server_dsn: str,
+    rows: int = 1_000_000,
+    batch_size: int = 100_000,
+    say: Callable[[str], None] = lambda message: None,
+) -> BenchmarkReport:
+    """Seed the emulator with `rows` transactions and measure each step into a scratch database."""
+    with emulator() as kwargs, scratch_database(server_dsn) as dsn:
+        import snowflake.connector
+
+        report = BenchmarkReport(rows=rows, batch_size=batch_size, machine=machine_facts(dsn))
+        settings = SnowflakeSettings(
+            account=kwargs["account"],
+            user=kwargs["user"],
+            password=kwargs["password"],
+            host=kwargs["host"],
+            port=kwargs["port"],
+            protocol=kwargs["protocol"],
+            session_parameters=dict(kwargs["session_parameters"]),
+        )
+        say(f"seeding {rows:,} rows into the emulator")
+        seeding = snowflake.connector.connect(**kwargs)
+        started = time.perf_counter()
+        seed_transactions(seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=rows)
+        report.seed_seconds = time.perf_counter() - started
+        report.baseline_rss_mb = _rss_mb()
+
+        say("reading the source alone")
+        extracted: list[pa.RecordBatch] = []
+
+        def read() -> tuple[int, str]:
+            batches, count = _read_source(settings.connect)
+            extracted.extend(batches)
+            return (
+                count,
+                f"{len(batches)} Arrow batch(es) from the emulator, {sum(b.nbytes for b in batches) / 2**20:,.0f} MB",
+            )
+
+        _measure(report, "source read (fetch_arrow_batches)", read)
+        wire = _wire_batches(extracted, batch_size)
+        extracted.clear()
+        say("loading the same data alone")
+        _measure(report, "COPY alone: ADBC binary", lambda: _copy_adbc(dsn, wire))
+        _measure(report, "COPY alone: pyarrow CSV + psycopg", lambda: _copy_csv(dsn, wire))
+        wire.clear()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP TABLE bench_copy_adbc, bench_copy_csv")
+
+        spec = TableSpec(
+            name="benchmark_transactions",
+            source=SourceRef(DATABASE, SCHEMA, TABLE),
+            target=TargetRef("public", "transactions"),
+            mode=SyncMode.INCREMENTAL,
+            watermark_column="UPDATED_AT",
+            batch_size=batch_size,
+        )
+        say("full sync into a new table")
+        _measure(report, "full sync, new table", lambda: _sync(spec, settings, dsn))
+        say("full refresh replacing every row")
+        _measure(
+            report, "full sync, replacing all rows", lambda: _sync(spec, settings, dsn, full_refresh=True)
+        )
+
+        delta = max(rows // 100, 1)
+        cursor = seeding.cursor()
+        cursor.execute(
+            f'UPDATE "{DATABASE}"."{SCHEMA}"."{TABLE}" SET AMOUNT = AMOUNT + 1, '  # noqa: S608 - constants
+            f"UPDATED_AT = DATEADD(second, TXN_ID, '{DELTA_TIMESTAMP}'::TIMESTAMP_NTZ) WHERE MOD(TXN_ID, 100) = 0"
+        )
+        # New rows continue the booking sequence, so their UPDATED_AT lies past the watermark too.
+        insert_transactions(
+            seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=delta, first_id=rows + 1
+        )
+        seeding.close()
+        say("incremental sync of a 1% update + 1% insert delta")
+        _measure(report, "incremental sync, 1% changed + 1% new", lambda: _sync(spec, settings, dsn))
+        say("incremental sync with no change")
+        _measure(report, "incremental sync, no change", lambda: _sync(spec, settings, dsn))
+        return report
