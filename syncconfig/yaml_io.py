@@ -162,8 +162,17 @@ for _tag, _pattern, _first in _CORE_RESOLVERS:
     _Dumper.add_implicit_resolver(_tag, _pattern, _first)
 
 
+_UNICODE_LINE_BREAKS = frozenset("\x85\u2028\u2029")
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> ScalarNode:
-    style = "|" if "\n" in value else None  # notes stay readable as a block
+    style = None
+    if _UNICODE_LINE_BREAKS.intersection(value):
+        # YAML folds these line breaks in plain, single-quoted and block scalars; only escapes keep them.
+        style = '"'
+    elif "\n" in value:
+        # Notes stay readable as a block; PyYAML falls back to quoting when a block cannot hold the text.
+        style = "|"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

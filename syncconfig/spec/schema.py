@@ -1,0 +1,213 @@
+"""The shape and types of one table dict, checked strictly by pydantic (no coercion of "yes" to true or 1 to
+"1"), with the names, schedule and limits each key accepts."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Annotated, Any, Literal, get_args
+
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic_core import PydanticCustomError
+
+from syncconfig.choices import DriftPolicy, ScheduleKind, SyncMode
+from syncengine.pipeline.identifiers import identifier_problem
+
+TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_TABLE_NAME_LENGTH = 63  # the name also names schedules and locks; keep it within a PostgreSQL identifier
+
+DEFAULT_SYNC_MODE = SyncMode.FULL.value
+# A new table never starts pulling from Snowflake on its own until someone picks a schedule.
+DEFAULT_SCHEDULE = ScheduleKind.MANUAL.value
+DEFAULT_DRIFT_POLICY = DriftPolicy.EVOLVE.value
+DEFAULT_BATCH_SIZE = 100_000
+MIN_BATCH_SIZE = 1
+MAX_BATCH_SIZE = 1_000_000  # bounds the memory of one Arrow batch in the transform stage
+CRON_FIELDS = 5  # minute hour day-of-month month day-of-week; the scheduler works to the minute
+MAX_SCHEDULE_LENGTH = 100  # the column's size, and django-q2's
+MAX_STALENESS_MINUTES = 366 * 24 * 60  # a year: anything longer is not a freshness limit
+
+SyncModeValue = Literal["full", "incremental"]
+DriftPolicyValue = Literal["evolve", "strict", "ignore"]
+
+SyncModeValue = Literal["full", "incremental"]
+DriftPolicyValue = Literal["evolve", "strict", "ignore"]
+
+
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("fdm", "{message}", {"message": message})
+
+
+def _name_problem(value: str, *, postgres: bool) -> str | None:
+    problem = identifier_problem(value, postgres=postgres)
+    if problem:
+        return problem
+    if value != value.strip():
+        return f"must not start or end with whitespace; got {value!r}"
+    if not value.isprintable():
+        return f"must contain only printable characters; got {value!r}"
+    return None
+
+
+def _snowflake_identifier(value: str) -> str:
+    problem = _name_problem(value, postgres=False)
+    if problem:
+        raise _fail(problem)
+    return value
+
+
+def _postgres_identifier(value: str) -> str:
+    problem = _name_problem(value, postgres=True)
+    if problem:
+        raise _fail(problem)
+    return value
+
+
+def _postgres_schema(value: str) -> str:
+    _postgres_identifier(value)
+    if value.lower().startswith("pg_") or value.lower() == "information_schema":
+        raise _fail(f"{value!r} is reserved by PostgreSQL")
+    return value
+
+
+def _table_name(value: str) -> str:
+    if not TABLE_NAME_PATTERN.match(value):
+        raise _fail(
+            f"must start with a lower-case letter and contain only lower-case letters, digits and _; got {value!r}"
+        )
+    if len(value) > MAX_TABLE_NAME_LENGTH:
+        raise _fail(f"must be at most {MAX_TABLE_NAME_LENGTH} characters long; got {len(value)}")
+    return value
+
+
+def schedule_problem(value: str) -> str | None:
+    """Why `value` is not a schedule (hourly, daily, manual or a cron expression), or None when it is."""
+    if value in ScheduleKind.keywords():
+        return None
+    if len(value) > MAX_SCHEDULE_LENGTH:
+        return f"must be at most {MAX_SCHEDULE_LENGTH} characters long; got {len(value)}"
+    if value != value.strip():
+        return f"must not start or end with whitespace; got {value!r}"
+    # croniter also accepts 6 and 7 fields (seconds, years), which a minute-level scheduler cannot honour.
+    if not value.startswith("@") and len(value.split()) != CRON_FIELDS:
+        return (
+            "must be hourly, daily, manual or a cron expression with 5 fields "
+            f"(minute hour day-of-month month day-of-week); got {value!r}"
+        )
+    try:
+        croniter(value, datetime.datetime(2000, 1, 1)).get_next(datetime.datetime)
+    except CroniterBadDateError:
+        return f"cron expression {value!r} never fires"
+    except (CroniterBadCronError, ValueError, KeyError) as exc:
+        return f"invalid cron expression {value!r}: {exc}"
+    return None
+
+
+def _notes(value: str) -> str:
+    if "\x00" in value:
+        raise _fail("must not contain a NUL character")  # PostgreSQL text cannot hold one
+    return value
+
+
+def _schedule(value: str) -> str:
+    problem = schedule_problem(value)
+    if problem:
+        raise _fail(problem)
+    return value
+
+
+SnowflakeName = Annotated[str, AfterValidator(_snowflake_identifier)]
+PostgresName = Annotated[str, AfterValidator(_postgres_identifier)]
+PostgresSchema = Annotated[str, AfterValidator(_postgres_schema)]
+TableName = Annotated[str, AfterValidator(_table_name)]
+Schedule = Annotated[str, AfterValidator(_schedule)]
+Notes = Annotated[str, AfterValidator(_notes)]
+
+
+class _Strict(BaseModel):
+    # strict: YAML's 1 stays an integer and "yes" stays a string, so a wrong type is reported, not coerced.
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class SnowflakeSource(_Strict):
+    database: SnowflakeName
+    schema_: SnowflakeName = Field(alias="schema")
+    table: SnowflakeName
+
+
+class PostgresTarget(_Strict):
+    schema_: PostgresSchema = Field(alias="schema")
+    table: PostgresName
+
+
+class ColumnSelection(_Strict):
+    include: list[SnowflakeName] | None = None
+    exclude: list[SnowflakeName] | None = None
+
+
+class EncryptionBlock(_Strict):
+    all: bool | None = None  # `{all: true, searchable: [...]}`: every column, some of them searchable
+    columns: list[SnowflakeName] | None = None
+    searchable: list[SnowflakeName] = []
+
+
+class CompressionBlock(_Strict):
+    columns: list[SnowflakeName]
+
+
+def _flag_or_mapping(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "flag"
+    if isinstance(value, dict):
+        return "block"
+    return None
+
+
+def _flag_or(block: type[_Strict]) -> Any:
+    return Annotated[
+        Annotated[bool, Tag("flag")] | Annotated[block, Tag("block")],
+        Discriminator(
+            _flag_or_mapping,
+            custom_error_type="flag_or_mapping",
+            custom_error_message="must be true, false or a mapping",
+        ),
+    ]
+
+
+class TableDocument(_Strict):
+    """One table as the YAML file, the admin form and the API describe it (keys: docs/configuration.md)."""
+
+    name: TableName
+    snowflake: SnowflakeSource
+    postgres: PostgresTarget
+    sync_mode: SyncModeValue = DEFAULT_SYNC_MODE
+    incremental_column: SnowflakeName | None = None
+    schedule: Schedule = DEFAULT_SCHEDULE
+    primary_key: list[SnowflakeName] = []
+    columns: ColumnSelection | None = None
+    encryption: _flag_or(EncryptionBlock) = False
+    compression: _flag_or(CompressionBlock) = False
+    column_names: dict[SnowflakeName, PostgresName] = {}
+    schema_drift: DriftPolicyValue = DEFAULT_DRIFT_POLICY
+    batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE, le=MAX_BATCH_SIZE)
+    max_staleness_minutes: int | None = Field(default=None, ge=1, le=MAX_STALENESS_MINUTES)
+    enabled: bool = True
+    notes: Notes = ""
+
+
+def _keys(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(field.alias or name for name, field in model.model_fields.items())
+
+
+TABLE_KEYS = _keys(TableDocument)
+# The keys allowed in each nested mapping, to list them when a key is unknown.
+ALLOWED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    (): TABLE_KEYS,
+    ("snowflake",): _keys(SnowflakeSource),
+    ("postgres",): _keys(PostgresTarget),
+    ("columns",): _keys(ColumnSelection),
+    ("encryption",): _keys(EncryptionBlock),
+    ("compression",): _keys(CompressionBlock),
+}
+CHOICES = {"sync_mode": get_args(SyncModeValue), "schema_drift": get_args(DriftPolicyValue)}
