@@ -101,6 +101,10 @@ class ImportConfirmForm(forms.Form):
     prune = forms.BooleanField(widget=forms.HiddenInput, required=False)
     digest = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("auto_id", "confirm_%s")  # the upload form on the same page has a `prune` field too
+        super().__init__(*args, **kwargs)
+
     @staticmethod
     def encode(document: bytes) -> str:
         return base64.b64encode(document).decode("ascii")

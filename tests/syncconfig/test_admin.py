@@ -269,3 +269,10 @@ def test_import_needs_change_permission(client, django_user_model, config_dir):
 def test_the_admin_class_is_ready_to_be_extended():
     assert TableConfigAdmin.inlines == []
     assert TableConfigAdmin.actions == [export_selected_as_yaml]
+
+
+def test_the_add_and_change_pages_render(admin_client, transactions):
+    assert admin_client.get(reverse("admin:syncconfig_tableconfig_add")).status_code == 200
+    page = admin_client.get(change_url(transactions))
+    assert page.status_code == 200
+    assert "ACCOUNT_NUMBER\nIBAN</textarea>" in page.content.decode()

@@ -258,3 +258,27 @@ def test_export_can_select_tables_by_name():
     services.tables_import(document={"tables": [table("a"), table("b"), table("c")]})
     exported = yaml_io.parse(services.tables_export(names=["c", "a"]))
     assert [t["name"] for t in exported["tables"]] == ["a", "c"]
+
+
+def test_table_save_validates_through_the_shared_schema_and_audits():
+    from django.core.exceptions import ValidationError
+
+    services.tables_import(document={"tables": [table("a")]})
+    instance = TableConfig.objects.get(name="a")
+    instance.sync_mode = "full"
+    with pytest.raises(ValidationError) as caught:
+        services.table_save(table=instance, reason="api")
+    assert caught.value.message_dict == {
+        "incremental_column": ["applies only when sync_mode is incremental; remove it or change sync_mode"]
+    }
+    instance.incremental_column = ""
+    user = get_user_model().objects.create_user("api-client")
+    services.table_save(table=instance, user=user, reason="api update")
+    latest = instance.history.latest()
+    assert (latest.sync_mode, latest.history_user, latest.history_change_reason) == (
+        "full",
+        user,
+        "api update",
+    )
+    services.table_delete(table=instance, user=user, reason="api delete")
+    assert TableConfig.history.filter(name="a", history_type="-").get().history_change_reason == "api delete"
