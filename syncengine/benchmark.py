@@ -14,6 +14,7 @@ target is a scratch database created, and dropped afterwards, on the given Postg
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import platform
@@ -183,6 +184,9 @@ def machine_facts(target_dsn: str) -> dict[str, str]:
 
 
 def _measure(report: BenchmarkReport, name: str, work: Callable[[], tuple[int, str]]) -> None:
+    # Start each step from the same footing: memory a previous step freed is handed back first.
+    gc.collect()
+    pa.default_memory_pool().release_unused()
     with PeakMemory() as memory:
         started = time.perf_counter()
         rows, detail = work()

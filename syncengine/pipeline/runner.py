@@ -25,6 +25,7 @@ from syncengine.pipeline.errors import (
 from syncengine.pipeline.extract import SourceQuery, build_query, describe_source, prefetch, stream_batches
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.load import (
+    DEFAULT_COPY_STREAMS,
     STAGING_SCHEMA,
     StagingWriter,
     create_staging,
@@ -74,6 +75,7 @@ def run_sync(
     log: Log | None = None,
     should_cancel: Callable[[], bool] | None = None,
     publish_lock_timeout: float = DEFAULT_PUBLISH_LOCK_TIMEOUT,
+    copy_streams: int = DEFAULT_COPY_STREAMS,
 ) -> SyncResult:
     """Sync one table and report what happened.
 
@@ -89,6 +91,7 @@ def run_sync(
 
     `publish_lock_timeout` (seconds) bounds the wait for the target's lock when publishing; running out of it
     is a transient failure, so a long report query delays the sync rather than queueing readers behind it.
+    `copy_streams` is how many COPY connections fill the staging table in parallel.
     """
     log = log or _no_log
     progress = on_progress or (lambda stage, rows: None)
@@ -96,6 +99,8 @@ def run_sync(
     result = SyncResult(table=spec.name, mode=str(spec.mode))
     if spec.batch_size <= 0:
         raise ConfigurationError("batch_size must be positive", table=spec.name)
+    if copy_streams <= 0:
+        raise ConfigurationError("copy_streams must be positive", table=spec.name)
 
     conn = connect(target_dsn, application_name=f"fdm sync {spec.name}")
     staging: str | None = None
@@ -167,17 +172,18 @@ def run_sync(
         )
         newest = _stream_into_staging(
             spec,
-            source_conn,
-            query,
-            plan,
-            drift,
-            transforms,
-            checks,
-            target_dsn,
-            staging,
-            result,
-            progress,
-            cancelled,
+            source_conn=source_conn,
+            query=query,
+            plan=plan,
+            drift=drift,
+            transforms=transforms,
+            checks=checks,
+            target_dsn=target_dsn,
+            staging=staging,
+            copy_streams=copy_streams,
+            result=result,
+            progress=progress,
+            cancelled=cancelled,
         )
         result.checks.update(checks.finish())
         result.checks["rows_extracted"] = result.rows_extracted
@@ -280,6 +286,7 @@ def _usable_watermark(
 
 def _stream_into_staging(
     spec: TableSpec,
+    *,
     source_conn: SnowflakeConnection,
     query: SourceQuery,
     plan: TablePlan,
@@ -288,6 +295,7 @@ def _stream_into_staging(
     checks: KeyCheck,
     target_dsn: str,
     staging: str,
+    copy_streams: int,
     result: SyncResult,
     progress: Progress,
     cancelled: Callable[[], bool],
@@ -297,7 +305,9 @@ def _stream_into_staging(
     kind = kind_for(plan.watermark.source) if plan.watermark else None
     source_names = {column.name: column.plan.source_name for column in drift.load_columns}
     newest: Watermark | None = None
-    writer = StagingWriter(target_dsn, staging, table=spec.name, source_names=source_names)
+    writer = StagingWriter(
+        target_dsn, staging, table=spec.name, source_names=source_names, streams=copy_streams
+    )
     # The next source chunk downloads while this one is cast and copied.
     batches = prefetch(stream_batches(source_conn, query, batch_size=spec.batch_size, table=spec.name))
     try:
