@@ -32,6 +32,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
 from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import SourceRef, SyncMode, TableSpec, TargetRef
@@ -236,16 +237,29 @@ def _wire_batches(batches: list[pa.RecordBatch], batch_size: int) -> list[pa.Rec
     ]
 
 
-def _copy_adbc(dsn: str, batches: list[pa.RecordBatch]) -> tuple[int, str]:
+def _copy_adbc(dsn: str, batches: list[pa.RecordBatch], streams: int) -> tuple[int, str]:
+    """Binary COPY over `streams` connections in parallel, as the pipeline's staging writer does."""
     import adbc_driver_postgresql.dbapi as adbc
 
+    table = f"bench_copy_adbc_{streams}"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE UNLOGGED TABLE bench_copy_adbc ({STAGING_DDL})")
-    with adbc.connect(dsn) as conn, conn.cursor() as cursor:
-        for batch in batches:
-            cursor.adbc_ingest("bench_copy_adbc", batch, mode="append")
-        conn.commit()
-    return sum(batch.num_rows for batch in batches), "binary COPY of the cast batches"
+        conn.execute(f"CREATE UNLOGGED TABLE {table} ({STAGING_DDL})")
+
+    def copy(share: list[pa.RecordBatch]) -> None:
+        with adbc.connect(dsn) as conn, conn.cursor() as cursor:
+            for batch in share:
+                cursor.adbc_ingest(table, batch, mode="append")
+            conn.commit()
+
+    threads = [threading.Thread(target=copy, args=(batches[index::streams],)) for index in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        copied = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]  # noqa: S608
+        conn.execute(f"DROP TABLE {table}")
+    return copied, f"binary COPY of the cast batches, {streams} connection(s)"
 
 
 def _copy_csv(dsn: str, batches: list[pa.RecordBatch]) -> tuple[int, str]:
@@ -264,7 +278,10 @@ def _copy_csv(dsn: str, batches: list[pa.RecordBatch]) -> tuple[int, str]:
                 sink = pa.BufferOutputStream()
                 pacsv.write_csv(plain, sink, options)
                 copy.write(sink.getvalue())
-    return sum(batch.num_rows for batch in batches), "CSV text COPY (not used: cannot carry binary columns)"
+        conn.execute("DROP TABLE bench_copy_csv")
+    return sum(
+        batch.num_rows for batch in batches
+    ), "CSV text COPY, 1 connection (not used: no binary columns)"
 
 
 def _sync(spec: TableSpec, settings: SnowflakeSettings, dsn: str, **kwargs: Any) -> tuple[int, str]:
@@ -320,11 +337,12 @@ def run_benchmark(
         wire = _wire_batches(extracted, batch_size)
         extracted.clear()
         say("loading the same data alone")
-        _measure(report, "COPY alone: ADBC binary", lambda: _copy_adbc(dsn, wire))
+        _measure(report, "COPY alone: ADBC binary", lambda: _copy_adbc(dsn, wire, 1))
+        _measure(
+            report, "COPY alone: ADBC binary, parallel", lambda: _copy_adbc(dsn, wire, DEFAULT_COPY_STREAMS)
+        )
         _measure(report, "COPY alone: pyarrow CSV + psycopg", lambda: _copy_csv(dsn, wire))
         wire.clear()
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("DROP TABLE bench_copy_adbc, bench_copy_csv")
 
         spec = TableSpec(
             name="benchmark_transactions",

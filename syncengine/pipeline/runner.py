@@ -244,9 +244,13 @@ def _open_source(source: SnowflakeSettings | SourceFactory, *, table: str) -> Sn
     if isinstance(source, SnowflakeSettings):
         return source.connect()
     try:
-        return source()
+        conn = source()
     except sf_errors.Error as exc:
         raise classify_snowflake_error(exc, table=table) from exc
+    if not conn.arrow_number_to_decimal:
+        # Scaled NUMBERs would arrive as float64 otherwise; the connector names its setter this way.
+        conn.arrow_number_to_decimal_setter = True
+    return conn
 
 
 def _close_source(conn: SnowflakeConnection) -> None:

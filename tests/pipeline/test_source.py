@@ -212,12 +212,16 @@ def test_a_connection_factory_may_stand_in_for_settings(
 ):
     source.sql(f"CREATE TABLE {source.table('TINY')} (ID NUMBER(38,0))")
     source.sql(f"INSERT INTO {source.table('TINY')} VALUES (1), (2)")  # noqa: S608
-    result = run_sync(
-        make_spec("TINY"),
-        source=lambda: snowflake.connector.connect(**snowflake_server),
-        target_dsn=scratch_database,
-    )
+    opened = []
+
+    def open_connection():
+        opened.append(snowflake.connector.connect(**snowflake_server))
+        return opened[-1]
+
+    result = run_sync(make_spec("TINY"), source=open_connection, target_dsn=scratch_database)
     assert result.rows_inserted == 2
+    assert opened[0].arrow_number_to_decimal  # exact decimals even when the caller did not ask for them
+    assert opened[0].is_closed()
 
 
 def test_an_unreachable_target_is_transient_and_a_missing_database_is_configuration(
