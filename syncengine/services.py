@@ -27,6 +27,7 @@ from syncengine import connections, recorder
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.models import SyncRun, normalize_level
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled, TableBusy, TransientError
+from syncengine.schedules import table_schedule_delete
 from syncengine.selectors import run_active_for_table
 
 logger = logging.getLogger("syncengine.runs")
@@ -98,8 +99,6 @@ def run_enqueue_scheduled(*, table_id: int) -> SyncRun | None:
     """
     table = TableConfig.objects.filter(pk=table_id).first()
     if table is None:
-        from syncengine.schedules import table_schedule_delete
-
         table_schedule_delete(table_id=table_id)
         logger.warning("schedule fired for deleted table id %s; schedule removed", table_id)
         return None
