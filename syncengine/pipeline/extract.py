@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 from snowflake.connector import SnowflakeConnection
 from snowflake.connector import errors as sf_errors
+from snowflake.connector.cursor import SnowflakeCursor
 
 from syncengine.pipeline.errors import SourceSchemaError
 from syncengine.pipeline.identifiers import quote_snowflake, snowflake_name
@@ -47,7 +48,9 @@ def qualified_source(source: SourceRef) -> str:
     )
 
 
-def _execute(conn: SnowflakeConnection, sql: str, params: tuple[Any, ...] = (), *, table: str):
+def _execute(
+    conn: SnowflakeConnection, sql: str, params: tuple[Any, ...] = (), *, table: str
+) -> SnowflakeCursor:
     cursor = conn.cursor()
     try:
         # qmark binds are sent to the server with their types, whatever paramstyle the connection was made with.

@@ -31,6 +31,7 @@ from syncengine.pipeline.postgres import classify_postgres_error
 from syncengine.pipeline.schema.drift import LoadColumn
 
 STAGING_SCHEMA = "_fdm_staging"
+DEFAULT_COPY_STREAMS = 2
 
 
 def staging_prefix(table_name: str) -> str:
@@ -69,9 +70,6 @@ def create_staging(conn: psycopg.Connection, name: str, columns: Sequence[LoadCo
 
 def drop_staging(conn: psycopg.Connection, name: str) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {quote_postgres(STAGING_SCHEMA)}.{quote_postgres(name)}")
-
-
-DEFAULT_COPY_STREAMS = 2
 
 
 @dataclass

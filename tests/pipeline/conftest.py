@@ -16,6 +16,11 @@ from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import SourceRef, SyncMode, TableSpec, TargetRef
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The emulator warns about its own Arrow conversions on every query; nothing here can act on it.
+    config.addinivalue_line("filterwarnings", "ignore:Arrow output on a DB-API result:UserWarning")
+
+
 class Source:
     """One emulator database for one test, with helpers to shape its tables."""
 

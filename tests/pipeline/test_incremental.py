@@ -224,3 +224,33 @@ def test_a_table_configured_full_ignores_stored_watermarks(source, make_spec, sy
     result = sync(make_spec("PRICES", mode=SyncMode.FULL))
 
     assert result.mode == "full" and result.watermark_after is None
+
+
+def test_an_empty_source_creates_an_empty_target_without_a_watermark(source, make_spec, sync, target):
+    _prices(source)
+    result = sync(make_spec("PRICES", watermark_column="updated_at"))
+
+    assert (result.rows_extracted, result.rows_inserted, result.watermark_after) == (0, 0, None)
+    assert target("SELECT count(*) FROM public.prices") == [(0,)]
+
+
+def test_a_run_that_extracts_nothing_keeps_the_watermark(source, make_spec, sync, target):
+    _prices(source)
+    _put(source, (1, "1.5", at(0)), (2, "2.5", at(5)))
+    spec = make_spec("PRICES", watermark_column="updated_at")
+    first = sync(spec)
+    source.sql(f"DELETE FROM {source.table('PRICES')} WHERE ID = 2")
+
+    result = sync(spec)
+
+    assert (result.mode, result.rows_extracted, result.rows_inserted, result.rows_deleted) == (
+        "incremental",
+        0,
+        0,
+        0,
+    )
+    assert result.watermark_after == first.watermark_after
+    assert [row[0] for row in _rows(target)] == [
+        1,
+        2,
+    ]  # incremental runs never delete what the source deleted

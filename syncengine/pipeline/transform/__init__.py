@@ -6,7 +6,7 @@ checks (`validate`) -> load.
 Column transforms plug in through `COLUMN_TRANSFORMS`. Each is called once per run with the table's spec and
 column plan, before anything is extracted, and either declines (returns None) or returns the plan it needs (a
 column it encrypts becomes bytea, say) and the function it applies to every batch as extracted, with columns
-named by their source names. A transform that cannot honour the configuration raises a terminal error, so a
+named by their source names (a column the drift policy leaves out of this run is absent from the batch). A transform that cannot honour the configuration raises a terminal error, so a
 column configured as sensitive is never written as plaintext.
 """
 
