@@ -24,6 +24,7 @@ class TargetTable:
     columns: tuple[TargetColumn, ...]
     primary_key: tuple[str, ...]
     unique_keys: tuple[frozenset[str], ...]  # column sets of the primary key and unique indexes
+    has_rows: bool = True
 
     def column(self, name: str) -> TargetColumn | None:
         return next((column for column in self.columns if column.name == name), None)
@@ -60,12 +61,14 @@ def inspect_target(conn: psycopg.Connection, schema: str, table: str) -> TargetT
         (oid,),
     ).fetchall()
     primary_key = next((tuple(names) for is_primary, names in keys if is_primary), ())
+    has_rows = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {qualified(schema, table)})").fetchone()  # noqa: S608
     return TargetTable(
         schema=schema,
         name=table,
         columns=columns,
         primary_key=primary_key,
         unique_keys=tuple(frozenset(names) for _, names in keys),
+        has_rows=bool(has_rows and has_rows[0]),
     )
 
 
