@@ -282,10 +282,6 @@ def _usable_watermark(
     if (state.target_schema, state.target_table) != (spec.target.schema, spec.target.table) or target is None:
         log("warning", "target table is new or moved; loading in full", table=spec.name)
         return None
-    if not target.has_rows and state.watermark is not None:
-        # Emptied or re-created by hand since the last run: the rows below the watermark are gone too.
-        log("warning", "target table is empty; loading in full", table=spec.name)
-        return None
     if state.watermark.kind != kind_for(plan.watermark.source):
         log("warning", "incremental column changed type; loading in full", table=spec.name)
         return None

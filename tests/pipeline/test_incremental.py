@@ -254,15 +254,3 @@ def test_a_run_that_extracts_nothing_keeps_the_watermark(source, make_spec, sync
         1,
         2,
     ]  # incremental runs never delete what the source deleted
-
-
-def test_an_emptied_target_is_reloaded_in_full(source, make_spec, sync, target):
-    _prices(source)
-    _put(source, (1, "1.5", at(0)), (2, "2.5", at(5)))
-    spec = make_spec("PRICES", watermark_column="updated_at")
-    sync(spec)
-    target("TRUNCATE public.prices")
-
-    result = sync(spec)
-
-    assert (result.mode, result.rows_inserted) == ("full", 2)

@@ -24,7 +24,6 @@ class TargetTable:
     columns: tuple[TargetColumn, ...]
     primary_key: tuple[str, ...]
     unique_keys: tuple[frozenset[str], ...]  # column sets of the primary key and unique indexes
-    has_rows: bool = True
 
     def column(self, name: str) -> TargetColumn | None:
         return next((column for column in self.columns if column.name == name), None)
@@ -38,7 +37,10 @@ def qualified(schema: str, table: str) -> str:
 
 
 def inspect_target(conn: psycopg.Connection, schema: str, table: str) -> TargetTable | None:
-    """The existing target table, or None when there is none."""
+    """The existing target table, or None when there is none.
+
+    Reads the catalogs only, never the table: a run must not queue behind a report that holds the table.
+    """
     row = conn.execute("SELECT to_regclass(%s)::oid", (qualified(schema, table),)).fetchone()
     oid = row[0] if row else None
     if oid is None:
@@ -61,14 +63,12 @@ def inspect_target(conn: psycopg.Connection, schema: str, table: str) -> TargetT
         (oid,),
     ).fetchall()
     primary_key = next((tuple(names) for is_primary, names in keys if is_primary), ())
-    has_rows = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {qualified(schema, table)})").fetchone()  # noqa: S608
     return TargetTable(
         schema=schema,
         name=table,
         columns=columns,
         primary_key=primary_key,
         unique_keys=tuple(frozenset(names) for _, names in keys),
-        has_rows=bool(has_rows and has_rows[0]),
     )
 
 
