@@ -22,6 +22,7 @@ from syncconfig.choices import ScheduleKind
 from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
 from syncconfig.models import TableConfig
 from syncconfig.reporting import change_text, import_summary_lines
+from syncengine.admin import attach_to_table_admin
 
 EXPORT_FILENAME = "tables.yaml"
 
@@ -56,6 +57,7 @@ def export_selected_as_yaml(
 
 
 @admin.register(TableConfig)
+@attach_to_table_admin  # latest runs inline, Sync now action and buttons
 class TableConfigAdmin(SimpleHistoryAdmin):
     form = TableConfigForm
     inlines: list[Any] = []

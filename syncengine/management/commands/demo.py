@@ -37,13 +37,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--rows", type=int, default=300_000, help="transactions to generate (default 300000)")
+        parser.add_argument(
+            "--rows", type=int, default=300_000, help="transactions to generate (default 300000)"
+        )
         parser.add_argument("--port", type=int, default=8000, help="admin web server port (default 8000)")
-        parser.add_argument("--snowflake-port", type=int, default=0, help="emulator port (default: a free one)")
+        parser.add_argument(
+            "--snowflake-port", type=int, default=0, help="emulator port (default: a free one)"
+        )
         parser.add_argument(
             "--no-serve", action="store_true", help="stop after the syncs instead of serving the admin"
         )
-        parser.add_argument("--timeout", type=int, default=600, help="seconds to wait for the syncs (default 600)")
+        parser.add_argument(
+            "--timeout", type=int, default=600, help="seconds to wait for the syncs (default 600)"
+        )
 
     def handle(self, *args, **options):
         console = Console()
@@ -95,7 +101,9 @@ class Command(BaseCommand):
             counts = seed_demo_dataset(connection, database=DEMO_DATABASE, rows=options["rows"])
         finally:
             connection.close()
-        console.print(f"Seeded {DEMO_DATABASE} in {time.monotonic() - started:.1f} s: {_format_counts(counts)}")
+        console.print(
+            f"Seeded {DEMO_DATABASE} in {time.monotonic() - started:.1f} s: {_format_counts(counts)}"
+        )
 
         call_command("import_tables", str(DEMO_CONFIG), stdout=self.stdout)
         password = _reset_admin_login()
@@ -202,7 +210,9 @@ def _runs_table(runs) -> Table:
     for column in ("table", "status", "rows extracted", "inserted", "updated", "seconds", "error"):
         table.add_column(column)
     for run in runs:
-        seconds = (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else 0
+        seconds = (
+            (run.finished_at - run.started_at).total_seconds() if run.started_at and run.finished_at else 0
+        )
         table.add_row(
             run.table_name,
             run.status,
