@@ -12,6 +12,7 @@ from django.urls import reverse
 from syncconfig import services, spec, yaml_io
 from syncconfig.admin import TableConfigAdmin, export_selected_as_yaml
 from syncconfig.models import TableConfig
+from syncengine.admin import INLINE_RUN_LIMIT, SyncRunInline, sync_now
 from tests.syncconfig.conftest import SEED_YAML, table
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +56,16 @@ def form_data(instance: TableConfig, **changes: Any) -> dict[str, str]:
     )
     if instance.enabled:
         data["enabled"] = "on"
+    # The page carries the read-only inline of latest runs; a browser posts its management form.
+    shown_runs = min(instance.runs.count(), INLINE_RUN_LIMIT) if instance.pk else 0
+    data.update(
+        {
+            "runs-TOTAL_FORMS": str(shown_runs),
+            "runs-INITIAL_FORMS": str(shown_runs),
+            "runs-MIN_NUM_FORMS": "0",
+            "runs-MAX_NUM_FORMS": "0",
+        }
+    )
     data.update(changes)
     return {key: value for key, value in data.items() if value is not None}
 
@@ -266,9 +277,9 @@ def test_import_needs_change_permission(client, django_user_model, config_dir):
     assert client.get(reverse(IMPORT)).status_code == 403
 
 
-def test_the_admin_class_is_ready_to_be_extended():
-    assert TableConfigAdmin.inlines == []
-    assert TableConfigAdmin.actions == [export_selected_as_yaml]
+def test_the_table_admin_shows_runs_and_offers_sync_now():
+    assert TableConfigAdmin.inlines == [SyncRunInline]
+    assert TableConfigAdmin.actions == [export_selected_as_yaml, sync_now]
 
 
 def test_the_add_and_change_pages_render(admin_client, transactions):
