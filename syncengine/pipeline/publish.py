@@ -86,13 +86,15 @@ def publish_full(
     watermark: str | None,
     deduplicate: bool,
 ) -> Published:
+    # The rows being replaced are reported as deleted, so a run record shows what a full reload threw away.
+    replaced = count(conn, target)
     conn.execute(f"TRUNCATE {target}")
     restore_key = suspend_primary_key(conn, target)
     source = staged_rows_sql(staging, columns, key, watermark if deduplicate else None)
     cursor = conn.execute(f"INSERT INTO {target} ({_names(columns)}) {source}")  # noqa: S608 - identifiers quoted
     if restore_key is not None:
         conn.execute(restore_key)
-    return Published(inserted=cursor.rowcount)
+    return Published(inserted=cursor.rowcount, deleted=replaced)
 
 
 def publish_upsert(
