@@ -6,6 +6,7 @@ Used only when DATABASE_URL is unset. The pgserver wheel ships PostgreSQL binari
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 
@@ -14,5 +15,8 @@ def embedded_database_url(data_dir: Path) -> str:
     import pgserver  # imported lazily: only the embedded default needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    with warnings.catch_warnings():
+        # platformdirs warns on machines without XDG_RUNTIME_DIR (containers, CI); pgserver copes without it.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        server = pgserver.get_server(data_dir, cleanup_mode=None)
     return server.get_uri()

@@ -175,6 +175,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "snowflake.connector": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
         "django_q": {"level": "INFO"},
     },
 }

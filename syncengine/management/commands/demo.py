@@ -188,7 +188,8 @@ def _enqueue_all():
     from syncengine.services import run_enqueue
 
     tables = TableConfig.objects.filter(enabled=True).order_by("name")
-    return [run_enqueue(table=table, trigger="command") for table in tables]
+    # The emulator starts empty and is seeded afresh, so targets left by an earlier demo are reloaded in full.
+    return [run_enqueue(table=table, trigger="command", full_refresh=True) for table in tables]
 
 
 def _wait_for_runs(console: Console, runs, *, timeout: int):
