@@ -1,7 +1,6 @@
 """Admin for table configuration: list, edit (validated by the shared schema), history, YAML import and export.
 
-Built to be extended: the engine appends inlines (runs) and actions (sync now) to `TableConfigAdmin.inlines` and
-`TableConfigAdmin.actions`.
+From the engine it takes the table's latest runs, the "Sync now" action and the change page's sync buttons.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from syncconfig.choices import ScheduleKind
 from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
 from syncconfig.models import TableConfig
 from syncconfig.reporting import change_text, import_summary_lines
-from syncengine.admin import attach_to_table_admin
+from syncengine.admin import SyncRunInline, TableRunsAdminMixin, sync_now
 
 EXPORT_FILENAME = "tables.yaml"
 
@@ -57,11 +56,10 @@ def export_selected_as_yaml(
 
 
 @admin.register(TableConfig)
-@attach_to_table_admin  # latest runs inline, Sync now action and buttons
-class TableConfigAdmin(SimpleHistoryAdmin):
+class TableConfigAdmin(TableRunsAdminMixin, SimpleHistoryAdmin):
     form = TableConfigForm
-    inlines: list[Any] = []
-    actions = [export_selected_as_yaml]
+    inlines = [SyncRunInline]  # the table's latest runs
+    actions = [export_selected_as_yaml, sync_now]
     change_list_template = "admin/syncconfig/tableconfig/change_list.html"
     import_template = "admin/syncconfig/tableconfig/import.html"
 

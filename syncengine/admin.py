@@ -1,7 +1,7 @@
 """Admin for run history (read-only), and the run pieces the table admin borrows.
 
-The table configuration's admin lives in syncconfig; `attach_to_table_admin` adds to it the latest runs
-(`SyncRunInline`), the `sync_now` action and the "Sync now" / "Full refresh" buttons. Every button only
+The table configuration's admin lives in syncconfig and takes from here the latest runs (`SyncRunInline`),
+the `sync_now` action and, through `TableRunsAdminMixin`, the "Sync now" / "Full refresh" buttons. Every button only
 enqueues a run and shows it; the sync itself happens in a worker.
 """
 
@@ -390,58 +390,41 @@ def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
     return HttpResponseRedirect(_run_url(run.pk))
 
 
-def attach_to_table_admin(model_admin_cls: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:
-    """Add run history and "Sync now" to the table configuration's admin class; returns the class.
+class TableRunsAdminMixin:
+    """Mixed into the table configuration's admin: a `<id>/sync-now/` URL and the "Sync now" / "Full refresh"
+    buttons on the change page. The admin also lists `SyncRunInline` in its inlines and `sync_now` in its actions.
 
-    Adds `SyncRunInline`, the `sync_now` action, a `<id>/sync-now/` URL and the buttons on the change page.
-    The buttons come from a template that extends whichever change form the class would otherwise use, so
-    the table admin keeps its own template if it has one. Safe to call twice.
+    The buttons' template extends whichever change form the admin would otherwise use, so a history or other
+    template of the admin's own keeps working.
     """
-    cls = model_admin_cls
-    if getattr(cls, "_fdm_runs_attached", False):
-        return cls
-    cls.inlines = [*cls.inlines, SyncRunInline]
-    cls.actions = [*(cls.actions or []), sync_now]
-    cls.has_start_sync_permission = _has_start_sync_permission
 
-    original_get_urls = cls.get_urls
+    change_form_template = "admin/syncengine/table_change_form.html"
 
     def get_urls(self):
-        def view(request, object_id):
-            return sync_now_view(self, request, object_id)
+        sync_now_url = path(
+            "<path:object_id>/sync-now/",
+            self.admin_site.admin_view(self.sync_now_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_sync_now",
+        )
+        return [sync_now_url, *super().get_urls()]
 
-        return [
-            path(
-                "<path:object_id>/sync-now/",
-                self.admin_site.admin_view(view),
-                name=f"{self.opts.app_label}_{self.opts.model_name}_sync_now",
-            ),
-            *original_get_urls(self),
-        ]
+    def sync_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return sync_now_view(self, request, object_id)
 
-    cls.get_urls = get_urls
-
-    own_template = cls.change_form_template
-    original_render = cls.render_change_form
+    def has_start_sync_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(START_SYNC_PERMISSION)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         app_label, model_name = self.opts.app_label, self.opts.model_name
-        base = own_template or [
+        base = super().change_form_template or [
             f"admin/{app_label}/{model_name}/change_form.html",
             f"admin/{app_label}/change_form.html",
             "admin/change_form.html",
         ]
         context["fdm_base_change_form"] = select_template([base] if isinstance(base, str) else base).template
         if obj is not None and obj.pk is not None:
-            context["fdm_can_sync"] = request.user.has_perm(START_SYNC_PERMISSION)
+            context["fdm_can_sync"] = self.has_start_sync_permission(request)
             context["fdm_sync_now_url"] = reverse(f"admin:{app_label}_{model_name}_sync_now", args=[obj.pk])
-        return original_render(self, request, context, add=add, change=change, form_url=form_url, obj=obj)
-
-    cls.change_form_template = "admin/syncengine/table_change_form.html"
-    cls.render_change_form = render_change_form
-    cls._fdm_runs_attached = True
-    return cls
-
-
-def _has_start_sync_permission(self: admin.ModelAdmin, request: HttpRequest) -> bool:
-    return request.user.has_perm(START_SYNC_PERMISSION)
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )

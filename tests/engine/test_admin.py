@@ -13,7 +13,7 @@ from syncengine.admin import INLINE_RUN_LIMIT
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.engine.admin_urls")]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
