@@ -27,9 +27,8 @@ MAX_BATCH_SIZE = 1_000_000  # bounds the memory of one Arrow batch in the transf
 CRON_FIELDS = 5  # minute hour day-of-month month day-of-week; the scheduler works to the minute
 MAX_SCHEDULE_LENGTH = 100  # the column's size, and django-q2's
 MAX_STALENESS_MINUTES = 366 * 24 * 60  # a year: anything longer is not a freshness limit
-
-SyncModeValue = Literal["full", "incremental"]
-DriftPolicyValue = Literal["evolve", "strict", "ignore"]
+# The pipeline's own schemas in the target database (sync state, staging tables); no table may land there.
+FDM_SCHEMAS = ("_fdm", "_fdm_staging")
 
 SyncModeValue = Literal["full", "incremental"]
 DriftPolicyValue = Literal["evolve", "strict", "ignore"]
@@ -68,6 +67,8 @@ def _postgres_schema(value: str) -> str:
     _postgres_identifier(value)
     if value.lower().startswith("pg_") or value.lower() == "information_schema":
         raise _fail(f"{value!r} is reserved by PostgreSQL")
+    if value.lower() in FDM_SCHEMAS:
+        raise _fail(f"{value!r} is reserved for fdm's sync state and staging tables")
     return value
 
 

@@ -230,6 +230,10 @@ def test_defaults_fill_optional_keys():
             "tables[0] transactions.postgres.schema: 'pg_catalog' is reserved by PostgreSQL",
         ),
         (
+            {"postgres": {"schema": "_fdm_staging", "table": "transactions"}},
+            "tables[0] transactions.postgres.schema: '_fdm_staging' is reserved for fdm's sync state and staging tables",
+        ),
+        (
             {"postgres": {"schema": "public", "table": "auth_user"}},
             "tables[0] transactions.postgres.table: public.auth_user is one of fdm's own tables",
         ),
@@ -336,3 +340,11 @@ def test_choices_match_the_pipeline_enums():
     ]
     for ours, theirs in pairs:
         assert sorted(ours.values) == sorted(member.value for member in theirs)
+
+
+def test_the_reserved_schemas_are_the_pipelines_own():
+    from syncconfig.spec.schema import FDM_SCHEMAS
+    from syncengine.pipeline.load import STAGING_SCHEMA
+    from syncengine.pipeline.watermark import STATE_SCHEMA
+
+    assert set(FDM_SCHEMAS) == {STATE_SCHEMA, STAGING_SCHEMA}
