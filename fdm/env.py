@@ -6,12 +6,19 @@ A secret may also come from a file: `NAME_FILE=/run/secrets/name` is read when `
 from __future__ import annotations
 
 import os
+from typing import overload
 
 
 class ConfigurationError(RuntimeError):
     """A setting from the environment is missing or malformed."""
 
 
+@overload
+def env_str(name: str) -> str | None: ...
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: str | None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     if value is not None and value != "":

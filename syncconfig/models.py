@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -148,6 +149,9 @@ class TableConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     history = HistoricalRecords()
+    # Set before a save or delete; simple_history records them with the change it writes.
+    _change_reason: str
+    _history_user: Any
 
     class Meta:
         ordering = ["name"]
@@ -257,6 +261,6 @@ class TableConfig(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def validate_constraints(self, exclude: set[str] | None = None) -> None:
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
         # clean() reports a taken target on the postgres_table field, naming the table that holds it.
         super().validate_constraints(exclude={*(exclude or ()), "postgres_schema"})

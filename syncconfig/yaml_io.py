@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,7 @@ def _flow_style(table: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def dump_tables(tables: list[Mapping[str, Any]]) -> str:
+def dump_tables(tables: Sequence[Mapping[str, Any]]) -> str:
     """The YAML document for canonical table dicts, with a blank line between tables."""
     if not tables:
         return EXPORT_HEADER + "tables: []\n"

@@ -30,7 +30,7 @@ INLINE_RUN_LIMIT = 10
 START_SYNC_PERMISSION = "syncengine.start_sync"
 CANCEL_PERMISSION = "syncengine.cancel_syncrun"
 
-_STATUS_COLOURS = {
+_STATUS_COLOURS: dict[str, str] = {
     RunStatus.QUEUED: "#6c757d",
     RunStatus.RUNNING: "#0d6efd",
     RunStatus.SUCCEEDED: "#198754",
@@ -145,11 +145,10 @@ class SyncRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="table", ordering="table_name")
     def table_link(self, run: SyncRun) -> str:
-        if run.table_id is None:
+        table = run.table
+        if table is None:
             return format_html("{} <em>(deleted)</em>", run.table_name)
-        url = reverse(
-            f"admin:{run.table._meta.app_label}_{run.table._meta.model_name}_change", args=[run.table_id]
-        )
+        url = reverse(f"admin:{table._meta.app_label}_{table._meta.model_name}_change", args=[table.pk])
         return format_html('<a href="{}">{}</a>', url, run.table_name)
 
     @admin.display(description="status", ordering="status")
@@ -310,14 +309,17 @@ class LatestRunsFormSet(BaseInlineFormSet):
         return self._latest_runs
 
 
+_INLINE_RUN_FIELDS = ("run_link", "status_badge", "trigger", "queued_at", "duration_display", "rows")
+
+
 class SyncRunInline(admin.TabularInline):
     """The table's latest runs on its change page, each linking to its run page."""
 
     model = SyncRun
     fk_name = "table"
     formset = LatestRunsFormSet
-    fields = ["run_link", "status_badge", "trigger", "queued_at", "duration_display", "rows"]
-    readonly_fields = fields
+    fields = _INLINE_RUN_FIELDS
+    readonly_fields = _INLINE_RUN_FIELDS
     extra = 0
     max_num = 0
     can_delete = False
@@ -390,7 +392,7 @@ def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
     return HttpResponseRedirect(_run_url(run.pk))
 
 
-class TableRunsAdminMixin:
+class TableRunsAdminMixin(admin.ModelAdmin):
     """Mixed into the table configuration's admin: a `<id>/sync-now/` URL and the "Sync now" / "Full refresh"
     buttons on the change page. The admin also lists `SyncRunInline` in its inlines and `sync_now` in its actions.
 
@@ -421,7 +423,9 @@ class TableRunsAdminMixin:
             f"admin/{app_label}/change_form.html",
             "admin/change_form.html",
         ]
-        context["fdm_base_change_form"] = select_template([base] if isinstance(base, str) else base).template
+        if isinstance(base, list | tuple):  # several names: the first that exists
+            base = select_template(base)
+        context["fdm_base_change_form"] = base  # {% extends %} takes a template or a template's name
         if obj is not None and obj.pk is not None:
             context["fdm_can_sync"] = self.has_start_sync_permission(request)
             context["fdm_sync_now_url"] = reverse(f"admin:{app_label}_{model_name}_sync_now", args=[obj.pk])

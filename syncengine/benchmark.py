@@ -42,7 +42,7 @@ DATABASE = "FDM_BENCH"
 SCHEMA = "PUBLIC"
 TABLE = "TRANSACTIONS"
 DELTA_TIMESTAMP = "2030-01-01 00:00:00"
-EMULATOR_SESSION_PARAMETERS = {"nop_regexes": ["^ALTER SESSION.*"]}
+EMULATOR_SESSION_PARAMETERS: dict[str, Any] = {"nop_regexes": ["^ALTER SESSION.*"]}
 STAGING_DDL = (
     "txn_id numeric(38,0), account_id numeric(38,0), amount numeric(18,2), currency text, description text, "
     "category text, booked_at timestamp, value_date date, is_reversal boolean, metadata jsonb, updated_at timestamp"
@@ -154,9 +154,8 @@ def scratch_database(server_dsn: str) -> Iterator[str]:
     name = f"fdm_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_dsn, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    info = psycopg.conninfo.conninfo_to_dict(server_dsn)
     try:
-        yield psycopg.conninfo.make_conninfo(**(info | {"dbname": name}))
+        yield psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -173,7 +172,7 @@ def machine_facts(target_dsn: str) -> dict[str, str]:
         pass
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     with psycopg.connect(target_dsn) as conn:
-        server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        server = conn.info.parameter_status("server_version")
     return {
         "CPU": f"{os.cpu_count()} cores, {model}",
         "memory": f"{memory_gib:.0f} GiB",
@@ -214,7 +213,7 @@ def _wire_batches(batches: list[pa.RecordBatch], batch_size: int) -> list[pa.Rec
     """The extracted batches cast as the pipeline casts them for the staging table."""
     from syncengine.pipeline.transform.casts import cast_column
 
-    wire = [
+    wire: list[pa.DataType] = [
         pa.decimal128(38, 0),
         pa.decimal128(38, 0),
         pa.decimal128(18, 2),
@@ -257,7 +256,8 @@ def _copy_adbc(dsn: str, batches: list[pa.RecordBatch], streams: int) -> tuple[i
     for thread in threads:
         thread.join()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        copied = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]  # noqa: S608
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        copied = row[0] if row else 0
         conn.execute(f"DROP TABLE {table}")
     return copied, f"binary COPY of the cast batches, {streams} connection(s)"
 
@@ -277,7 +277,7 @@ def _copy_csv(dsn: str, batches: list[pa.RecordBatch]) -> tuple[int, str]:
                 )
                 sink = pa.BufferOutputStream()
                 pacsv.write_csv(plain, sink, options)
-                copy.write(sink.getvalue())
+                copy.write(memoryview(sink.getvalue()))
         conn.execute("DROP TABLE bench_copy_csv")
     return sum(
         batch.num_rows for batch in batches

@@ -41,7 +41,7 @@ class ScheduleShape:
     cron: str | None = None
 
     def first_run(self, now: datetime) -> datetime:
-        expression = self.cron if self.schedule_type == Schedule.CRON else _ANCHORS[self.schedule_type]
+        expression = self.cron if self.cron is not None else _ANCHORS[self.schedule_type]
         base = timezone.localtime(now)
         return croniter(expression, base).get_next(datetime)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -49,10 +49,10 @@ def run_create(
     table: TableConfig,
     trigger: str,
     full_refresh: bool = False,
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: User | AnonymousUser | None = None,
 ) -> SyncRun:
     """Record a queued run for `table` without handing it to the task queue (the caller executes it)."""
-    user = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    user = requested_by if isinstance(requested_by, User) else None  # an anonymous user is recorded as nobody
     run = SyncRun.objects.create(
         table=table, table_name=table.name, trigger=trigger, full_refresh=full_refresh, requested_by=user
     )
@@ -71,7 +71,7 @@ def run_enqueue(
     table: TableConfig,
     trigger: str,
     full_refresh: bool = False,
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: User | AnonymousUser | None = None,
 ) -> SyncRun:
     """Record a queued run for `table` and hand its id to the task queue; returns the run at once."""
     run = run_create(table=table, trigger=trigger, full_refresh=full_refresh, requested_by=requested_by)
@@ -290,31 +290,31 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
             .annotate(last_seen=Coalesce("heartbeat_at", "started_at", "queued_at"))
             .filter(status=RunStatus.RUNNING, last_seen__lt=stale_cutoff)
         )
-        for run in stale_running:
-            last_seen = run.last_seen
+        for silent in stale_running:
+            last_seen = silent.last_seen
             message = (
-                f"{run.table_name}: the worker stopped reporting at {last_seen:%Y-%m-%d %H:%M:%S %Z} and is "
+                f"{silent.table_name}: the worker stopped reporting at {last_seen:%Y-%m-%d %H:%M:%S %Z} and is "
                 f"presumed dead (killed, out of memory, or stopped at the {timeout}s task timeout); "
                 "nothing was published by this run"
             )
-            run.append_log("error", message, last_seen=last_seen.isoformat(), executor=run.executor)
-            run.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
-            failed.append(run)
+            silent.append_log("error", message, last_seen=last_seen.isoformat(), executor=silent.executor)
+            silent.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
+            failed.append(silent)
         stale_queued = (
             SyncRun.objects.select_for_update(skip_locked=True)
             .annotate(due=Coalesce("not_before", "queued_at"))
             .filter(status=RunStatus.QUEUED, due__lt=queued_cutoff)
         )
-        for run in stale_queued:
+        for untaken in stale_queued:
             message = (
-                f"{run.table_name}: no worker started this run within "
-                f"{settings.FDM_RUN_QUEUED_MAX_AGE}s of {run.due:%Y-%m-%d %H:%M:%S %Z}; "
+                f"{untaken.table_name}: no worker started this run within "
+                f"{settings.FDM_RUN_QUEUED_MAX_AGE}s of {untaken.due:%Y-%m-%d %H:%M:%S %Z}; "
                 "is `manage.py qcluster` running?"
             )
-            run.append_log("error", message)
-            run.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
-            Schedule.objects.filter(name=f"{RETRY_SCHEDULE_PREFIX}{run.pk}").delete()
-            failed.append(run)
+            untaken.append_log("error", message)
+            untaken.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
+            Schedule.objects.filter(name=f"{RETRY_SCHEDULE_PREFIX}{untaken.pk}").delete()
+            failed.append(untaken)
     for run in failed:
         logger.warning("%s", run.error_message)
     return failed

@@ -45,6 +45,8 @@ MODEL_FIELDS = (
 def model_fields_from_table(table: TableDocument) -> dict[str, Any]:
     """The `TableConfig` field values for a validated table; every field is set, so applying them overwrites."""
     encryption = table.encryption
+    encrypted: list[str]
+    searchable: list[str]
     if encryption is True:
         encryption_mode, encrypted, searchable = EncryptionMode.ALL, [], []
     elif encryption is False:
@@ -55,6 +57,7 @@ def model_fields_from_table(table: TableDocument) -> dict[str, Any]:
         encryption_mode = EncryptionMode.COLUMNS
         encrypted, searchable = list(encryption.columns or ()), list(encryption.searchable)
     compression = table.compression
+    compressed: list[str]
     if compression is True:
         compression_mode, compressed = CompressionMode.AUTO, []
     elif compression is False:

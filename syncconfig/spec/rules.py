@@ -25,9 +25,9 @@ def key_rules(table: TableDocument) -> list[tuple[str, str]]:
                 problems.append((f"{path}[{i}]", f"{name!r} is listed more than once"))
             seen.setdefault(key(name), name)
 
-    if table.sync_mode == SyncMode.INCREMENTAL and not table.incremental_column:
+    if table.sync_mode == SyncMode.INCREMENTAL.value and not table.incremental_column:
         problems.append(("incremental_column", "is required when sync_mode is incremental"))
-    if table.sync_mode == SyncMode.FULL and table.incremental_column:
+    if table.sync_mode == SyncMode.FULL.value and table.incremental_column:
         problems.append(
             (
                 "incremental_column",

@@ -11,16 +11,14 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 from pydantic_core import PydanticCustomError
 
-from syncconfig.choices import DriftPolicy, ScheduleKind, SyncMode
+from syncconfig.choices import ScheduleKind
 from syncengine.pipeline.identifiers import identifier_problem
 
 TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_TABLE_NAME_LENGTH = 63  # the name also names schedules and locks; keep it within a PostgreSQL identifier
 
-DEFAULT_SYNC_MODE = SyncMode.FULL.value
 # A new table never starts pulling from Snowflake on its own until someone picks a schedule.
 DEFAULT_SCHEDULE = ScheduleKind.MANUAL.value
-DEFAULT_DRIFT_POLICY = DriftPolicy.EVOLVE.value
 DEFAULT_BATCH_SIZE = 100_000
 MIN_BATCH_SIZE = 1
 MAX_BATCH_SIZE = 1_000_000  # bounds the memory of one Arrow batch in the transform stage
@@ -30,8 +28,11 @@ MAX_STALENESS_MINUTES = 366 * 24 * 60  # a year: anything longer is not a freshn
 # The pipeline's own schemas in the target database (sync state, staging tables); no table may land there.
 FDM_SCHEMAS = ("_fdm", "_fdm_staging")
 
+# The values of syncconfig.choices.SyncMode and DriftPolicy, as types (a test keeps them in step).
 SyncModeValue = Literal["full", "incremental"]
 DriftPolicyValue = Literal["evolve", "strict", "ignore"]
+DEFAULT_SYNC_MODE: SyncModeValue = "full"
+DEFAULT_DRIFT_POLICY: DriftPolicyValue = "evolve"
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -165,15 +166,17 @@ def _flag_or_mapping(value: Any) -> str | None:
     return None
 
 
-def _flag_or(block: type[_Strict]) -> Any:
-    return Annotated[
-        Annotated[bool, Tag("flag")] | Annotated[block, Tag("block")],
-        Discriminator(
-            _flag_or_mapping,
-            custom_error_type="flag_or_mapping",
-            custom_error_message="must be true, false or a mapping",
-        ),
-    ]
+_FLAG_OR_BLOCK = Discriminator(
+    _flag_or_mapping,
+    custom_error_type="flag_or_mapping",
+    custom_error_message="must be true, false or a mapping",
+)
+EncryptionSetting = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[EncryptionBlock, Tag("block")], _FLAG_OR_BLOCK
+]
+CompressionSetting = Annotated[
+    Annotated[bool, Tag("flag")] | Annotated[CompressionBlock, Tag("block")], _FLAG_OR_BLOCK
+]
 
 
 class TableDocument(_Strict):
@@ -187,8 +190,8 @@ class TableDocument(_Strict):
     schedule: Schedule = DEFAULT_SCHEDULE
     primary_key: list[SnowflakeName] = []
     columns: ColumnSelection | None = None
-    encryption: _flag_or(EncryptionBlock) = False
-    compression: _flag_or(CompressionBlock) = False
+    encryption: EncryptionSetting = False
+    compression: CompressionSetting = False
     column_names: dict[SnowflakeName, PostgresName] = {}
     schema_drift: DriftPolicyValue = DEFAULT_DRIFT_POLICY
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE, le=MAX_BATCH_SIZE)

@@ -8,7 +8,7 @@ never the whole table), timestamps at microsecond precision (PostgreSQL's, and s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import suppress
 from dataclasses import dataclass
 from queue import Empty, Full, Queue
@@ -54,7 +54,8 @@ def _execute(
     cursor = conn.cursor()
     try:
         # qmark binds are sent to the server with their types, whatever paramstyle the connection was made with.
-        cursor.execute(sql, params or None, _force_qmark_paramstyle=True)
+        # The connector's execute() overloads leave out the _force_qmark_paramstyle that its implementation takes.
+        cursor.execute(sql, params or None, _force_qmark_paramstyle=True)  # type: ignore[call-overload]
     except sf_errors.Error as exc:
         cursor.close()
         raise classify_snowflake_error(exc, table=table) from exc
@@ -149,7 +150,7 @@ def build_query(source: SourceRef, plan: TablePlan, since: Watermark | None) -> 
 
 def stream_batches(
     conn: SnowflakeConnection, query: SourceQuery, *, batch_size: int, table: str
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """Record batches of at most `batch_size` rows, as Snowflake sends its result chunks."""
     cursor = _execute(conn, query.sql, query.params, table=table)
     try:
@@ -167,16 +168,15 @@ def stream_batches(
         cursor.close()
 
 
-_DONE = object()
-
-
-def prefetch(batches: Iterator[pa.RecordBatch], *, depth: int = 2) -> Iterator[pa.RecordBatch]:
+def prefetch(
+    batches: Generator[pa.RecordBatch, None, None], *, depth: int = 2
+) -> Generator[pa.RecordBatch, None, None]:
     """Read ahead on a background thread so the source's next chunk downloads while this one is loaded.
 
     At most `depth` batches wait in between, so memory stays bounded. A failure on the reading side is raised
     here; closing this iterator (a cancelled or failed run) stops the reader.
     """
-    queue: Queue[object] = Queue(maxsize=depth)
+    queue: Queue[pa.RecordBatch | BaseException | None] = Queue(maxsize=depth)  # None: no more batches
     stop = threading.Event()
 
     def read() -> None:
@@ -190,23 +190,23 @@ def prefetch(batches: Iterator[pa.RecordBatch], *, depth: int = 2) -> Iterator[p
                         continue
                 if stop.is_set():
                     return
-            queue.put(_DONE)
+            queue.put(None)
         except BaseException as exc:  # handed to the consuming thread, which raises it
             queue.put(exc)
         finally:
             with suppress(Exception):
-                batches.close()  # type: ignore[attr-defined]
+                batches.close()
 
     reader = threading.Thread(target=read, name="fdm extract", daemon=True)
     reader.start()
     try:
         while True:
             item = queue.get()
-            if item is _DONE:
+            if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield item
     finally:
         stop.set()
         while reader.is_alive():

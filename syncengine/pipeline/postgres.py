@@ -29,11 +29,11 @@ _CONFIGURATION_MESSAGES = ("password authentication failed", "does not exist", "
 def connect(dsn: str, *, application_name: str) -> psycopg.Connection:
     """An autocommit connection; transactions are opened explicitly where they are needed."""
     options = psycopg.conninfo.conninfo_to_dict(dsn)
-    extra: dict[str, object] = {"application_name": application_name[:63]}
+    extra: dict[str, str | int] = {"application_name": application_name[:63]}
     if "connect_timeout" not in options:
         extra["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     try:
-        return psycopg.connect(dsn, autocommit=True, **extra)
+        return psycopg.connect(psycopg.conninfo.make_conninfo(dsn, **extra), autocommit=True)
     except psycopg.Error as exc:
         raise classify_postgres_error(exc) from exc
 
@@ -59,7 +59,8 @@ def _primary_message(exc: BaseException) -> str:
         if diag.message_detail:
             message += f" ({diag.message_detail})"
         return message
-    details = dict(getattr(exc, "details", None) or [])
+    # ADBC's (key, value) pairs; its stubs say str keys, but the PostgreSQL driver sends bytes.
+    details: dict[str | bytes, bytes] = dict(getattr(exc, "details", None) or [])
     primary = details.get(b"PG_DIAG_MESSAGE_PRIMARY")
     if primary:
         message = primary.decode("utf-8", "replace")

@@ -130,11 +130,12 @@ class SnowflakeSettings:
         session_parameters: dict[str, Any] = {}
         if raw_parameters is not None:
             try:
-                session_parameters = json.loads(raw_parameters)
+                parsed = json.loads(raw_parameters)
             except ValueError:
-                session_parameters = None  # type: ignore[assignment]
-            if not isinstance(session_parameters, dict):
+                parsed = None
+            if not isinstance(parsed, dict):
                 raise ConfigurationError("SNOWFLAKE_SESSION_PARAMETERS: expected a JSON object")
+            session_parameters = parsed
         return cls(
             account=account,
             user=user,

@@ -9,6 +9,7 @@ ISO 8601 with microseconds) and bound to Snowflake with an explicit type, never 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -32,6 +33,16 @@ _KIND_BY_SNOWFLAKE_TYPE = {
     "TIMESTAMP_NTZ": "timestamp_ntz",
     "TIMESTAMP_TZ": "timestamp_tz",
     "TIMESTAMP_LTZ": "timestamp_tz",
+}
+# The stored JSON value of each kind back to its Python value.
+_DECODERS: dict[str, Callable[[str], object]] = {
+    "number": Decimal,
+    "float": float,
+    "text": str,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timestamp_ntz": dt.datetime.fromisoformat,
+    "timestamp_tz": dt.datetime.fromisoformat,
 }
 
 
@@ -73,16 +84,7 @@ class Watermark:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Watermark:
         kind, raw = data["type"], data["value"]
-        decode = {
-            "number": Decimal,
-            "float": float,
-            "text": str,
-            "date": dt.date.fromisoformat,
-            "time": dt.time.fromisoformat,
-            "timestamp_ntz": dt.datetime.fromisoformat,
-            "timestamp_tz": dt.datetime.fromisoformat,
-        }[kind]
-        return cls.of(kind, decode(raw))
+        return cls.of(kind, _DECODERS[kind](raw))
 
     def snowflake_filter(self, quoted_column: str, column: SourceColumn) -> tuple[str, tuple[Any, ...]]:
         """`column >= watermark` as Snowflake SQL with one typed bind (qmark style)."""

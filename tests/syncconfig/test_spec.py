@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -340,6 +340,13 @@ def test_choices_match_the_pipeline_enums():
     ]
     for ours, theirs in pairs:
         assert sorted(ours.values) == sorted(member.value for member in theirs)
+
+
+def test_the_schemas_value_types_match_the_choices():
+    from syncconfig.spec.schema import DriftPolicyValue, SyncModeValue
+
+    assert sorted(get_args(SyncModeValue)) == sorted(choices.SyncMode.values)
+    assert sorted(get_args(DriftPolicyValue)) == sorted(choices.DriftPolicy.values)
 
 
 def test_the_reserved_schemas_are_the_pipelines_own():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import timedelta
+from typing import TextIO
 
 from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
@@ -60,7 +61,10 @@ class Command(BaseCommand):
                 returncode=EXIT_UNKNOWN_TABLE,
             ) from None
 
-        console = Console(file=self.stdout._out, highlight=False, soft_wrap=True)
+        # Rich writes to the stream under Django's wrapper, which would add a line ending to each write. The
+        # stubs type every attribute that the wrapper forwards to its stream as a callable.
+        stream: TextIO = self.stdout._out  # type: ignore[assignment]
+        console = Console(file=stream, highlight=False, soft_wrap=True)
         run = services.run_create(
             table=table, trigger=RunTrigger.COMMAND, full_refresh=options["full_refresh"]
         )

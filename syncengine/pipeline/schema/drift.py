@@ -69,26 +69,25 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
     schema, table = spec.target.schema, spec.target.table
     if target is None:
         columns = tuple(_load_column(spec, column, column.target_type) for column in plan.columns)
-        ddl = (
-            create_table_sql(
-                schema, table, [(column.target_name, column.target_type) for column in plan.columns]
-            ),
+        create_ddl = create_table_sql(
+            schema, table, [(column.target_name, column.target_type) for column in plan.columns]
         )
         # The key is added once the rows are in: one index build is several times faster than maintaining the
         # index row by row, and nothing else can see the new table before the commit.
         finish_ddl = (
             (add_primary_key_sql(schema, table, plan.target_primary_key),) if plan.primary_key else ()
         )
-        return DriftPlan(load_columns=columns, ddl=ddl, finish_ddl=finish_ddl, creates_table=True)
+        return DriftPlan(load_columns=columns, ddl=(create_ddl,), finish_ddl=finish_ddl, creates_table=True)
 
+    existing_types = {column.name: column.type for column in target.columns}
     planned_names = {column.target_name for column in plan.columns}
-    added = [column for column in plan.columns if target.column(column.target_name) is None]
+    added = [column for column in plan.columns if column.target_name not in existing_types]
     dropped = [column for column in target.columns if column.name not in planned_names]
     retyped = [
-        (column, existing.type)
+        (column, existing_types[column.target_name])
         for column in plan.columns
-        if (existing := target.column(column.target_name)) is not None
-        and not holds(existing.type, column.target_type)
+        if column.target_name in existing_types
+        and not holds(existing_types[column.target_name], column.target_type)
     ]
     differences = (
         [f"new source column {column.source_name} ({column.source.display_type})" for column in added]
@@ -100,7 +99,7 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
         ]
     )
     if not differences:
-        columns = tuple(_load_column(spec, c, target.column(c.target_name).type) for c in plan.columns)  # type: ignore[union-attr]
+        columns = tuple(_load_column(spec, c, existing_types[c.target_name]) for c in plan.columns)
         return DriftPlan(load_columns=columns)
 
     policy = spec.drift_policy
@@ -109,10 +108,10 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
             "the source's columns changed (drift policy strict): " + "; ".join(differences), table=spec.name
         )
 
-    for column in dropped:
-        if column.not_null or column.name in target.primary_key:
+    for gone in dropped:
+        if gone.not_null or gone.name in target.primary_key:
             raise SchemaDriftError(
-                f"column {column.name} is no longer in the source but is NOT NULL in the target; "
+                f"column {gone.name} is no longer in the source but is NOT NULL in the target; "
                 "drop it from the target or change the drift policy",
                 table=spec.name,
             )
@@ -160,7 +159,7 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
             changes.append(f"widened column {column.target_name} from {existing_type} to {new_type}")
             load_columns.append(_load_column(spec, column, new_type))
         else:
-            load_columns.append(_load_column(spec, column, target.column(column.target_name).type))  # type: ignore[union-attr]
-    for column in dropped:
-        changes.append(f"column {column.name} is no longer in the source; kept, NULL in new rows")
+            load_columns.append(_load_column(spec, column, existing_types[column.target_name]))
+    for gone in dropped:
+        changes.append(f"column {gone.name} is no longer in the source; kept, NULL in new rows")
     return DriftPlan(load_columns=tuple(load_columns), ddl=tuple(ddl), changes=changes)

@@ -59,7 +59,7 @@ class KeyCheck:
         self._parts = []
         per_key = keys.group_by(list(self.key)).aggregate([([], "count_all")])
         checks["distinct_keys"] = per_key.num_rows
-        repeated = per_key.filter(pc.greater(per_key["count_all"], 1))
+        repeated = per_key.filter(pc.greater(per_key["count_all"], pa.scalar(1)))
         if repeated.num_rows and not self.duplicates_allowed:
             raise ValidationFailed(
                 f"{repeated.num_rows} primary key value(s) occur more than once, e.g. {_examples(repeated, self.key)}",
@@ -67,7 +67,7 @@ class KeyCheck:
             )
         if repeated.num_rows and self.kept != self.key:
             per_version = keys.group_by(list(self.kept)).aggregate([([], "count_all")])
-            ties = per_version.filter(pc.greater(per_version["count_all"], 1))
+            ties = per_version.filter(pc.greater(per_version["count_all"], pa.scalar(1)))
             if ties.num_rows:
                 raise ValidationFailed(
                     f"{ties.num_rows} primary key value(s) occur more than once with the same {self.watermark}, so "
