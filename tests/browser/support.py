@@ -1,0 +1,216 @@
+"""Helpers for the real-browser admin tests: a Chromium session with bounded waits that save a screenshot on
+failure, and a django-q2 worker cluster in a subprocess."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# Headless, and nothing that reaches out to the network: without the background-networking flags Chromium
+# hangs on this machine's refused outbound connections.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1024",  # wide enough for the change list's filter sidebar
+)
+PAGE_TIMEOUT = 30  # seconds; generous, the machine is shared
+DEMO_CONFIG = Path(settings.BASE_DIR) / "config" / "demo" / "tables.yaml"
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+class Browser:
+    """A Chromium session with the few waits these tests need. Every failed wait saves a screenshot and names
+    it in its assertion message."""
+
+    def __init__(self, driver: webdriver.Chrome, base_url: str, screenshot_dir: Path, download_dir: Path):
+        self.driver = driver
+        self.base_url = base_url
+        self.screenshot_dir = screenshot_dir
+        self.download_dir = download_dir
+        self._shots = 0
+
+    # --- failure evidence ---
+
+    def screenshot(self, label: str) -> str:
+        self._shots += 1
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:80]
+        path = self.screenshot_dir / f"{self._shots:02d}-{safe}.png"
+        try:
+            # The whole page, not only the part inside the window.
+            shot = self.driver.execute_cdp_cmd(
+                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+            )
+            path.write_bytes(base64.b64decode(shot["data"]))
+        except Exception as exc:  # the browser itself may be what failed
+            return f"(no screenshot: {exc})"
+        return str(path)
+
+    def fail(self, message: str) -> AssertionError:
+        shot = self.screenshot(message)
+        return AssertionError(f"{message}\n  page: {self.driver.current_url}\n  screenshot: {shot}")
+
+    # --- navigation ---
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.url(path))
+
+    def path(self) -> str:
+        current = self.driver.current_url
+        return current[len(self.base_url) :] if current.startswith(self.base_url) else current
+
+    def click_and_wait(self, element: WebElement) -> None:
+        """Click something that loads a new page, and wait until the new page has loaded."""
+        old_page = self.driver.find_element(By.TAG_NAME, "html")
+        element.click()
+        self.wait_until(lambda: _is_stale(old_page), "the next page to load")
+        self.wait_until(
+            lambda: self.driver.execute_script("return document.readyState") == "complete",
+            "the next page to finish loading",
+        )
+
+    # --- finding and waiting ---
+
+    def wait_until(
+        self, condition: Callable[[], Any], what: str, *, timeout: float = PAGE_TIMEOUT, every: float = 0.1
+    ) -> Any:
+        """Poll `condition` every `every` seconds until it returns something true; fail after `timeout`."""
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=every).until(lambda _: condition())
+        except TimeoutException:
+            raise self.fail(f"timed out after {timeout}s waiting for {what}") from None
+
+    def find(self, css: str) -> WebElement:
+        found = self.driver.find_elements(By.CSS_SELECTOR, css)
+        if not found:
+            raise self.fail(f"nothing on the page matches {css!r}")
+        return found[0]
+
+    def find_all(self, css: str) -> list[WebElement]:
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def find_xpath(self, xpath: str) -> WebElement:
+        found = self.driver.find_elements(By.XPATH, xpath)
+        if not found:
+            raise self.fail(f"nothing on the page matches {xpath!r}")
+        return found[0]
+
+    def text(self, css: str = "body") -> str:
+        return self.find(css).text
+
+    def expect_text(self, needle: str, css: str = "body") -> None:
+        text = self.text(css)
+        if needle not in text:
+            raise self.fail(f"expected {needle!r} in {css!r}, which reads:\n{text}")
+
+    def fill(self, css: str, value: str) -> None:
+        field = self.find(css)
+        field.clear()
+        field.send_keys(value)
+
+    # --- downloads ---
+
+    def download(self, start: Callable[[], None], filename: str) -> str:
+        """Run `start` (a click that downloads `filename`) and return the downloaded file's text."""
+        target = Path(tempfile.mkdtemp(dir=self.download_dir))
+        self.driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(target)}
+        )
+        start()
+        path = target / filename
+        # Chromium writes to a .crdownload file and renames it when the download is complete.
+        self.wait_until(
+            lambda: path.exists() and not list(target.glob("*.crdownload")), f"{filename} to be downloaded"
+        )
+        return path.read_text(encoding="utf-8")
+
+    # --- the admin ---
+
+    def log_in(self, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> None:
+        """Log in through the admin's login form."""
+        self.open("/admin/")
+        self.wait_until(lambda: self.find_all("#login-form"), "the login form")
+        self.fill("#id_username", username)
+        self.fill("#id_password", password)
+        self.click_and_wait(self.find("#login-form input[type=submit]"))
+        if self.find_all("#login-form"):
+            raise self.fail(f"the login of {username!r} was refused")
+
+    def result_names(self) -> list[str]:
+        """The table names in the change list, in order."""
+        return [cell.text for cell in self.find_all("#result_list tbody th.field-name")]
+
+
+def _is_stale(element: WebElement) -> bool:
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
+
+
+def start_chromium(profile_dir: str) -> webdriver.Chrome:
+    """Debian's Chromium, headless, on a fresh profile, driven through Debian's chromedriver."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile_dir}")
+    options.add_experimental_option("prefs", {"download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(PAGE_TIMEOUT)
+    return driver
+
+
+class Cluster:
+    """A `manage.py qcluster` process and its log."""
+
+    def __init__(self, process: subprocess.Popen, log_path: Path):
+        self.process = process
+        self.log_path = log_path
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"qcluster exited (status {self.process.returncode}):\n{self.log_tail()}")
+
+
+def stop_cluster(process: subprocess.Popen) -> None:
+    """Ask the cluster to stop (it stops its own workers); if it hangs, kill the process group it leads."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
