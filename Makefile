@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Tests use this PostgreSQL server (pytest-django creates and drops its own test database on it).
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install browser demo test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -15,10 +15,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The admin's page tests drive Debian's Chromium through its chromedriver; installed only when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 demo: install
 	$(BIN)/python manage.py demo
 
-test: install
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/mypy
