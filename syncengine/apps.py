@@ -17,3 +17,7 @@ class SyncEngineConfig(AppConfig):
             signals.table_deleted, sender="syncconfig.TableConfig", dispatch_uid="fdm-table-deleted"
         )
         post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")
+
+        from syncengine import metrics
+
+        metrics.register()  # once per process, however often ready() runs

@@ -1,0 +1,441 @@
+"""Prometheus metrics for syncs, read from the database at each scrape.
+
+Runs execute in worker processes (`manage.py qcluster`), so counters kept in the web process that serves
+/metrics would never see them. The database is the source of truth: each scrape derives the metrics from it
+with a handful of small queries, and every web process (gunicorn worker or replica) reports the same values.
+
+`register()` adds the collector to prometheus_client's default registry, once per process; it is called from
+`SyncEngineConfig.ready()`. What each metric means is listed in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, Max, Min, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django_q.models import Schedule, Task
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
+
+from syncconfig.models import TableConfig
+from syncengine.choices import RunStatus
+from syncengine.models import SyncRun
+from syncengine.schedules import shape_for
+
+logger = logging.getLogger("syncengine.metrics")
+
+# Outcomes that say something about a table's data. A skipped run only says that another run held the table
+# (or that it was disabled), so it never hides the outcome of the run before it.
+OUTCOMES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+# Counted by `fdm_runs_total`: a run never leaves these states, so the counts only grow (while runs are kept).
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
+IN_PROGRESS = (RunStatus.QUEUED, RunStatus.RUNNING)
+ROW_KINDS = ("extracted", "loaded", "inserted", "updated", "deleted")
+BYTE_KINDS = ("extracted", "loaded")
+STAGES = ("extract", "transform", "load", "publish")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+    counter: bool = False
+
+    def family(self) -> Metric:
+        kind = CounterMetricFamily if self.counter else GaugeMetricFamily
+        return kind(self.name, self.documentation, labels=list(self.labels))
+
+
+TABLE_ENABLED = MetricSpec("fdm_table_enabled", "1 when the table is enabled, 0 when disabled.", ("table",))
+TABLE_SCHEDULED = MetricSpec(
+    "fdm_table_scheduled",
+    "1 when the table is synced on a schedule (enabled, and hourly, daily or cron rather than manual).",
+    ("table",),
+)
+TABLE_MAX_STALENESS = MetricSpec(
+    "fdm_table_max_staleness_seconds",
+    "The table's freshness limit (max_staleness_minutes); absent for tables without one.",
+    ("table",),
+)
+TABLE_LAST_SUCCESS = MetricSpec(
+    "fdm_table_last_success_timestamp_seconds",
+    "When the table's latest successful run finished (Unix time); absent before its first success.",
+    ("table",),
+)
+TABLE_FRESHNESS = MetricSpec(
+    "fdm_table_freshness_seconds",
+    "Seconds since the table's latest successful run finished; since the table was configured when it has "
+    "never succeeded.",
+    ("table",),
+)
+TABLE_LAST_RUN_STATUS = MetricSpec(
+    "fdm_table_last_run_status",
+    "1 for the outcome (succeeded, failed or cancelled) of the table's latest run that had one, 0 for the "
+    "others; skipped runs are passed over.",
+    ("table", "status"),
+)
+TABLE_LAST_RUN = MetricSpec(
+    "fdm_table_last_run_timestamp_seconds",
+    "When the run behind fdm_table_last_run_status finished (Unix time).",
+    ("table",),
+)
+TABLE_RUNS_ACTIVE = MetricSpec(
+    "fdm_table_runs_active", "Runs of the table that are queued or running.", ("table",)
+)
+TABLE_LAST_SUCCESS_ROWS = MetricSpec(
+    "fdm_table_last_success_rows",
+    "Rows handled by the table's latest successful run: extracted from Snowflake, loaded into staging, "
+    "inserted, updated and deleted in the target.",
+    ("table", "kind"),
+)
+TABLE_LAST_SUCCESS_BYTES = MetricSpec(
+    "fdm_table_last_success_bytes",
+    "Bytes extracted from Snowflake and loaded into staging by the table's latest successful run.",
+    ("table", "kind"),
+)
+TABLE_LAST_SUCCESS_DURATION = MetricSpec(
+    "fdm_table_last_success_duration_seconds",
+    "Seconds the table's latest successful run spent per stage (extract, transform, load, publish) and in "
+    "all (total, from start to finish).",
+    ("table", "stage"),
+)
+RUNS = MetricSpec(
+    "fdm_runs",
+    "Finished runs by table and outcome, counted from the run history (the table label is the name the run "
+    "was requested under).",
+    ("table", "status"),
+    counter=True,
+)
+RUNS_IN_PROGRESS = MetricSpec(
+    "fdm_runs_in_progress",
+    "Runs queued (including retries waiting out their backoff) or running, across all tables.",
+    ("status",),
+)
+RUN_OLDEST_QUEUED_AGE = MetricSpec(
+    "fdm_run_oldest_queued_age_seconds",
+    "Seconds the oldest queued run has been due without a worker taking it (0 when none is due).",
+)
+RUN_LONGEST_RUNNING = MetricSpec(
+    "fdm_run_longest_running_seconds",
+    "Seconds since the longest-running run started (0 when none is running).",
+)
+WORKER_LAST_TASK = MetricSpec(
+    "fdm_worker_last_task_timestamp_seconds",
+    "When a task-queue worker last finished any task (Unix time); the stale-run reaper alone runs every "
+    "FDM_REAPER_INTERVAL_MINUTES. Absent before the first task.",
+)
+SCHEDULE_OVERDUE = MetricSpec(
+    "fdm_schedule_overdue_seconds",
+    "Seconds the most overdue task-queue schedule is past its next run (0 when none is due); the scheduler "
+    "in qcluster fires due schedules about every 30 seconds.",
+)
+COLLECTOR_UP = MetricSpec(
+    "fdm_collector_up", "1 when this scrape could read fdm's database; 0 when it could not (no fdm_* values)."
+)
+
+SPECS = (
+    TABLE_ENABLED,
+    TABLE_SCHEDULED,
+    TABLE_MAX_STALENESS,
+    TABLE_LAST_SUCCESS,
+    TABLE_FRESHNESS,
+    TABLE_LAST_RUN_STATUS,
+    TABLE_LAST_RUN,
+    TABLE_RUNS_ACTIVE,
+    TABLE_LAST_SUCCESS_ROWS,
+    TABLE_LAST_SUCCESS_BYTES,
+    TABLE_LAST_SUCCESS_DURATION,
+    RUNS,
+    RUNS_IN_PROGRESS,
+    RUN_OLDEST_QUEUED_AGE,
+    RUN_LONGEST_RUNNING,
+    WORKER_LAST_TASK,
+    SCHEDULE_OVERDUE,
+    COLLECTOR_UP,
+)
+
+
+@dataclass
+class Snapshot:
+    """What one scrape read from the database."""
+
+    now: datetime
+    tables: list[TableConfig]
+    runs: dict[int, SyncRun]
+    active: dict[int | None, dict[str, int]] = field(default_factory=dict)
+    oldest_due: datetime | None = None
+    earliest_start: datetime | None = None
+    finished: dict[str, dict[str, int]] = field(default_factory=dict)
+    last_task: datetime | None = None
+    oldest_schedule_due: datetime | None = None
+
+
+class FinishedRunCounts:
+    """Finished runs counted by (table name, status), without reading the whole history at every scrape.
+
+    A finished run never changes status, and runs are not deleted. So once the runs up to some id have been
+    counted (`settled_id`), that count only grows when one of the runs that were still queued or running then
+    (`open_ids`, a handful) finishes. A scrape reads those, folds in the runs queued more than SETTLE_AFTER
+    ago (a primary-key range), and counts the few newer ones afresh. The margin keeps a run whose inserting
+    transaction has not committed yet from being passed over. The whole history is read on a process's first
+    scrape and again every RECOUNT_AFTER, so the counts also follow a database restored from a backup.
+    Must be called inside one snapshot (REPEATABLE READ), so that the reads agree with each other.
+    """
+
+    SETTLE_AFTER = timedelta(minutes=10)
+    RECOUNT_AFTER = timedelta(hours=6)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget what was counted; the next read counts the whole history again."""
+        self._settled_id = 0
+        self._settled: Counter[tuple[str, str]] = Counter()
+        self._open_ids: set[int] = set()
+        self._counted_at: datetime | None = None
+
+    def read(self, *, now: datetime) -> dict[str, dict[str, int]]:
+        with self._lock:
+            if self._counted_at is None or now - self._counted_at > self.RECOUNT_AFTER:
+                self.reset()
+                self._counted_at = now
+            self._settle_open_runs()
+            self._fold(cutoff=now - self.SETTLE_AFTER)
+            counts = Counter(self._settled)
+            counts.update(self._finished_counts(SyncRun.objects.filter(pk__gt=self._settled_id)))
+        by_table: dict[str, dict[str, int]] = {}
+        for (table_name, status), count in counts.items():
+            by_table.setdefault(table_name, {})[status] = count
+        return by_table
+
+    def _settle_open_runs(self) -> None:
+        if not self._open_ids:
+            return
+        rows = list(
+            SyncRun.objects.filter(pk__in=self._open_ids).values_list("pk", "table_name", "status").order_by()
+        )
+        still_open = set()
+        for pk, table_name, status in rows:
+            if status in FINISHED:
+                self._settled[(table_name, status)] += 1
+            else:
+                still_open.add(pk)
+        self._open_ids = still_open  # ids no longer found were deleted: nothing to count
+
+    def _fold(self, *, cutoff: datetime) -> None:
+        newer = SyncRun.objects.filter(pk__gt=self._settled_id)
+        settled_id = newer.filter(queued_at__lt=cutoff).aggregate(last=Max("pk"))["last"]
+        if settled_id is None:
+            return
+        settling = newer.filter(pk__lte=settled_id)
+        finished = self._finished_counts(settling)
+        still_open = set(settling.filter(status__in=IN_PROGRESS).values_list("pk", flat=True).order_by())
+        # Only once both reads succeeded: a range folded twice would be counted twice.
+        self._settled.update(finished)
+        self._open_ids |= still_open
+        self._settled_id = settled_id
+
+    @staticmethod
+    def _finished_counts(runs: QuerySet[SyncRun]) -> Counter[tuple[str, str]]:
+        rows = runs.filter(status__in=FINISHED).values("table_name", "status").annotate(count=Count("id"))
+        return Counter({(row["table_name"], row["status"]): row["count"] for row in rows.order_by()})
+
+
+class SyncCollector:
+    """Derives the fdm_* metrics from table configurations, run history and the task queue's tables."""
+
+    def __init__(self) -> None:
+        self.run_counts = FinishedRunCounts()
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only: the registry asks for them at registration, before the database may be reachable.
+        for spec in SPECS:
+            yield spec.family()
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            snapshot = self.read(now=timezone.now())
+        except DatabaseError:
+            logger.exception("metrics: could not read fdm's database")
+            up = COLLECTOR_UP.family()
+            up.add_metric([], 0)
+            yield up
+            return
+        yield from families(snapshot)
+
+    def read(self, *, now: datetime) -> Snapshot:
+        """Read a snapshot; a failing read rolls back and leaves no broken transaction behind."""
+        outermost = not connection.in_atomic_block
+        with transaction.atomic():
+            if outermost:
+                # One snapshot for every read, so that runs finishing meanwhile are counted exactly once.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = read_snapshot(now=now)
+            snapshot.finished = self.run_counts.read(now=now)
+            return snapshot
+
+
+def read_snapshot(*, now: datetime) -> Snapshot:
+    """Read what a scrape reports, except the run counts (`FinishedRunCounts`), in five small queries.
+
+    1. Tables, each with the ids of its latest successful run and its latest outcome: correlated subqueries
+       that walk the (table, -queued_at) index from the newest run.
+    2. Those runs, by primary key.
+    3. Queued and running runs, grouped by table and status (the status index; there are few).
+    4. The task queue: the latest finished task (its result table is capped by Q_CLUSTER save_limit), and the
+       most overdue schedule.
+    """
+
+    def latest(statuses: tuple[str, ...]) -> Subquery:
+        newest = (
+            SyncRun.objects.filter(table=OuterRef("pk"), status__in=statuses)
+            .order_by("-queued_at", "-id")
+            .values("pk")[:1]
+        )
+        return Subquery(newest)
+
+    tables = list(
+        TableConfig.objects.only("id", "name", "enabled", "schedule", "max_staleness_minutes", "created_at")
+        .annotate(last_success_id=latest((RunStatus.SUCCEEDED,)), last_outcome_id=latest(OUTCOMES))
+        .order_by("name")
+    )
+    run_ids = {t.last_success_id for t in tables} | {t.last_outcome_id for t in tables}
+    runs = {run.pk: run for run in _runs_by_id(run_ids - {None})}
+
+    snapshot = Snapshot(now=now, tables=tables, runs=runs)
+    active = (
+        SyncRun.objects.filter(status__in=IN_PROGRESS)
+        .values("table_id", "status")
+        .annotate(
+            count=Count("id"),
+            oldest_due=Min(Coalesce("not_before", "queued_at")),
+            earliest_start=Min("started_at"),
+        )
+        .order_by()
+    )
+    for row in active:
+        snapshot.active.setdefault(row["table_id"], {})[row["status"]] = row["count"]
+        if row["status"] == RunStatus.QUEUED:
+            snapshot.oldest_due = _earliest(snapshot.oldest_due, row["oldest_due"])
+        else:
+            snapshot.earliest_start = _earliest(snapshot.earliest_start, row["earliest_start"])
+
+    snapshot.last_task = Task.objects.aggregate(last=Max("stopped"))["last"]
+    snapshot.oldest_schedule_due = (
+        Schedule.objects.exclude(repeats=0).filter(next_run__lte=now).aggregate(due=Min("next_run"))["due"]
+    )
+    return snapshot
+
+
+def families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The metric families for a snapshot, every sample labelled only by table names and fixed values."""
+    now = snapshot.now
+    out = {spec.name: spec.family() for spec in SPECS}
+
+    def add(spec: MetricSpec, labels: list[str], value: float) -> None:
+        out[spec.name].add_metric(labels, value)
+
+    for table in snapshot.tables:
+        name = table.name
+        add(TABLE_ENABLED, [name], 1 if table.enabled else 0)
+        add(TABLE_SCHEDULED, [name], 1 if shape_for(table) is not None else 0)
+        if table.max_staleness_minutes is not None:
+            add(TABLE_MAX_STALENESS, [name], table.max_staleness_minutes * 60)
+        add(TABLE_RUNS_ACTIVE, [name], sum(snapshot.active.get(table.pk, {}).values()))
+
+        success = snapshot.runs.get(table.last_success_id)
+        if success is not None and success.finished_at is not None:
+            add(TABLE_LAST_SUCCESS, [name], success.finished_at.timestamp())
+            add(TABLE_FRESHNESS, [name], _seconds(now, success.finished_at))
+            _add_success_details(add, name, success)
+        else:
+            add(TABLE_FRESHNESS, [name], _seconds(now, table.created_at))
+
+        outcome = snapshot.runs.get(table.last_outcome_id)
+        if outcome is not None:
+            for status in OUTCOMES:
+                add(TABLE_LAST_RUN_STATUS, [name, status.value], 1 if outcome.status == status else 0)
+            if outcome.finished_at is not None:
+                add(TABLE_LAST_RUN, [name], outcome.finished_at.timestamp())
+
+    # Every outcome of every table appears, zeros included, so that increase() sees the first failure.
+    table_names = sorted({t.name for t in snapshot.tables} | set(snapshot.finished))
+    for name in table_names:
+        counts = snapshot.finished.get(name, {})
+        for status in FINISHED:
+            add(RUNS, [name, status.value], counts.get(status, 0))
+
+    in_progress: dict[str, int] = defaultdict(int)
+    for per_status in snapshot.active.values():
+        for status, count in per_status.items():
+            in_progress[status] += count
+    for status in IN_PROGRESS:
+        add(RUNS_IN_PROGRESS, [status.value], in_progress[status])
+    oldest_due = snapshot.oldest_due
+    add(RUN_OLDEST_QUEUED_AGE, [], max(_seconds(now, oldest_due), 0.0) if oldest_due else 0.0)
+    earliest_start = snapshot.earliest_start
+    add(RUN_LONGEST_RUNNING, [], max(_seconds(now, earliest_start), 0.0) if earliest_start else 0.0)
+    if snapshot.last_task is not None:
+        add(WORKER_LAST_TASK, [], snapshot.last_task.timestamp())
+    schedule_due = snapshot.oldest_schedule_due
+    add(SCHEDULE_OVERDUE, [], max(_seconds(now, schedule_due), 0.0) if schedule_due else 0.0)
+    add(COLLECTOR_UP, [], 1)
+    yield from out.values()
+
+
+def _add_success_details(
+    add: Callable[[MetricSpec, list[str], float], None], name: str, run: SyncRun
+) -> None:
+    for kind in ROW_KINDS:
+        add(TABLE_LAST_SUCCESS_ROWS, [name, kind], getattr(run, f"rows_{kind}"))
+    for kind in BYTE_KINDS:
+        add(TABLE_LAST_SUCCESS_BYTES, [name, kind], getattr(run, f"bytes_{kind}"))
+    for stage in STAGES:
+        seconds = getattr(run, f"{stage}_seconds")
+        if seconds is not None:
+            add(TABLE_LAST_SUCCESS_DURATION, [name, stage], seconds)
+    if run.started_at is not None and run.finished_at is not None:
+        add(TABLE_LAST_SUCCESS_DURATION, [name, "total"], _seconds(run.finished_at, run.started_at))
+
+
+def _runs_by_id(ids: set[int]) -> QuerySet[SyncRun]:
+    fields = ["id", "status", "started_at", "finished_at"]
+    fields += [f"rows_{kind}" for kind in ROW_KINDS] + [f"bytes_{kind}" for kind in BYTE_KINDS]
+    fields += [f"{stage}_seconds" for stage in STAGES]
+    return SyncRun.objects.filter(pk__in=ids).only(*fields).order_by()
+
+
+def _seconds(later: datetime, earlier: datetime) -> float:
+    return (later - earlier).total_seconds()
+
+
+def _earliest(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    if candidate is None:
+        return current
+    return candidate if current is None or candidate < current else current
+
+
+_registered: SyncCollector | None = None
+_register_lock = threading.Lock()
+
+
+def register() -> SyncCollector:
+    """Add the collector to the default registry, once per process; later calls return the same one."""
+    global _registered
+    with _register_lock:
+        if _registered is None:
+            collector = SyncCollector()
+            REGISTRY.register(collector)
+            _registered = collector
+        return _registered
