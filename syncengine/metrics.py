@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Max, Min, OuterRef, QuerySet, Subquery
@@ -49,9 +50,10 @@ class MetricSpec:
     labels: tuple[str, ...] = ()
     counter: bool = False
 
-    def family(self) -> Metric:
-        kind = CounterMetricFamily if self.counter else GaugeMetricFamily
-        return kind(self.name, self.documentation, labels=list(self.labels))
+    def family(self) -> GaugeMetricFamily | CounterMetricFamily:
+        if self.counter:
+            return CounterMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        return GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
 
 
 TABLE_ENABLED = MetricSpec("fdm_table_enabled", "1 when the table is enabled, 0 when disabled.", ("table",))
@@ -170,6 +172,8 @@ class Snapshot:
     now: datetime
     tables: list[TableConfig]
     runs: dict[int, SyncRun]
+    # table id -> (its latest successful run's id, its latest outcome's id)
+    latest_runs: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     active: dict[int | None, dict[str, int]] = field(default_factory=dict)
     oldest_due: datetime | None = None
     earliest_start: datetime | None = None
@@ -305,15 +309,16 @@ def read_snapshot(*, now: datetime) -> Snapshot:
         )
         return Subquery(newest)
 
-    tables = list(
+    annotated: list[Any] = list(
         TableConfig.objects.only("id", "name", "enabled", "schedule", "max_staleness_minutes", "created_at")
         .annotate(last_success_id=latest((RunStatus.SUCCEEDED,)), last_outcome_id=latest(OUTCOMES))
         .order_by("name")
     )
-    run_ids = {t.last_success_id for t in tables} | {t.last_outcome_id for t in tables}
-    runs = {run.pk: run for run in _runs_by_id(run_ids - {None})}
+    latest_runs = {t.pk: (t.last_success_id, t.last_outcome_id) for t in annotated}
+    run_ids = {run_id for pair in latest_runs.values() for run_id in pair if run_id is not None}
+    runs = {run.pk: run for run in _runs_by_id(run_ids)}
 
-    snapshot = Snapshot(now=now, tables=tables, runs=runs)
+    snapshot = Snapshot(now=now, tables=annotated, runs=runs, latest_runs=latest_runs)
     active = (
         SyncRun.objects.filter(status__in=IN_PROGRESS)
         .values("table_id", "status")
@@ -354,7 +359,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
             add(TABLE_MAX_STALENESS, [name], table.max_staleness_minutes * 60)
         add(TABLE_RUNS_ACTIVE, [name], sum(snapshot.active.get(table.pk, {}).values()))
 
-        success = snapshot.runs.get(table.last_success_id)
+        last_success_id, last_outcome_id = snapshot.latest_runs.get(table.pk, (None, None))
+        success = snapshot.runs.get(last_success_id) if last_success_id is not None else None
         if success is not None and success.finished_at is not None:
             add(TABLE_LAST_SUCCESS, [name], success.finished_at.timestamp())
             add(TABLE_FRESHNESS, [name], _seconds(now, success.finished_at))
@@ -362,7 +368,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         else:
             add(TABLE_FRESHNESS, [name], _seconds(now, table.created_at))
 
-        outcome = snapshot.runs.get(table.last_outcome_id)
+        outcome = snapshot.runs.get(last_outcome_id) if last_outcome_id is not None else None
         if outcome is not None:
             for status in OUTCOMES:
                 add(TABLE_LAST_RUN_STATUS, [name, status.value], 1 if outcome.status == status else 0)
@@ -378,8 +384,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
 
     in_progress: dict[str, int] = defaultdict(int)
     for per_status in snapshot.active.values():
-        for status, count in per_status.items():
-            in_progress[status] += count
+        for active_status, count in per_status.items():
+            in_progress[active_status] += count
     for status in IN_PROGRESS:
         add(RUNS_IN_PROGRESS, [status.value], in_progress[status])
     oldest_due = snapshot.oldest_due
