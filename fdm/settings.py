@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import warnings
 from pathlib import Path
 
 import environ
@@ -123,6 +124,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # serve admin assets without collectstatic in local runs
+# Without collectstatic (local runs, tests) there is no STATIC_ROOT yet; the finders serve the assets.
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
 REDIS_URL = env_str("REDIS_URL")
 
