@@ -154,11 +154,13 @@ else:
 
 # Sync runs (syncengine). A transient failure is retried as a new attempt after a backoff that doubles each
 # time, up to FDM_SYNC_MAX_ATTEMPTS attempts in all. The reaper fails a running run whose worker has shown no
-# sign of life for longer than the task timeout plus a grace period (the worker must be gone by then), and a
-# queued run that no worker took for FDM_RUN_QUEUED_MAX_AGE seconds.
+# sign of life for longer than the task timeout plus a grace period (the worker must be gone by then), or
+# sooner, after FDM_RUN_ORPHAN_GRACE_SECONDS, when nobody holds the table's lock in the target database (the
+# run's session is gone); and a queued run that no worker took for FDM_RUN_QUEUED_MAX_AGE seconds.
 FDM_SYNC_MAX_ATTEMPTS = env_int("FDM_SYNC_MAX_ATTEMPTS", 3)
 FDM_RETRY_BACKOFF_SECONDS = env_int("FDM_RETRY_BACKOFF_SECONDS", 60)
 FDM_RUN_STALE_GRACE_SECONDS = env_int("FDM_RUN_STALE_GRACE_SECONDS", 300)
+FDM_RUN_ORPHAN_GRACE_SECONDS = env_int("FDM_RUN_ORPHAN_GRACE_SECONDS", 120)
 FDM_RUN_QUEUED_MAX_AGE = env_int("FDM_RUN_QUEUED_MAX_AGE", 6 * 3600)
 FDM_REAPER_INTERVAL_MINUTES = env_int("FDM_REAPER_INTERVAL_MINUTES", 5)
 FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries kept per run

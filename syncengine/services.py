@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
@@ -275,7 +276,12 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
        `FDM_RUN_STALE_GRACE_SECONDS`: the task queue stops any task at its timeout, so the worker was killed
        (out of memory, SIGKILL, a lost machine). The pipeline publishes in one transaction, so the target
        still holds what it held before the run; the next scheduled run picks up from the same watermark.
-    2. Queued runs that no worker took within `FDM_RUN_QUEUED_MAX_AGE` seconds of being due: no worker is
+    2. Running runs silent for `FDM_RUN_ORPHAN_GRACE_SECONDS` whose table lock nobody holds in the target
+       database: a run holds that lock from its start to its end on its own session, so its process is gone
+       (the session ended with it). This finds a killed worker in minutes rather than after the task timeout.
+       An unreachable target leaves these to rule 1. A run that releases its lock just as it is checked
+       saves its own outcome right after, over the reaper's.
+    3. Queued runs that no worker took within `FDM_RUN_QUEUED_MAX_AGE` seconds of being due: no worker is
        running, or their task was lost.
     Each is locked (skipping rows another reaper holds) and re-checked, then failed as transient.
     """
@@ -300,6 +306,7 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
             silent.append_log("error", message, last_seen=last_seen.isoformat(), executor=silent.executor)
             silent.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
             failed.append(silent)
+        failed.extend(_fail_orphaned_runs(now=now, exclude={run.pk for run in failed}))
         stale_queued = (
             SyncRun.objects.select_for_update(skip_locked=True)
             .annotate(due=Coalesce("not_before", "queued_at"))
@@ -318,6 +325,40 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
     for run in failed:
         logger.warning("%s", run.error_message)
     return failed
+
+
+def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
+    """Rule 2 of `runs_fail_stale`, inside its transaction."""
+    from syncengine.pipeline.locks import held_table_lock_keys, table_lock_key
+
+    cutoff = now - timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS)
+    silent = list(
+        SyncRun.objects.select_for_update(skip_locked=True)
+        .annotate(last_seen=Coalesce("heartbeat_at", "started_at", "queued_at"))
+        .filter(status=RunStatus.RUNNING, last_seen__lt=cutoff)
+        .exclude(pk__in=exclude)
+    )
+    if not silent:
+        return []
+    try:
+        with psycopg.connect(connections.target_dsn(), connect_timeout=10, autocommit=True) as target:
+            held = held_table_lock_keys(target)
+    except psycopg.Error as exc:
+        logger.warning("reaper: cannot read locks in the target database (%s)", type(exc).__name__)
+        return []
+    orphaned = []
+    for run in silent:
+        if table_lock_key(run.table_name) in held:
+            continue  # still at work: a long publish or a slow source query sends no heartbeat
+        message = (
+            f"{run.table_name}: the worker's session ended at or after {run.last_seen:%Y-%m-%d %H:%M:%S %Z} "
+            "without recording an outcome (the table's lock in the target database is free); the worker is "
+            "presumed dead and nothing was published by this run"
+        )
+        run.append_log("error", message, last_seen=run.last_seen.isoformat(), executor=run.executor)
+        run.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
+        orphaned.append(run)
+    return orphaned
 
 
 class _RunCallbacks:

@@ -35,3 +35,19 @@ def unlock_table(conn: psycopg.Connection, table_name: str) -> None:
 def lock_bootstrap(conn: psycopg.Connection) -> None:
     """Within the current transaction; released at its end."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (BOOTSTRAP_LOCK_KEY,))
+
+
+def held_table_lock_keys(conn: psycopg.Connection) -> set[int]:
+    """Keys of the advisory locks some session holds in this database, read from pg_locks (takes no lock).
+
+    A bigint advisory lock shows in pg_locks as its high and low 32 bits (classid, objid) with objsubid 1.
+    """
+    rows = conn.execute(
+        "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ).fetchall()
+    keys = set()
+    for high, low in rows:
+        key = (int(high) << 32) | int(low)
+        keys.add(key - (1 << 64) if key >= 1 << 63 else key)
+    return keys

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
@@ -12,7 +13,9 @@ from django_q.models import OrmQ, Schedule
 
 from syncengine import services, tasks
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
+from syncengine.connections import target_dsn
 from syncengine.models import SyncRun
+from syncengine.pipeline.locks import try_lock_table
 from syncengine.schedules import SCHEDULED_SYNC_TASK
 
 pytestmark = pytest.mark.django_db
@@ -188,6 +191,36 @@ def test_the_reaper_fails_runs_whose_worker_is_gone(make_table):
     assert stale.log[-1]["fields"]["executor"] == "worker-1:42"
     alive.refresh_from_db()
     assert alive.status == RunStatus.RUNNING
+
+
+@override_settings(SYNC_TIMEOUT_SECONDS=3600, FDM_RUN_ORPHAN_GRACE_SECONDS=120)
+def test_the_reaper_fails_a_silent_run_whose_table_lock_is_free_long_before_the_timeout(make_table):
+    orphan_table, busy_table, fresh_table = (
+        make_table(name="orphan"),
+        make_table(name="busy"),
+        make_table(name="fresh"),
+    )
+    now = timezone.now()
+    runs = {}
+    for table, silent_for in ((orphan_table, 600), (busy_table, 600), (fresh_table, 30)):
+        run = services.run_create(table=table, trigger=RunTrigger.SCHEDULE)
+        run.start(executor="worker-1:42")
+        SyncRun.objects.filter(pk=run.pk).update(
+            started_at=now - timedelta(seconds=silent_for), heartbeat_at=now - timedelta(seconds=silent_for)
+        )
+        runs[table.name] = run
+
+    # A run that is alive holds its table's lock on its own session in the target database.
+    with psycopg.connect(target_dsn(), autocommit=True) as busy_session:
+        assert try_lock_table(busy_session, "busy")
+        failed = services.runs_fail_stale(now=now)
+
+    assert [run.pk for run in failed] == [runs["orphan"].pk]
+    orphan = SyncRun.objects.get(pk=runs["orphan"].pk)
+    assert orphan.status == RunStatus.FAILED and orphan.error_kind == ErrorKind.TRANSIENT
+    assert orphan.error_message.startswith("orphan: the worker's session ended")
+    assert SyncRun.objects.get(pk=runs["busy"].pk).status == RunStatus.RUNNING
+    assert SyncRun.objects.get(pk=runs["fresh"].pk).status == RunStatus.RUNNING
 
 
 @override_settings(FDM_RUN_QUEUED_MAX_AGE=3600)

@@ -9,7 +9,7 @@ import pytest
 
 from syncengine.pipeline.errors import TableBusy
 from syncengine.pipeline.load import STAGING_SCHEMA, staging_prefix
-from syncengine.pipeline.locks import table_lock_key
+from syncengine.pipeline.locks import held_table_lock_keys, table_lock_key, try_lock_table
 
 from .conftest import staging_tables
 
@@ -76,3 +76,17 @@ def test_a_killed_workers_lock_and_staging_table_are_released(
     assert result.rows_inserted == 7
     assert "dropped a staging table left by an interrupted run" in messages
     assert staging_tables(target) == []
+
+
+def test_held_table_locks_are_read_back_from_pg_locks_with_their_sign(scratch_database):
+    names = [f"table_{n}" for n in range(12)]
+    assert {table_lock_key(name) < 0 for name in names} == {True, False}  # both signs are exercised
+    held, free = names[:8], names[8:]
+    with psycopg.connect(scratch_database, autocommit=True) as holder:
+        for name in held:
+            assert try_lock_table(holder, name)
+        with psycopg.connect(scratch_database, autocommit=True) as observer:
+            keys = held_table_lock_keys(observer)
+
+    assert {table_lock_key(name) for name in held} <= keys
+    assert not {table_lock_key(name) for name in free} & keys
