@@ -346,7 +346,7 @@ def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
     except psycopg.Error as exc:
         logger.warning("reaper: cannot read locks in the target database (%s)", type(exc).__name__)
         return []
-    orphaned = []
+    orphaned: list[SyncRun] = []
     for run in silent:
         if table_lock_key(run.table_name) in held:
             continue  # still at work: a long publish or a slow source query sends no heartbeat
