@@ -72,7 +72,8 @@ class TableConfigAdmin(TableRunsAdminMixin, SimpleHistoryAdmin):
         "encryption_mode",
         "compression_mode",
         "enabled",
-        "updated_at",
+        "last_run",
+        "last_success",
     )
     list_filter = (
         "sync_mode",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils import timezone
 from django_q.models import OrmQ
 
 from syncengine import services
@@ -249,3 +252,24 @@ def _errors(response) -> str:
     errors = [context["adminform"].form.errors]
     errors += [inline.formset.errors for inline in context["inline_admin_formsets"]]
     return repr(errors)
+
+
+def test_the_table_list_shows_each_tables_last_run_and_last_success(admin_client, make_table, finished_run):
+    synced = finished_run.table
+    SyncRun.objects.filter(pk=finished_run.pk).update(finished_at=timezone.now() - timedelta(hours=2))
+    failing = make_table()
+    services.run_create(table=failing, trigger=RunTrigger.SCHEDULE).finish(RunStatus.FAILED, message="boom")
+    never = make_table()
+
+    response = admin_client.get(reverse("admin:syncconfig_tableconfig_changelist"))
+
+    rows = {
+        table.name: row
+        for row in response.content.decode().split("<tr")
+        for table in (synced, failing, never)
+        if f">{table.name}</a>" in row
+    }
+    assert "Succeeded" in rows[synced.name] and "2\xa0hours ago" in rows[synced.name]
+    assert f'href="{reverse("admin:syncengine_syncrun_change", args=[finished_run.pk])}"' in rows[synced.name]
+    assert "Failed" in rows[failing.name] and "never" in rows[failing.name]
+    assert "never" in rows[never.name] and "Succeeded" not in rows[never.name]
