@@ -234,8 +234,14 @@ def _bootstrap(conn: psycopg.Connection) -> None:
 
 
 def _create_schema_if_missing(conn: psycopg.Connection, schema: str) -> None:
-    # Checked first because CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database.
-    row = conn.execute("SELECT to_regnamespace(%s) IS NULL", (quote_postgres(schema),)).fetchone()
+    """Call under the bootstrap lock. Checked first because CREATE SCHEMA IF NOT EXISTS still needs CREATE on
+    the database. The check reads pg_namespace with the statement's own snapshot: catalog caches such as
+    to_regnamespace() may not yet show a schema another run committed while this one waited for the lock
+    (an advisory lock does not refresh them), and CREATE SCHEMA would then fail on the duplicate.
+    """
+    row = conn.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)
+    ).fetchone()
     if row and row[0]:
         conn.execute(f"CREATE SCHEMA {quote_postgres(schema)}")
 

@@ -4,12 +4,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
 
 from syncengine.pipeline.errors import TableBusy
 from syncengine.pipeline.load import STAGING_SCHEMA, staging_prefix
-from syncengine.pipeline.locks import held_table_lock_keys, table_lock_key, try_lock_table
+from syncengine.pipeline.locks import BOOTSTRAP_LOCK_KEY, held_table_lock_keys, table_lock_key, try_lock_table
+from syncengine.pipeline.spec import TableSpec
 
 from .conftest import staging_tables
 
@@ -90,3 +94,49 @@ def test_held_table_locks_are_read_back_from_pg_locks_with_their_sign(scratch_da
 
     assert {table_lock_key(name) for name in held} <= keys
     assert not {table_lock_key(name) for name in free} & keys
+
+
+def test_first_runs_of_two_tables_create_their_shared_new_schema_once(
+    ledger, source, make_spec, sync, target, scratch_database
+):
+    source.sql(f"CREATE TABLE {source.table('OTHER')} (ID NUMBER(38,0))")
+    source.sql(f"INSERT INTO {source.table('OTHER')} VALUES (1)")
+    sync(make_spec("LEDGER"))  # fdm's own schemas exist from here on
+    specs = [
+        make_spec("LEDGER", name="ledger_copy", target_schema="fresh"),
+        make_spec("OTHER", target_schema="fresh"),
+    ]
+    outcomes: dict[str, object] = {}
+
+    def run(spec: TableSpec) -> None:
+        try:
+            outcomes[spec.name] = sync(spec)
+        except Exception as exc:  # recorded for the assertion below
+            outcomes[spec.name] = exc
+
+    # Both publishes start their transaction, then queue on the schema-creation lock held here; released
+    # together, the second must see the schema the first committed while it waited.
+    with psycopg.connect(scratch_database, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (BOOTSTRAP_LOCK_KEY,))
+        threads = [threading.Thread(target=run, args=(spec,)) for spec in specs]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            waiting = target(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1"
+            )[0][0]
+            if waiting == 2:
+                break
+            time.sleep(0.05)
+        assert waiting == 2, "both runs should be waiting to create the schema"
+        gate.execute("SELECT pg_advisory_unlock(%s)", (BOOTSTRAP_LOCK_KEY,))
+        for thread in threads:
+            thread.join(timeout=60)
+
+    assert {name: type(outcome).__name__ for name, outcome in outcomes.items()} == {
+        "ledger_copy": "SyncResult",
+        "other": "SyncResult",
+    }
+    assert target("SELECT count(*) FROM fresh.ledger") == [(7,)]
+    assert target("SELECT count(*) FROM fresh.other") == [(1,)]

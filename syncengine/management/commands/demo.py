@@ -113,6 +113,7 @@ class Command(BaseCommand):
         runs = _enqueue_all()
         finished = _wait_for_runs(console, runs, timeout=options["timeout"])
         console.print(_runs_table(finished))
+        console.print(_target_table())
 
         failed = [run for run in finished if run.status != "succeeded"]
         login = f"Admin: http://127.0.0.1:{options['port']}/admin/  user: admin  password: {password}"
@@ -204,6 +205,30 @@ def _wait_for_runs(console: Console, runs, *, timeout: int):
                 return current
             time.sleep(1)
     raise CommandError(f"the demo syncs did not finish within {timeout} s; is the worker cluster running?")
+
+
+def _target_table() -> Table:
+    """What landed in PostgreSQL, counted there, and the URL to look at it with psql or any client."""
+    import psycopg
+
+    from syncconfig.models import TableConfig
+    from syncengine.connections import target_dsn
+
+    url = settings.TARGET_DATABASE_URL or settings.DATABASE_URL
+    table = Table(title=f"Synced tables in PostgreSQL ({url})")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    with psycopg.connect(target_dsn()) as conn:
+        for config in TableConfig.objects.filter(enabled=True).order_by("name"):
+            name = f'"{config.postgres_schema}"."{config.postgres_table}"'
+            exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+            if exists and exists[0]:
+                count = conn.execute(f"SELECT count(*) FROM {name}").fetchone()  # noqa: S608 - quoted names
+                rows = f"{count[0]:,}" if count else "-"
+            else:
+                rows = "not created"
+            table.add_row(f"{config.postgres_schema}.{config.postgres_table}", rows)
+    return table
 
 
 def _runs_table(runs) -> Table:
