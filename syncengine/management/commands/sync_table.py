@@ -92,10 +92,9 @@ class _RowsColumn(ProgressColumn):
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if not speed and task.elapsed:
-            # Too few samples for rich's moving average (a short run): use the overall rate.
-            speed = task.completed / task.elapsed
+        # The overall rate since the start: rows arrive in whole batches, so a moving average jumps around
+        # and disagrees with the summary's figure.
+        speed = task.completed / task.elapsed if task.elapsed else 0
         return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s")
 
 
