@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixtures
+
 # Sessions against the emulator: it has no ALTER SESSION, which the connector and fdm issue.
 EMULATOR_SESSION_PARAMETERS = {"nop_regexes": ["^ALTER SESSION.*"]}
 

@@ -10,19 +10,14 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.db import connections
 
 from tests.browser.support import (
     ADMIN_PASSWORD,
@@ -31,9 +26,7 @@ from tests.browser.support import (
     CHROMIUM,
     DEMO_CONFIG,
     Browser,
-    Cluster,
     start_chromium,
-    stop_cluster,
 )
 
 
@@ -99,41 +92,3 @@ def demo_tables(transactional_db, settings) -> None:
     """The tables of config/demo/tables.yaml, imported by the real command (no environment overlay)."""
     settings.FDM_ENV = None
     call_command("import_tables", str(DEMO_CONFIG), stdout=io.StringIO())
-
-
-@pytest.fixture
-def test_database_url(transactional_db) -> str:
-    """A URL for the database pytest-django set up, for processes started by a test."""
-    db = connections["default"].settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgresql://{db['USER']}{password}@{host}{port}/{db['NAME']}"
-
-
-@pytest.fixture
-def qcluster(snowflake_env, test_database_url) -> Iterator[Callable[[], Any]]:
-    """Start `manage.py qcluster` (one worker) on the test database and the emulator; stopped afterwards."""
-    log_dir = tempfile.TemporaryDirectory(prefix="fdm-qcluster-")
-
-    @contextmanager
-    def start() -> Iterator[Cluster]:
-        log_path = Path(log_dir.name) / "qcluster.log"
-        env = {**os.environ, "DATABASE_URL": test_database_url, "FDM_WORKERS": "1", "PYTHONUNBUFFERED": "1"}
-        env.pop("TARGET_DATABASE_URL", None)
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "manage.py", "qcluster"],
-                cwd=settings.BASE_DIR,
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, stopped as one
-            )
-        try:
-            yield Cluster(process, log_path)
-        finally:
-            stop_cluster(process)
-
-    yield start
-    log_dir.cleanup()

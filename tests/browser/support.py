@@ -4,9 +4,6 @@ failure, and a django-q2 worker cluster in a subprocess."""
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -186,31 +183,3 @@ def start_chromium(profile_dir: str) -> webdriver.Chrome:
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(PAGE_TIMEOUT)
     return driver
-
-
-class Cluster:
-    """A `manage.py qcluster` process and its log."""
-
-    def __init__(self, process: subprocess.Popen, log_path: Path):
-        self.process = process
-        self.log_path = log_path
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise AssertionError(f"qcluster exited (status {self.process.returncode}):\n{self.log_tail()}")
-
-
-def stop_cluster(process: subprocess.Popen) -> None:
-    """Ask the cluster to stop (it stops its own workers); if it hangs, kill the process group it leads."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)

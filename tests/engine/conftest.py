@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from django.db import connections
 from psycopg import sql
 
 from syncconfig.models import TableConfig
@@ -107,13 +106,3 @@ def target_rows() -> Callable[[TableConfig], int]:
             return conn.execute(query).fetchone()[0]
 
     return count
-
-
-@pytest.fixture
-def test_database_url() -> str:
-    """A URL for the database pytest-django set up, for processes started by a test."""
-    db = connections["default"].settings_dict
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgresql://{db['USER']}{password}@{host}{port}/{db['NAME']}"

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -30,75 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # The cluster's scheduler looks for due schedules every 30 seconds of its guard loop.
 SCHEDULER_WAIT_SECONDS = 120
-
-
-class Cluster:
-    def __init__(self, process: subprocess.Popen, log_path: Path):
-        self.process = process
-        self.log_path = log_path
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_for(self, condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = condition()
-            if value:
-                return value
-            if self.process.poll() is not None:
-                raise AssertionError(f"qcluster exited while waiting for {what}:\n{self.log_tail()}")
-            time.sleep(0.2)
-        raise AssertionError(
-            f"timed out after {timeout}s waiting for {what}; qcluster log:\n{self.log_tail()}"
-        )
-
-
-@pytest.fixture
-def qcluster(snowflake_env, test_database_url) -> Iterator[Callable[[], Any]]:
-    """Start `manage.py qcluster` with one worker on the test database and the emulator; stop it afterwards."""
-    started: list[Cluster] = []
-    log_dir = tempfile.TemporaryDirectory(prefix="fdm-qcluster-")
-
-    @contextmanager
-    def start() -> Iterator[Cluster]:
-        log_path = Path(log_dir.name) / f"qcluster-{len(started)}.log"
-        env = {**os.environ, "DATABASE_URL": test_database_url, "FDM_WORKERS": "1", "PYTHONUNBUFFERED": "1"}
-        env.pop("TARGET_DATABASE_URL", None)
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "manage.py", "qcluster"],
-                cwd=settings.BASE_DIR,
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stopped as one below, nothing else touched
-            )
-        cluster = Cluster(process, log_path)
-        started.append(cluster)
-        try:
-            yield cluster
-        finally:
-            _stop(process)
-
-    yield start
-    for cluster in started:
-        _stop(cluster.process)
-    log_dir.cleanup()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Ask the cluster to stop (it stops its own workers); if it hangs, kill the process group it leads."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        # The leader is still alive, so the group id is still this cluster's.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def test_a_worker_runs_a_due_schedule_to_success(qcluster, make_table, seed_source, target_rows):
