@@ -68,8 +68,24 @@ def _rows(run: SyncRun) -> str:
     return f"{run.rows_extracted:,} read, {run.rows_written:,} written"
 
 
+class RunColumns:
+    """Columns shared by the run list and the table page's latest runs."""
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, run: SyncRun) -> str:
+        return _status_badge(run)
+
+    @admin.display(description="duration")
+    def duration_display(self, run: SyncRun) -> str:
+        return _duration(run.duration)
+
+    @admin.display(description="rows")
+    def rows(self, run: SyncRun) -> str:
+        return _rows(run)
+
+
 @admin.register(SyncRun)
-class SyncRunAdmin(admin.ModelAdmin):
+class SyncRunAdmin(RunColumns, admin.ModelAdmin):
     """Run history. Nobody adds, edits or deletes runs here; queued and running runs can be cancelled."""
 
     list_display = [
@@ -151,18 +167,6 @@ class SyncRunAdmin(admin.ModelAdmin):
             return format_html("{} <em>(deleted)</em>", run.table_name)
         url = reverse(f"admin:{table._meta.app_label}_{table._meta.model_name}_change", args=[table.pk])
         return format_html('<a href="{}">{}</a>', url, run.table_name)
-
-    @admin.display(description="status", ordering="status")
-    def status_badge(self, run: SyncRun) -> str:
-        return _status_badge(run)
-
-    @admin.display(description="duration")
-    def duration_display(self, run: SyncRun) -> str:
-        return _duration(run.duration)
-
-    @admin.display(description="rows")
-    def rows(self, run: SyncRun) -> str:
-        return _rows(run)
 
     @admin.display(description="attempt")
     def attempt_display(self, run: SyncRun) -> str:
@@ -313,7 +317,7 @@ class LatestRunsFormSet(BaseInlineFormSet):
 _INLINE_RUN_FIELDS = ("run_link", "status_badge", "trigger", "queued_at", "duration_display", "rows")
 
 
-class SyncRunInline(admin.TabularInline):
+class SyncRunInline(RunColumns, admin.TabularInline):
     """The table's latest runs on its change page, each linking to its run page."""
 
     model = SyncRun
@@ -340,18 +344,6 @@ class SyncRunInline(admin.TabularInline):
     @admin.display(description="run")
     def run_link(self, run: SyncRun) -> str:
         return format_html('<a href="{}">#{}</a>', _run_url(run.pk), run.pk)
-
-    @admin.display(description="status")
-    def status_badge(self, run: SyncRun) -> str:
-        return _status_badge(run)
-
-    @admin.display(description="duration")
-    def duration_display(self, run: SyncRun) -> str:
-        return _duration(run.duration)
-
-    @admin.display(description="rows")
-    def rows(self, run: SyncRun) -> str:
-        return _rows(run)
 
 
 @admin.action(description="Sync now", permissions=["start_sync"])

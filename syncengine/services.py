@@ -13,11 +13,13 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.models import Schedule
@@ -291,12 +293,7 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
     queued_cutoff = now - timedelta(seconds=settings.FDM_RUN_QUEUED_MAX_AGE)
     failed: list[SyncRun] = []
     with transaction.atomic():
-        stale_running = (
-            SyncRun.objects.select_for_update(skip_locked=True)
-            .annotate(last_seen=Coalesce("heartbeat_at", "started_at", "queued_at"))
-            .filter(status=RunStatus.RUNNING, last_seen__lt=stale_cutoff)
-        )
-        for silent in stale_running:
+        for silent in _running_silent_since(stale_cutoff):
             last_seen = silent.last_seen
             message = (
                 f"{silent.table_name}: the worker stopped reporting at {last_seen:%Y-%m-%d %H:%M:%S %Z} and is "
@@ -327,17 +324,22 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
     return failed
 
 
+def _running_silent_since(cutoff: datetime) -> QuerySet[Any]:  # runs annotated with last_seen
+    """Running runs with no sign of life (heartbeat, else start) since `cutoff`, locked for the reaper; rows
+    another reaper holds are skipped. Each carries its `last_seen`."""
+    return (
+        SyncRun.objects.select_for_update(skip_locked=True)
+        .annotate(last_seen=Coalesce("heartbeat_at", "started_at", "queued_at"))
+        .filter(status=RunStatus.RUNNING, last_seen__lt=cutoff)
+    )
+
+
 def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
     """Rule 2 of `runs_fail_stale`, inside its transaction."""
     from syncengine.pipeline.locks import held_table_lock_keys, table_lock_key
 
     cutoff = now - timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS)
-    silent = list(
-        SyncRun.objects.select_for_update(skip_locked=True)
-        .annotate(last_seen=Coalesce("heartbeat_at", "started_at", "queued_at"))
-        .filter(status=RunStatus.RUNNING, last_seen__lt=cutoff)
-        .exclude(pk__in=exclude)
-    )
+    silent = list(_running_silent_since(cutoff).exclude(pk__in=exclude))
     if not silent:
         return []
     try:
