@@ -14,6 +14,7 @@ from django.db import connections
 
 if TYPE_CHECKING:
     from syncengine.pipeline.source import SnowflakeSettings
+    from syncengine.pipeline.transform.keyring import Keyring
 
 
 def snowflake_settings() -> SnowflakeSettings:
@@ -50,3 +51,14 @@ def target_dsn() -> str:
         if isinstance(value, str | int | float):
             params[key] = str(value)
     return psycopg.conninfo.make_conninfo(**params)
+
+
+def keyring(*, required: bool) -> Keyring | None:
+    """The column-encryption keyring from FDM_ENCRYPTION_KEYS (or FDM_ENCRYPTION_KEYS_FILE).
+
+    None when unset and not `required`; a set but malformed keyring is always an error (KeyringError, which
+    names the entry that is wrong and never a key).
+    """
+    from syncengine.pipeline.transform.keyring import keyring_from_env
+
+    return keyring_from_env(os.environ, required=required)

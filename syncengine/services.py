@@ -25,6 +25,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from syncconfig.choices import EncryptionMode
 from syncconfig.models import TableConfig
 from syncengine import connections, recorder
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
@@ -158,6 +159,7 @@ def run_execute(
         run.save(update_fields=["config_hash"])
         source = connections.snowflake_settings()
         target = connections.target_dsn()
+        keyring = connections.keyring(required=table.encryption_mode != EncryptionMode.OFF)
     except Exception as exc:  # a bad configuration or setting: terminal, recorded with its traceback
         recorder.record_failure(run, exc)
         return run
@@ -176,6 +178,7 @@ def run_execute(
             on_progress=callbacks.progress,
             log=callbacks.log,
             should_cancel=callbacks.should_cancel,
+            keyring=keyring,
         )
     except TableBusy as exc:
         recorder.record_skip(run, f"another run holds the table ({exc.message})")

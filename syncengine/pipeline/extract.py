@@ -138,7 +138,7 @@ def _declared_primary_key(
 
 def build_query(source: SourceRef, plan: TablePlan, since: Watermark | None) -> SourceQuery:
     """SELECT the planned columns, in plan order; `since` adds the inclusive `cursor >= watermark` filter."""
-    columns = ", ".join(quote_snowflake(column.source_name) for column in plan.columns)
+    columns = ", ".join(quote_snowflake(column.source_name) for column in plan.columns if not column.derived)
     sql = f"SELECT {columns} FROM {qualified_source(source)}"  # noqa: S608 - every identifier is quoted
     if since is None or plan.watermark is None:
         return SourceQuery(sql)

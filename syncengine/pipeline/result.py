@@ -28,6 +28,8 @@ class SyncResult:
     rows_deleted: int = 0
     bytes_extracted: int = 0  # Arrow buffer bytes read from the source
     bytes_loaded: int = 0  # bytes sent to PostgreSQL by COPY
+    bytes_before_compression: int = 0  # plaintext bytes of the compressed columns' values
+    bytes_after_compression: int = 0  # the same values as zstd frames
     watermark_before: Any = None  # JSON-safe representation (see pipeline.watermark)
     watermark_after: Any = None
     target_created: bool = False

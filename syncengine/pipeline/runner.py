@@ -36,12 +36,14 @@ from syncengine.pipeline.load import (
 from syncengine.pipeline.postgres import classify_postgres_error, connect
 from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.schema.columns import TablePlan, plan_columns
-from syncengine.pipeline.schema.drift import DriftPlan, plan_drift
+from syncengine.pipeline.schema.drift import DriftPlan, LoadColumn, plan_drift
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
 from syncengine.pipeline.spec import SyncMode, TableSpec
-from syncengine.pipeline.transform import PreparedTransform, prepare_transforms
+from syncengine.pipeline.transform import compress, protect
 from syncengine.pipeline.transform.casts import cast_batch
+from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.transform.protect import ProtectionPlan, Protector
 from syncengine.pipeline.transform.validate import KeyCheck
 from syncengine.pipeline.watermark import (
     STATE_SCHEMA,
@@ -76,18 +78,23 @@ def run_sync(
     should_cancel: Callable[[], bool] | None = None,
     publish_lock_timeout: float = DEFAULT_PUBLISH_LOCK_TIMEOUT,
     copy_streams: int = DEFAULT_COPY_STREAMS,
+    keyring: Keyring | None = None,
 ) -> SyncResult:
     """Sync one table and report what happened.
 
     1. Take the table's advisory lock on the target database (TableBusy when another run holds it).
     2. Make sure fdm's own schemas exist, drop staging tables an interrupted run left, read the watermark and
        the existing target table.
-    3. Read the source's columns and key; plan the loaded columns, the column transforms and the drift
-       handling; decide the mode (incremental needs a watermark for the same column and an existing target).
-    4. Stream the source into an UNLOGGED staging table batch by batch: transforms, casts and key checks on
+    3. Read the source's columns and key; plan the loaded columns and their protection (encryption, blind
+       indexes, compression); decide the mode (incremental needs a watermark for the same column, an existing
+       target and unchanged column protection); plan the drift handling.
+    4. Stream the source into an UNLOGGED staging table batch by batch: casts, key checks and protection on
        Arrow, then binary COPY. Cancellation is checked between batches.
-    5. In one transaction: drift DDL, publish the staged rows, verify the row counts, write the watermark,
-       drop the staging table. Any failure before the commit leaves the target as it was.
+    5. In one transaction: drift DDL, publish the staged rows, verify the row counts, write the watermark and
+       the protection catalog, drop the staging table. Any failure before the commit leaves the target as it
+       was.
+
+    `keyring` encrypts the table's encrypted columns; a table that encrypts without one is refused.
 
     `publish_lock_timeout` (seconds) bounds the wait for the target's lock when publishing; running out of it
     is a transient failure, so a long report query delays the sync rather than queueing readers behind it.
@@ -125,6 +132,7 @@ def run_sync(
                 )
             state = read_state(conn, spec.name)
             target = inspect_target(conn, spec.target.schema, spec.target.table)
+            catalog = protect.read_catalog(conn, spec.name)
         except psycopg.Error as exc:
             raise classify_postgres_error(exc, table=spec.name) from exc
 
@@ -133,15 +141,19 @@ def run_sync(
             source_conn, spec.source, table=spec.name, log=log, want_key=not spec.primary_key
         )
         plan = plan_columns(spec, described.columns, described.declared_key)
-        plan, transforms = prepare_transforms(spec, plan)
-        drift = plan_drift(spec, plan, target)
+        plan, protection = protect.plan_protection(spec, plan)
+        protector = Protector(plan=protection, keyring=keyring) if protection else None
+
+        since = _usable_watermark(spec, plan, state, target, full_refresh=full_refresh, log=log)
+        if since is not None and _protection_changed(protection, catalog):
+            log("warning", "column protection changed; loading in full", table=spec.name)
+            since = None
+        incremental = since is not None
+        drift = plan_drift(spec, plan, target, full_load=not incremental)
         result.drift = list(drift.changes)
         result.target_created = drift.creates_table
         for change in drift.changes:
             log("warning", "schema drift", table=spec.name, change=change)
-
-        since = _usable_watermark(spec, plan, state, target, full_refresh=full_refresh, log=log)
-        incremental = since is not None
         result.mode = str(SyncMode.INCREMENTAL if incremental else SyncMode.FULL)
         result.watermark_before = state.watermark.to_json() if state and state.watermark else None
         key = plan.target_primary_key
@@ -176,7 +188,7 @@ def run_sync(
             query=query,
             plan=plan,
             drift=drift,
-            transforms=transforms,
+            protector=protector,
             checks=checks,
             target_dsn=target_dsn,
             staging=staging,
@@ -187,13 +199,20 @@ def run_sync(
         )
         result.checks.update(checks.finish())
         result.checks["rows_extracted"] = result.rows_extracted
+        if protector is not None:
+            result.checks["protection"] = protector.checks()
+            compressed = _compressed_stats(protector)
+            result.bytes_before_compression = sum(stats.bytes_plain for stats in compressed)
+            result.bytes_after_compression = sum(stats.bytes_compressed for stats in compressed)
         _close_source(source_conn)
         source_conn = None
 
         if cancelled():
             raise RunCancelled(f"cancelled before publishing {result.rows_extracted} rows", table=spec.name)
         watermark_after = (newest.later(since) if newest else since) if incremental else newest
-        _publish(conn, spec, plan, drift, staging, since, watermark_after, result, publish_lock_timeout)
+        _publish(
+            conn, spec, plan, drift, protection, staging, since, watermark_after, result, publish_lock_timeout
+        )
         staging = None
         result.watermark_after = watermark_after.to_json() if watermark_after else None
         progress("publish", result.rows_inserted + result.rows_updated)
@@ -221,8 +240,14 @@ def run_sync(
 def _bootstrap(conn: psycopg.Connection) -> None:
     """Create fdm's schemas and state table once; a lock keeps concurrent first runs from racing."""
     row = conn.execute(
-        "SELECT to_regnamespace(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-        (quote_postgres(STAGING_SCHEMA), qualified(STATE_SCHEMA, STATE_TABLE)),
+        "SELECT to_regnamespace(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL "
+        "AND to_regclass(%s) IS NOT NULL",
+        (
+            quote_postgres(STAGING_SCHEMA),
+            qualified(STATE_SCHEMA, STATE_TABLE),
+            qualified(STATE_SCHEMA, protect.CATALOG_TABLE),
+            qualified(STATE_SCHEMA, compress.DICTIONARIES_TABLE),
+        ),
     ).fetchone()
     if row and row[0]:
         return
@@ -231,6 +256,8 @@ def _bootstrap(conn: psycopg.Connection) -> None:
         for schema in (STATE_SCHEMA, STAGING_SCHEMA):
             _create_schema_if_missing(conn, schema)
         conn.execute(state_table_sql())
+        conn.execute(protect.catalog_table_sql())
+        conn.execute(compress.dictionaries_table_sql())
 
 
 def _create_schema_if_missing(conn: psycopg.Connection, schema: str) -> None:
@@ -301,7 +328,7 @@ def _stream_into_staging(
     query: SourceQuery,
     plan: TablePlan,
     drift: DriftPlan,
-    transforms: list[PreparedTransform],
+    protector: Protector | None,
     checks: KeyCheck,
     target_dsn: str,
     staging: str,
@@ -314,6 +341,11 @@ def _stream_into_staging(
     watermark_name = plan.watermark.target_name if plan.watermark else None
     kind = kind_for(plan.watermark.source) if plan.watermark else None
     source_names = {column.name: column.plan.source_name for column in drift.load_columns}
+    read_columns = [column for column in drift.load_columns if not column.plan.derived]
+    load_order = [column.name for column in drift.load_columns]
+    plain_wires = protector.plan.plain_wires(plan) if protector else None
+    if protector is not None:
+        protector.save_dictionary = _dictionary_saver(target_dsn, spec.name)
     newest: Watermark | None = None
     writer = StagingWriter(
         target_dsn, staging, table=spec.name, source_names=source_names, streams=copy_streams
@@ -334,15 +366,17 @@ def _stream_into_staging(
             progress("extract", result.rows_extracted)
 
             started = time.perf_counter()
-            for transform in transforms:
-                batch = transform.apply(batch)
-            staged = cast_batch(_in_load_order(batch, drift), drift.load_columns, table=spec.name)
+            staged = cast_batch(
+                _in_load_order(batch, read_columns), read_columns, table=spec.name, wires=plain_wires
+            )
             checks.observe(staged)
             if watermark_name is not None and kind is not None:
                 # One value per batch: the running maximum needs no per-row Python.
                 highest = pc.max(staged.column(watermark_name)).as_py()
                 if highest is not None:
                     newest = Watermark.of(kind, highest).later(newest)
+            if protector is not None:
+                staged = protector.apply(staged, load_order)
             result.transform.seconds += time.perf_counter() - started
 
             writer.write(staged)
@@ -362,8 +396,33 @@ def _stream_into_staging(
     return newest
 
 
-def _in_load_order(batch: pa.RecordBatch, drift: DriftPlan) -> pa.RecordBatch:
-    names = [column.plan.source_name for column in drift.load_columns]
+def _protection_changed(protection: ProtectionPlan | None, catalog: protect.CatalogTable | None) -> bool:
+    """Would this run store some column differently from the rows already in the target?"""
+    if protection is None:
+        return catalog is not None
+    return catalog is None or catalog.signature() != protection.signature()
+
+
+def _compressed_stats(protector: Protector) -> list[protect.ColumnStats]:
+    return [protector.stats[column.target_name] for column in protector.plan.columns if column.compressed]
+
+
+def _dictionary_saver(target_dsn: str, table_name: str) -> Callable[[str, compress.Dictionary], None]:
+    """Stores a trained dictionary at once, in its own transaction: frames that use it must stay readable even
+    if a later step of this run fails and a later run reuses nothing of it."""
+
+    def save(column: str, dictionary: compress.Dictionary) -> None:
+        try:
+            with connect(target_dsn, application_name=f"fdm dictionary {table_name}") as conn:
+                compress.save_dictionary(conn, table=table_name, column=column, dictionary=dictionary)
+        except psycopg.Error as exc:
+            raise classify_postgres_error(exc, table=table_name, source_names={}) from exc
+
+    return save
+
+
+def _in_load_order(batch: pa.RecordBatch, columns: list[LoadColumn]) -> pa.RecordBatch:
+    names = [column.plan.source_name for column in columns]
     if batch.schema.names == names:
         return batch
     return batch.select(names)
@@ -374,6 +433,7 @@ def _publish(
     spec: TableSpec,
     plan: TablePlan,
     drift: DriftPlan,
+    protection: ProtectionPlan | None,
     staging: str,
     since: Watermark | None,
     watermark_after: Watermark | None,
@@ -457,6 +517,16 @@ def _publish(
                     )
             for statement in drift.finish_ddl:
                 conn.execute(statement)
+            if protection is not None:
+                for statement in protect.blind_index_ddl(spec.target.schema, spec.target.table, protection):
+                    conn.execute(statement)
+            protect.write_catalog(
+                conn,
+                table_name=spec.name,
+                schema=spec.target.schema,
+                table=spec.target.table,
+                plan=protection,
+            )
             result.rows_inserted = published.inserted
             result.rows_updated = published.updated
             result.rows_deleted = published.deleted

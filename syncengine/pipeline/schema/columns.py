@@ -35,6 +35,10 @@ class ColumnPlan:
     source: SourceColumn
     target_name: str
     target_type: str
+    # Set for an encrypted or compressed column (stored as bytea): the type of its values before protection.
+    plain_type: str | None = None
+    # A column fdm computes (a blind index) rather than reads from the source.
+    derived: bool = False
 
     @property
     def source_name(self) -> str:

@@ -21,7 +21,7 @@ from syncengine.pipeline.schema.target import (
     create_table_sql,
 )
 from syncengine.pipeline.spec import DriftPolicy, TableSpec
-from syncengine.pipeline.typemap import holds, widened, wire_type
+from syncengine.pipeline.typemap import BYTEA, holds, widened, wire_type
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,16 @@ def _load_column(spec: TableSpec, plan: ColumnPlan, target_type: str) -> LoadCol
     return LoadColumn(plan=plan, target_type=target_type, wire=wire)
 
 
-def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> DriftPlan:
+def _protection_toggled(column: ColumnPlan, existing_type: str) -> bool:
+    """Is a column's type changing because it became (or stopped being) encrypted or compressed?"""
+    if column.plain_type is not None:
+        return existing_type != BYTEA
+    return existing_type == BYTEA and column.target_type != BYTEA
+
+
+def plan_drift(
+    spec: TableSpec, plan: TablePlan, target: TargetTable | None, *, full_load: bool = True
+) -> DriftPlan:
     """Compare the planned columns with the target and decide, per the drift policy, what to load and alter.
 
     1. No target: create it (schema too) with the planned columns and the primary key.
@@ -65,6 +74,10 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
        the target cannot hold as it is.
     3. strict stops on any difference; evolve adds columns and widens types where a lossless common type
        exists (stops otherwise); ignore loads only the shared columns into the target's own types.
+
+    Changes the configuration makes are not drift and apply under every policy: a blind index column is
+    added; a column that becomes protected (or stops being) changes type, emptied first, which only a full
+    load may do since it replaces every row (`full_load`).
     """
     schema, table = spec.target.schema, spec.target.table
     if target is None:
@@ -81,6 +94,32 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
 
     existing_types = {column.name: column.type for column in target.columns}
     planned_names = {column.target_name for column in plan.columns}
+    config_ddl: list[str] = []
+    config_changes: list[str] = []
+    for column in plan.columns:
+        if column.derived and column.target_name not in existing_types:
+            config_ddl.append(add_column_sql(schema, table, column.target_name, column.target_type))
+            config_changes.append(f"added blind index column {column.target_name}")
+            existing_types[column.target_name] = column.target_type
+        elif column.target_name in existing_types and _protection_toggled(
+            column, existing_types[column.target_name]
+        ):
+            became = "encrypted or compressed" if column.plain_type is not None else "stored in clear"
+            if not full_load:
+                raise SchemaDriftError(
+                    f"the column is now {became}, which changes its type from {existing_types[column.target_name]} "
+                    f"to {column.target_type}; only a full load can do that (sync with --full-refresh)",
+                    table=spec.name,
+                    column=column.target_name,
+                )
+            config_ddl.append(
+                alter_type_sql(schema, table, column.target_name, column.target_type, using_null=True)
+            )
+            config_changes.append(
+                f"column {column.target_name} is now {became}: its type changed from "
+                f"{existing_types[column.target_name]} to {column.target_type} and the full load refills it"
+            )
+            existing_types[column.target_name] = column.target_type
     added = [column for column in plan.columns if column.target_name not in existing_types]
     dropped = [column for column in target.columns if column.name not in planned_names]
     retyped = [
@@ -100,7 +139,7 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
     )
     if not differences:
         columns = tuple(_load_column(spec, c, existing_types[c.target_name]) for c in plan.columns)
-        return DriftPlan(load_columns=columns)
+        return DriftPlan(load_columns=columns, ddl=tuple(config_ddl), changes=config_changes)
 
     policy = spec.drift_policy
     if policy == DriftPolicy.STRICT:
@@ -117,8 +156,8 @@ def plan_drift(spec: TableSpec, plan: TablePlan, target: TargetTable | None) -> 
             )
 
     key_names = set(plan.primary_key) | ({plan.watermark.source_name} if plan.watermark else set())
-    ddl: list[str] = []
-    changes: list[str] = []
+    ddl: list[str] = list(config_ddl)
+    changes: list[str] = list(config_changes)
     added_names = {column.target_name for column in added}
     retyped_types = {column.target_name: existing_type for column, existing_type in retyped}
     load_columns: list[LoadColumn] = []

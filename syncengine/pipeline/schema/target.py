@@ -86,8 +86,7 @@ def add_column_sql(schema: str, table: str, column: str, type_: str) -> str:
     return f"ALTER TABLE {qualified(schema, table)} ADD COLUMN {quote_postgres(column)} {type_}"
 
 
-def alter_type_sql(schema: str, table: str, column: str, type_: str) -> str:
-    return (
-        f"ALTER TABLE {qualified(schema, table)} ALTER COLUMN {quote_postgres(column)} TYPE {type_} "
-        f"USING {quote_postgres(column)}::{type_}"
-    )
+def alter_type_sql(schema: str, table: str, column: str, type_: str, *, using_null: bool = False) -> str:
+    """Change a column's type, converting its values (or, `using_null`, emptying it for a full reload)."""
+    using = f"NULL::{type_}" if using_null else f"{quote_postgres(column)}::{type_}"
+    return f"ALTER TABLE {qualified(schema, table)} ALTER COLUMN {quote_postgres(column)} TYPE {type_} USING {using}"

@@ -7,7 +7,7 @@ Timestamps and times are floored to microseconds, PostgreSQL's resolution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,22 +40,34 @@ def cast_column(array: pa.Array, wire: pa.DataType) -> pa.Array:
     return array.cast(wire, safe=True)
 
 
-def cast_batch(batch: pa.RecordBatch, columns: Sequence[LoadColumn], *, table: str) -> pa.RecordBatch:
-    """The batch with every column cast to its wire type and named by its target column."""
+def cast_batch(
+    batch: pa.RecordBatch,
+    columns: Sequence[LoadColumn],
+    *,
+    table: str,
+    wires: Mapping[str, pa.DataType] | None = None,
+) -> pa.RecordBatch:
+    """The batch with every column cast to its wire type and named by its target column.
+
+    `wires` overrides the type of some columns by target name: protected columns are cast to the type of
+    their plaintext, which `protect` then turns into bytes.
+    """
     arrays = []
     for index, column in enumerate(columns):
         array = batch.column(index)
+        wire = wires.get(column.name, column.wire) if wires else column.wire
+        target_type = column.plan.plain_type or column.target_type
         try:
-            arrays.append(cast_column(array, column.wire))
+            arrays.append(cast_column(array, wire))
         except pa.ArrowNotImplementedError:
             raise SchemaDriftError(
-                f"cannot convert source values of type {array.type} to {column.target_type}",
+                f"cannot convert source values of type {array.type} to {target_type}",
                 table=table,
                 column=column.name,
             ) from None
         except pa.ArrowInvalid as exc:
             raise TypeOverflowError(
-                f"a value does not fit the target type {column.target_type}: {exc}",
+                f"a value does not fit the target type {target_type}: {exc}",
                 table=table,
                 column=column.name,
             ) from None

@@ -1,0 +1,290 @@
+"""Reading a synced table back: pages of rows in primary-key order, equality filters (blind indexes for
+encrypted columns), compressed columns decompressed, encrypted columns decrypted or masked.
+
+Who may read decrypted values, and the audit record of each such read, are the caller's business (the
+Django side, `syncengine.protected_data`); this module only does what it is told, with the keyring it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from syncengine.pipeline.errors import ConfigurationError, TerminalError
+from syncengine.pipeline.identifiers import quote_postgres
+from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
+from syncengine.pipeline.transform import compress
+from syncengine.pipeline.transform.crypto import (
+    FLAG_COMPRESSED,
+    BlindIndex,
+    ColumnCipher,
+    ColumnIdentity,
+    row_keys_from_values,
+)
+from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.transform.protect import (
+    CatalogTable,
+    ColumnProtection,
+    decode_plaintext,
+    read_catalog,
+)
+
+MASK = "[encrypted]"
+MAX_PAGE_SIZE = 1000
+# A blind index lookup fetches candidates in rounds of this many rows until the page is full.
+CANDIDATE_ROUND = 500
+
+
+class ReadError(TerminalError):
+    """The request cannot be answered as asked: an unknown column, a filter on a column that cannot be
+    filtered, a value that is not of the column's type. Says which."""
+
+
+@dataclass
+class Page:
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    next_after: list[Any] | None  # the last row's key values; pass as `after` for the next page
+    decrypted_columns: list[str] = field(default_factory=list)  # encrypted columns returned in clear
+    masked_columns: list[str] = field(default_factory=list)
+    key: list[str] = field(default_factory=list)  # the columns the pages are ordered by
+
+
+@dataclass(frozen=True)
+class _Source:
+    table_name: str
+    target: TargetTable
+    catalog: CatalogTable | None
+
+    @property
+    def protected(self) -> dict[str, ColumnProtection]:
+        return self.catalog.by_target() if self.catalog else {}
+
+    @property
+    def hidden(self) -> set[str]:
+        return {column.blind_index for column in self.protected.values() if column.blind_index}
+
+    def visible(self) -> list[str]:
+        return [column.name for column in self.target.columns if column.name not in self.hidden]
+
+    def type_of(self, name: str) -> str:
+        column = self.target.column(name)
+        assert column is not None
+        return column.type
+
+
+def describe(conn: psycopg.Connection, *, table_name: str, schema: str, table: str) -> _Source:
+    target = inspect_target(conn, schema, table)
+    if target is None:
+        raise ReadError(
+            f"{schema}.{table} does not exist yet: the table has not been synced", table=table_name
+        )
+    return _Source(table_name=table_name, target=target, catalog=read_catalog(conn, table_name))
+
+
+def read_rows(
+    conn: psycopg.Connection,
+    *,
+    table_name: str,
+    schema: str,
+    table: str,
+    keyring: Keyring | None,
+    decrypt: bool,
+    filters: Mapping[str, str] | None = None,
+    after: Sequence[Any] | None = None,
+    limit: int = 100,
+) -> Page:
+    """One page of rows.
+
+    1. Read the target's columns and primary key from the catalogs, and fdm's protection catalog.
+    2. Turn the filters into SQL: plain columns by `=` with the value cast to the column's type; encrypted
+       searchable columns by their blind index (one candidate value per key in the keyring), the candidates then
+       decrypted and compared exactly; anything else is refused.
+    3. Fetch in primary-key order (ctid order for a table without one) after `after`, decode protected columns,
+       and stop at `limit` rows.
+    """
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ReadError(f"limit must be between 1 and {MAX_PAGE_SIZE}", table=table_name)
+    source = describe(conn, table_name=table_name, schema=schema, table=table)
+    protected = source.protected
+    visible = source.visible()
+    filters = dict(filters or {})
+    if source.catalog and any(column.encrypted for column in protected.values()) and keyring is None:
+        if decrypt or any(name in protected and protected[name].encrypted for name in filters):
+            raise ConfigurationError(
+                "reading encrypted columns needs the keyring (FDM_ENCRYPTION_KEYS)", table=table_name
+            )
+
+    key = list(source.target.primary_key)
+    order = [quote_postgres(name) for name in key] if key else ["ctid"]
+    conditions: list[str] = []
+    params: list[Any] = []
+    exact: dict[str, bytes] = {}  # encrypted columns whose decrypted value must equal the filter's
+    for name, value in filters.items():
+        if name not in visible:
+            raise ReadError(f"cannot filter on {name!r}: the table has no such column", table=table_name)
+        protection = protected.get(name)
+        if protection is None:
+            conditions.append(f"{quote_postgres(name)} = CAST(%s AS {source.type_of(name)})")
+            params.append(value)
+        elif protection.encrypted and protection.blind_index and keyring is not None:
+            index = BlindIndex(
+                keyring, ColumnIdentity(_target_name(source), name), bits=protection.blind_index_bits
+            )
+            plain = _filter_plaintext(value, protection)
+            conditions.append(f"{quote_postgres(protection.blind_index)} = ANY(%s)")
+            params.append(index.candidates(plain))
+            exact[name] = plain
+        else:
+            what = (
+                "encrypted without a blind index (not searchable)" if protection.encrypted else "compressed"
+            )
+            raise ReadError(f"cannot filter on {name!r}: the column is {what}", table=table_name, column=name)
+
+    relation = qualified(schema, table)
+    selected = ", ".join([*(quote_postgres(name) for name in visible), "ctid::text"])
+    dictionaries = (
+        compress.load_dictionaries(conn, table=table_name)
+        if any(column.compressed for column in protected.values())
+        else {}
+    )
+    ciphers = {
+        name: ColumnCipher(keyring, ColumnIdentity(_target_name(source), name))
+        for name, column in protected.items()
+        if column.encrypted and keyring is not None
+    }
+    rows: list[dict[str, Any]] = []
+    cursor_values: list[Any] | None = list(after) if after is not None else None
+    exhausted = stopped_early = False
+    while len(rows) < limit and not exhausted:
+        where = list(conditions)
+        round_params = list(params)
+        if cursor_values is not None:
+            if key:
+                casts = ", ".join(f"CAST(%s AS {source.type_of(name)})" for name in key)
+                where.append(f"({', '.join(order)}) > ({casts})")
+                round_params.extend(cursor_values)
+            else:
+                where.append("ctid > CAST(%s AS tid)")
+                round_params.append(cursor_values[0])
+        fetch = CANDIDATE_ROUND if exact else limit - len(rows)
+        sql = (
+            f"SELECT {selected} FROM {relation}"  # noqa: S608 - identifiers quoted, values bound
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY {', '.join(order)} LIMIT {int(fetch)}"
+        )
+        try:
+            fetched = conn.execute(sql, round_params).fetchall()
+        except psycopg.errors.DataError as exc:
+            raise ReadError(
+                f"a filter or cursor value does not fit its column: {exc.diag.message_primary}",
+                table=table_name,
+            ) from None
+        exhausted = len(fetched) < fetch
+        records = [dict(zip(visible, row[:-1], strict=True)) for row in fetched]
+        keys = row_keys_from_values([[record[name] for name in key] for record in records]) if key else None
+        _decode(records, protected, ciphers, dictionaries, keys, decrypt=decrypt or bool(exact))
+        for position, (record, row) in enumerate(zip(records, fetched, strict=True)):
+            cursor_values = [record[name] for name in key] if key else [row[-1]]
+            if all(
+                record[name] == decode_plaintext(plain, protected[name].plain_type)
+                for name, plain in exact.items()
+            ):
+                rows.append(record)
+                if len(rows) == limit:
+                    stopped_early = position < len(records) - 1
+                    break
+    if not decrypt:
+        for record in rows:
+            _mask(record, protected)
+    encrypted = [name for name in visible if name in protected and protected[name].encrypted]
+    more = len(rows) == limit and (stopped_early or not exhausted)
+    return Page(
+        columns=visible,
+        rows=rows,
+        next_after=cursor_values if more else None,
+        decrypted_columns=encrypted if decrypt else [],
+        masked_columns=[] if decrypt else encrypted,
+        key=key,
+    )
+
+
+def _target_name(source: _Source) -> str:
+    if source.catalog is not None:
+        return source.catalog.target
+    return f"{source.target.schema}.{source.target.name}"
+
+
+def _filter_plaintext(value: str, protection: ColumnProtection) -> bytes:
+    """The plaintext bytes a filter value stands for (as `protect.plaintext_bytes` wrote them)."""
+    from syncengine.pipeline.transform.protect import plaintext_bytes
+    from syncengine.pipeline.typemap import wire_type
+
+    wire = wire_type(protection.plain_type)
+    if wire is None or pa.types.is_string(wire) or pa.types.is_binary(wire):
+        return value.encode("utf-8")
+    try:
+        typed = pa.array([value], pa.string()).cast(wire)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ReadError(
+            f"{value!r} is not a value of type {protection.plain_type}", column=protection.target_name
+        ) from None
+    encoded = plaintext_bytes(typed)[0].as_py()
+    return encoded if isinstance(encoded, bytes) else b""
+
+
+def _decode(
+    records: list[dict[str, Any]],
+    protected: Mapping[str, ColumnProtection],
+    ciphers: Mapping[str, ColumnCipher],
+    dictionaries: Mapping[int, compress.Dictionary],
+    row_keys: list[bytes] | None,
+    *,
+    decrypt: bool,
+) -> None:
+    """Replace stored bytes by values, in place: decompress, and decrypt when asked (else leave for masking)."""
+    for name, protection in protected.items():
+        if name not in (records[0] if records else {}):
+            continue
+        stored = [record[name] for record in records]
+        if protection.encrypted:
+            if not decrypt:
+                continue
+            cipher = ciphers[name]
+            plain: list[bytes | None] = []
+            flags: list[int] = []
+            for index, value in enumerate(stored):
+                if value is None:
+                    plain.append(None)
+                    flags.append(0)
+                    continue
+                text, flag = cipher.decrypt_one(bytes(value), row_keys[index] if row_keys else None)
+                plain.append(text)
+                flags.append(flag)
+            if any(flag & FLAG_COMPRESSED for flag in flags):
+                plain = _decompress(plain, dictionaries)
+        elif protection.compressed:
+            plain = _decompress(
+                [bytes(value) if value is not None else None for value in stored], dictionaries
+            )
+        else:
+            continue
+        for record, value in zip(records, plain, strict=True):
+            record[name] = None if value is None else decode_plaintext(value, protection.plain_type)
+
+
+def _decompress(
+    frames: list[bytes | None], dictionaries: Mapping[int, compress.Dictionary]
+) -> list[bytes | None]:
+    values = compress.decompress_array(pa.array(frames, pa.binary()), dictionaries).to_pylist()
+    return [value if isinstance(value, bytes) or value is None else bytes(value) for value in values]
+
+
+def _mask(record: dict[str, Any], protected: Mapping[str, ColumnProtection]) -> None:
+    for name, protection in protected.items():
+        if protection.encrypted and name in record and record[name] is not None:
+            record[name] = MASK

@@ -1,0 +1,292 @@
+"""Key rotation: re-encrypt a table's stored values with the keyring's primary key, in small transactions.
+
+A rotation starts when a new key is put first in FDM_ENCRYPTION_KEYS (every process that syncs must be given
+the new keyring): from then on, syncs encrypt with it, and `rotate_keys` moves the values already stored.
+
+- Safe to interrupt: each batch is one transaction that re-encrypts the values of a range of the table's pages
+  (and recomputes their blind indexes); a rerun finds the values still on an older key and carries on.
+- Readable throughout: every value names its key id, and older keys stay in the keyring until the rotation
+  reports that no value uses them.
+- One writer at a time: each batch holds the table's advisory lock (the one a sync takes) for its transaction
+  only, so syncs run between batches, and a batch waits for a running sync rather than racing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+
+from syncengine.pipeline.identifiers import quote_postgres
+from syncengine.pipeline.locks import table_lock_key
+from syncengine.pipeline.schema.target import qualified
+from syncengine.pipeline.transform import compress
+from syncengine.pipeline.transform.crypto import (
+    FLAG_COMPRESSED,
+    BlindIndex,
+    ColumnCipher,
+    ColumnIdentity,
+    parse_envelope,
+    row_keys_from_values,
+)
+from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.transform.protect import CatalogTable, read_catalog
+
+DEFAULT_PAGES_PER_BATCH = 200  # about 10,000 rows of 150 bytes: short transactions, few sync delays
+LOCK_WAIT_SECONDS = 1.0
+MAX_PASSES = 3
+
+Log = Callable[..., None]
+
+
+def _no_log(level: str, message: str, **fields: object) -> None:
+    return None
+
+
+@dataclass
+class KeyUsage:
+    """How many stored values of each encrypted column use each key id."""
+
+    table_name: str
+    primary: str | None
+    columns: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(sum(counts.values()) for counts in self.columns.values())
+
+    @property
+    def on_primary(self) -> int:
+        return sum(counts.get(self.primary or "", 0) for counts in self.columns.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.on_primary
+
+    @property
+    def key_ids(self) -> list[str]:
+        return sorted({key_id for counts in self.columns.values() for key_id in counts})
+
+    @property
+    def percent_on_primary(self) -> float:
+        return 100.0 if self.total == 0 else round(100.0 * self.on_primary / self.total, 1)
+
+
+@dataclass
+class RotationResult:
+    table_name: str
+    values_rotated: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    usage: KeyUsage | None = None  # after the rotation
+
+
+def _key_id_sql(column: str) -> str:
+    quoted = quote_postgres(column)
+    return f"convert_from(substring({quoted} FROM 4 FOR get_byte({quoted}, 2)), 'SQL_ASCII')"
+
+
+def key_usage(conn: psycopg.Connection, catalog: CatalogTable, *, primary: str | None) -> KeyUsage:
+    """Count the key ids in use per encrypted column (one scan of the table per column)."""
+    usage = KeyUsage(table_name=catalog.table_name, primary=primary)
+    relation = qualified(catalog.target_schema, catalog.target_table)
+    for column in catalog.columns:
+        if not column.encrypted:
+            continue
+        rows = conn.execute(
+            f"SELECT {_key_id_sql(column.target_name)}, count(*) FROM {relation} "  # noqa: S608 - quoted
+            f"WHERE {quote_postgres(column.target_name)} IS NOT NULL GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        usage.columns[column.target_name] = {str(key_id): int(count) for key_id, count in rows}
+    return usage
+
+
+def table_usage(conn: psycopg.Connection, table_name: str, *, primary: str | None) -> KeyUsage | None:
+    catalog = read_catalog(conn, table_name)
+    if catalog is None or not any(column.encrypted for column in catalog.columns):
+        return None
+    return key_usage(conn, catalog, primary=primary)
+
+
+def rotate_table(
+    conn: psycopg.Connection,
+    *,
+    table_name: str,
+    keyring: Keyring,
+    pages_per_batch: int = DEFAULT_PAGES_PER_BATCH,
+    log: Log | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RotationResult:
+    """Re-encrypt every value of the table that is not on the primary key; return what was done.
+
+    1. Read the protection catalog (what is encrypted, the row key, blind indexes).
+    2. For each range of `pages_per_batch` pages, in one transaction: take the table's lock, select the rows of
+       the range that hold a value on an older key (FOR UPDATE), decrypt, re-encrypt with the primary key,
+       recompute blind indexes, and update them by ctid.
+    3. Repeat the pass while values remain (rows an update moved to pages already visited), at most 3 times.
+    `on_batch(done_pages, total_pages)` reports progress; `should_stop()` ends the rotation between batches.
+    """
+    log = log or _no_log
+    stop = should_stop or (lambda: False)
+    started = time.perf_counter()
+    result = RotationResult(table_name=table_name)
+    catalog = read_catalog(conn, table_name)
+    if catalog is None or not any(column.encrypted for column in catalog.columns):
+        result.usage = KeyUsage(table_name=table_name, primary=keyring.primary)
+        return result
+    worker = _Rotator(conn, catalog, keyring)
+    for _ in range(MAX_PASSES):
+        pages = worker.page_count()
+        for first in range(0, max(pages, 1), pages_per_batch):
+            if stop():
+                log("info", "rotation stopped", table=table_name, values_rotated=result.values_rotated)
+                result.seconds = time.perf_counter() - started
+                result.usage = key_usage(conn, catalog, primary=keyring.primary)
+                return result
+            rotated = worker.rotate_pages(first, first + pages_per_batch, log=log)
+            result.values_rotated += rotated
+            result.batches += 1
+            if on_batch is not None:
+                on_batch(min(first + pages_per_batch, pages), pages)
+        usage = key_usage(conn, catalog, primary=keyring.primary)
+        if usage.remaining == 0:
+            break
+    result.usage = key_usage(conn, catalog, primary=keyring.primary)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+class _Rotator:
+    def __init__(self, conn: psycopg.Connection, catalog: CatalogTable, keyring: Keyring):
+        self.conn = conn
+        self.catalog = catalog
+        self.keyring = keyring
+        self.relation = qualified(catalog.target_schema, catalog.target_table)
+        self.encrypted = [column for column in catalog.columns if column.encrypted]
+        self.ciphers = {
+            column.target_name: ColumnCipher(keyring, ColumnIdentity(catalog.target, column.target_name))
+            for column in self.encrypted
+        }
+        self.indexes = {
+            column.target_name: BlindIndex(
+                keyring, ColumnIdentity(catalog.target, column.target_name), bits=column.blind_index_bits
+            )
+            for column in self.encrypted
+            if column.blind_index
+        }
+        self.dictionaries: dict[int, compress.Dictionary] | None = None
+
+    def page_count(self) -> int:
+        row = self.conn.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::bigint", (self.relation,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _lock(self, log: Log) -> None:
+        """Take the table's lock for this transaction, waiting while a sync holds it."""
+        waited = False
+        while True:
+            row = self.conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)", (table_lock_key(self.catalog.table_name),)
+            ).fetchone()
+            if row and row[0]:
+                return
+            if not waited:
+                log("info", "waiting for a run of this table to finish", table=self.catalog.table_name)
+                waited = True
+            time.sleep(LOCK_WAIT_SECONDS)
+
+    def rotate_pages(self, first: int, end: int, *, log: Log) -> int:
+        primary = self.keyring.primary.encode("ascii")
+        names = [column.target_name for column in self.encrypted]
+        stale = " OR ".join(
+            f"({quote_postgres(name)} IS NOT NULL AND substring({quote_postgres(name)} FROM 4 FOR "
+            f"get_byte({quote_postgres(name)}, 2)) <> %s::bytea)"
+            for name in names
+        )
+        key = list(self.catalog.row_key)
+        selected = ", ".join(["ctid::text", *(quote_postgres(name) for name in key + names)])
+        with self.conn.transaction():
+            self._lock(log)
+            rows = self.conn.execute(
+                f"SELECT {selected} FROM {self.relation} "  # noqa: S608 - identifiers quoted
+                f"WHERE ctid >= %s::tid AND ctid < %s::tid AND ({stale}) FOR UPDATE",
+                (f"({first},0)", f"({end},0)", *([primary] * len(names))),
+            ).fetchall()
+            if not rows:
+                return 0
+            ctids = [row[0] for row in rows]
+            keys = row_keys_from_values([row[1 : 1 + len(key)] for row in rows]) if key else None
+            updates: dict[str, list[Any]] = {}
+            rotated = 0
+            for offset, column in enumerate(self.encrypted):
+                values = [row[1 + len(key) + offset] for row in rows]
+                new_values, plains, count = self._reencrypt(column.target_name, values, keys)
+                rotated += count
+                updates[column.target_name] = new_values
+                if column.blind_index:
+                    updates[column.blind_index] = self._blind_index(column.target_name, plains)
+            assignments = ", ".join(f"{quote_postgres(name)} = v.{quote_postgres(name)}" for name in updates)
+            value_columns = ", ".join(quote_postgres(name) for name in updates)
+            arrays = ", ".join("%s::bytea[]" for _ in updates)
+            self.conn.execute(
+                f"UPDATE {self.relation} AS t SET {assignments} "  # noqa: S608 - identifiers quoted
+                f"FROM unnest(%s::text[]::tid[], {arrays}) AS v(row_ctid, {value_columns}) "
+                "WHERE t.ctid = v.row_ctid",
+                (ctids, *updates.values()),
+            )
+            return rotated
+
+    def _reencrypt(
+        self, column: str, values: list[Any], keys: list[bytes] | None
+    ) -> tuple[list[bytes | None], list[bytes | None], int]:
+        """New stored values (primary key), the plaintexts (uncompressed, for blind indexes), and the count."""
+        cipher = self.ciphers[column]
+        primary = self.keyring.primary
+        stored: list[bytes | None] = [bytes(value) if value is not None else None for value in values]
+        plains: list[bytes | None] = [None] * len(values)
+        to_encrypt: list[int] = []
+        compressed: set[int] = set()
+        for index, value in enumerate(stored):
+            if value is None:
+                continue
+            if parse_envelope(value).key_id == primary and column not in self.indexes:
+                continue
+            plain, flags = cipher.decrypt_one(value, keys[index] if keys else None)
+            plains[index] = plain
+            if flags & FLAG_COMPRESSED:
+                compressed.add(index)
+            if parse_envelope(value).key_id != primary:
+                to_encrypt.append(index)
+        for flag in (True, False):
+            group = [index for index in to_encrypt if (index in compressed) == flag]
+            if not group:
+                continue
+            group_keys = pa.array([keys[index] for index in group], pa.binary()) if keys else None
+            sealed = cipher.encrypt(
+                pa.array([plains[index] for index in group], pa.binary()),
+                row_keys=group_keys,
+                compressed=flag,
+            ).to_pylist()
+            for index, envelope in zip(group, sealed, strict=True):
+                stored[index] = envelope if isinstance(envelope, bytes) else None
+        for index in compressed:
+            plains[index] = self._decompress(plains[index])
+        return stored, plains, len(to_encrypt)
+
+    def _decompress(self, frame: bytes | None) -> bytes | None:
+        if frame is None:
+            return None
+        if self.dictionaries is None:
+            self.dictionaries = compress.load_dictionaries(self.conn, table=self.catalog.table_name)
+        value = compress.decompress_array(pa.array([frame], pa.binary()), self.dictionaries)[0].as_py()
+        return value if isinstance(value, bytes) else None
+
+    def _blind_index(self, column: str, plains: list[bytes | None]) -> list[bytes | None]:
+        computed = self.indexes[column].compute(pa.array(plains, pa.binary())).to_pylist()
+        return [value if isinstance(value, bytes) else None for value in computed]
