@@ -7,7 +7,7 @@ class SyncEngineConfig(AppConfig):
     verbose_name = "Sync engine"
 
     def ready(self) -> None:
-        from syncengine import signals
+        from syncengine import checks, signals  # noqa: F401 - checks registers itself
 
         # A lazy "app_label.Model" sender: the table model lives in syncconfig, which loads independently.
         post_save.connect(

@@ -89,6 +89,12 @@ class SyncRun(models.Model):
     rows_deleted = models.BigIntegerField(default=0)
     bytes_extracted = models.BigIntegerField(default=0)
     bytes_loaded = models.BigIntegerField(default=0)
+    bytes_before_compression = models.BigIntegerField(
+        default=0, help_text="Plaintext bytes of the values of compressed columns."
+    )
+    bytes_after_compression = models.BigIntegerField(
+        default=0, help_text="The same values as zstd frames (before encryption)."
+    )
 
     extract_seconds = models.FloatField(null=True, blank=True)
     transform_seconds = models.FloatField(null=True, blank=True)
@@ -247,3 +253,37 @@ def _capped(entries: list[dict], *, limit: int) -> list[dict]:
         "fields": {"omitted_entries": dropped},
     }
     return [*head, marker, *rest[-keep:]]
+
+
+class DecryptedRead(models.Model):
+    """Audit record of one read of decrypted column values: who read which table's which columns, when,
+    through what (API, command, admin), and how many rows came back.
+
+    Filter values are never stored (a filter on an encrypted column is itself sensitive), only the names of
+    the filtered columns. Records are append-only history, read-only in the admin. The permission
+    `syncengine.read_decrypted` is what allows such a read.
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    username = models.CharField(max_length=150, help_text="The user's name at the time of the read.")
+    table_name = models.CharField(max_length=200)
+    columns = models.JSONField(default=list, help_text="The encrypted columns returned decrypted.")
+    filtered_columns = models.JSONField(
+        default=list, blank=True, help_text="Columns filtered on (no values)."
+    )
+    row_count = models.PositiveIntegerField(default=0)
+    via = models.CharField(max_length=16, help_text="api, command or admin")
+    client = models.CharField(max_length=200, blank=True, help_text="Client address or command host.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        permissions = [("read_decrypted", "Can read decrypted values of encrypted columns")]
+        verbose_name = "decrypted read"
+
+    def __str__(self) -> str:
+        return (
+            f"{self.username} read {self.table_name} ({', '.join(self.columns)}) at {self.at:%Y-%m-%d %H:%M}"
+        )

@@ -73,6 +73,8 @@ def record_success(run: SyncRun, result: SyncResult) -> None:
     run.rows_deleted = result.rows_deleted
     run.bytes_extracted = result.bytes_extracted
     run.bytes_loaded = result.bytes_loaded
+    run.bytes_before_compression = result.bytes_before_compression
+    run.bytes_after_compression = result.bytes_after_compression
     run.extract_seconds = result.extract.seconds
     run.transform_seconds = result.transform.seconds
     run.load_seconds = result.load.seconds

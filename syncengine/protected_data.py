@@ -1,0 +1,127 @@
+"""Reading synced rows through fdm, and the keys that protect them: the services the API, the `decrypt`
+command and the admin use.
+
+Decrypted values are for users who hold the permission `syncengine.read_decrypted` (superusers and the API's
+admin role have it); every such read leaves a `DecryptedRead` audit record. Everyone else who may read a
+table sees encrypted columns masked, and cannot filter on them (a filter would answer "does anyone have this
+IBAN?" without decrypting anything).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+
+from syncconfig.models import TableConfig
+from syncengine import connections
+from syncengine.models import DecryptedRead
+from syncengine.pipeline import reader, rotation
+from syncengine.pipeline.postgres import connect
+from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.transform.protect import read_catalog
+
+logger = logging.getLogger(__name__)
+
+READ_DECRYPTED = "syncengine.read_decrypted"
+
+
+def can_read_decrypted(user: Any) -> bool:
+    return bool(user is not None and user.is_active and user.has_perm(READ_DECRYPTED))
+
+
+def table_rows_read(
+    *,
+    table: TableConfig,
+    user: Any,
+    decrypt: bool,
+    filters: Mapping[str, str] | None = None,
+    after: Sequence[Any] | None = None,
+    limit: int = 100,
+    via: str,
+    client: str = "",
+) -> reader.Page:
+    """A page of the table's rows as PostgreSQL holds them, protected columns decoded.
+
+    1. `decrypt` needs the permission `syncengine.read_decrypted` (PermissionDenied otherwise), and so does a
+       filter on an encrypted column.
+    2. Read the page from the target database (`pipeline.reader`), with the keyring from the environment.
+    3. When encrypted columns were returned in clear, record who read which table's columns, when and how.
+    """
+    allowed = can_read_decrypted(user)
+    if decrypt and not allowed:
+        raise PermissionDenied("reading decrypted values needs the permission syncengine.read_decrypted")
+    filters = dict(filters or {})
+    keyring = connections.keyring(required=False)
+    with connect(connections.target_dsn(), application_name=f"fdm read {table.name}") as conn:
+        if filters and not allowed:
+            catalog = read_catalog(conn, table.name)
+            encrypted = (
+                {column.target_name for column in catalog.columns if column.encrypted} if catalog else set()
+            )
+            refused = sorted(encrypted & set(filters))
+            if refused:
+                raise PermissionDenied(
+                    f"filtering on encrypted column(s) {', '.join(refused)} needs the permission "
+                    "syncengine.read_decrypted"
+                )
+        page = reader.read_rows(
+            conn,
+            table_name=table.name,
+            schema=table.postgres_schema,
+            table=table.postgres_table,
+            keyring=keyring,
+            decrypt=decrypt,
+            filters=filters,
+            after=after,
+            limit=limit,
+        )
+    if page.decrypted_columns:
+        DecryptedRead.objects.create(
+            user=user if getattr(user, "pk", None) else None,
+            username=getattr(user, "username", "") or "",
+            table_name=table.name,
+            columns=page.decrypted_columns,
+            filtered_columns=sorted(filters),
+            row_count=len(page.rows),
+            via=via,
+            client=client[:200],
+        )
+        logger.info(
+            "%s read %d decrypted row(s) of %s (%s) via %s",
+            getattr(user, "username", "?"),
+            len(page.rows),
+            table.name,
+            ", ".join(page.decrypted_columns),
+            via,
+        )
+    return page
+
+
+def table_key_usage(*, table: TableConfig) -> rotation.KeyUsage | None:
+    """Which key ids the table's stored values use, per encrypted column (None: nothing encrypted yet)."""
+    keyring = connections.keyring(required=False)
+    with connect(connections.target_dsn(), application_name=f"fdm key usage {table.name}") as conn:
+        return rotation.table_usage(conn, table.name, primary=keyring.primary if keyring else None)
+
+
+def table_keys_rotate(
+    *,
+    table: TableConfig,
+    keyring: Keyring,
+    pages_per_batch: int = rotation.DEFAULT_PAGES_PER_BATCH,
+    on_batch: Any = None,
+    log: Any = None,
+) -> rotation.RotationResult:
+    """Re-encrypt the table's stored values with the keyring's primary key (see `pipeline.rotation`)."""
+    with connect(connections.target_dsn(), application_name=f"fdm rotate {table.name}") as conn:
+        return rotation.rotate_table(
+            conn,
+            table_name=table.name,
+            keyring=keyring,
+            pages_per_batch=pages_per_batch,
+            on_batch=on_batch,
+            log=log,
+        )
