@@ -1,5 +1,5 @@
 """Column selection and naming follow Snowflake's identifier rules; configuration that cannot be honoured
-(a misspelt column, protected columns this version cannot protect) stops the run before anything is loaded."""
+(a misspelt column, encryption without a keyring) stops the run before anything is loaded."""
 
 # ruff: noqa: S608 - the SQL here is built from the tests' own constants
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from syncengine.pipeline.errors import ConfigurationError, SourceSchemaError
-from syncengine.pipeline.spec import CompressionMode, CompressionSpec, EncryptionMode, EncryptionSpec
+from syncengine.pipeline.spec import EncryptionMode, EncryptionSpec
 
 
 @pytest.fixture
@@ -95,12 +95,13 @@ def test_two_columns_mapping_to_one_target_name_are_refused(accounts, make_spec,
     [
         {"encryption": EncryptionSpec(mode=EncryptionMode.COLUMNS, columns=("IBAN",))},
         {"encryption": EncryptionSpec(mode=EncryptionMode.ALL)},
-        {"compression": CompressionSpec(mode=CompressionMode.AUTO)},
     ],
-    ids=["encrypted columns", "encryption true", "compression"],
+    ids=["encrypted columns", "encryption true"],
 )
-def test_protected_columns_are_never_written_as_plaintext(accounts, make_spec, sync, target, protection):
-    with pytest.raises(ConfigurationError, match="not available in this version") as raised:
+def test_encryption_without_a_keyring_is_refused_before_anything_is_written(
+    accounts, make_spec, sync, target, protection
+):
+    with pytest.raises(ConfigurationError, match="no keyring is set") as raised:
         sync(make_spec("ACCOUNTS", **protection))
     assert raised.value.terminal and raised.value.table == "accounts"
     assert target("SELECT to_regclass('public.accounts')") == [(None,)]

@@ -1,0 +1,378 @@
+"""Encryption, blind indexes, compression and key rotation, end to end: the real connector against the
+emulator, real syncs into real PostgreSQL, and the stored bytes inspected on disk."""
+
+# ruff: noqa: S608 - the SQL here is built from the tests' own constants
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from syncengine.pipeline import reader, rotation
+from syncengine.pipeline.errors import ConfigurationError, SchemaDriftError
+from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
+from syncengine.pipeline.schema.drift import plan_drift
+from syncengine.pipeline.schema.target import TargetColumn, TargetTable
+from syncengine.pipeline.spec import (
+    CompressionMode,
+    CompressionSpec,
+    EncryptionMode,
+    EncryptionSpec,
+    SyncMode,
+)
+from syncengine.pipeline.transform.crypto import DecryptionError, key_id_of
+from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.typemap import SourceColumn
+from tests.pipeline.test_types import _create as create_all_types
+
+KEYRING = Keyring.generate("k1")
+IBANS = ["DE89370400440532013000", "GB29NWBK60161331926819", "FR1420041010050500013M02606"]
+ACCOUNTS = ["ACC-7719-0001", "ACC-7719-0002", "ACC-7719-0003"]
+
+
+def _transactions(source, rows: int = 30) -> None:
+    source.sql(
+        f"CREATE TABLE {source.table('TRANSACTIONS')} (TXN_ID NUMBER(38,0) NOT NULL, ACCOUNT_NUMBER VARCHAR, "
+        "IBAN VARCHAR, AMOUNT NUMBER(12,2), DESCRIPTION VARCHAR, METADATA VARIANT, UPDATED_AT TIMESTAMP_NTZ, "
+        "PRIMARY KEY (TXN_ID))"
+    )
+    for start in range(0, rows, 10):
+        values = ", ".join(
+            f"({i}, '{ACCOUNTS[i % 3]}', '{IBANS[i % 3]}', {i}.25, 'card payment {i} at the corner shop', "
+            f"'2024-01-01 00:00:{i % 60:02d}')"
+            for i in range(start, min(start + 10, rows))
+        )
+        source.sql(
+            f"INSERT INTO {source.table('TRANSACTIONS')} (TXN_ID, ACCOUNT_NUMBER, IBAN, AMOUNT, DESCRIPTION, "
+            f"UPDATED_AT) VALUES {values}"
+        )
+    source.sql(f'UPDATE {source.table("TRANSACTIONS")} SET METADATA = PARSE_JSON(\'{{"channel": "pos"}}\')')
+
+
+def _protected(make_spec, **overrides):
+    values = {
+        "primary_key": ("TXN_ID",),
+        "encryption": EncryptionSpec(
+            mode=EncryptionMode.COLUMNS,
+            columns=("ACCOUNT_NUMBER", "IBAN", "AMOUNT"),
+            searchable=("ACCOUNT_NUMBER",),
+        ),
+        "compression": CompressionSpec(mode=CompressionMode.COLUMNS, columns=("DESCRIPTION", "METADATA")),
+    }
+    values.update(overrides)
+    return make_spec("TRANSACTIONS", **values)
+
+
+def _read(
+    dsn: str, keyring: Keyring | None = KEYRING, *, decrypt: bool = True, table="transactions", **kwargs
+):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return reader.read_rows(
+            conn,
+            table_name=table,
+            schema="public",
+            table=table,
+            keyring=keyring,
+            decrypt=decrypt,
+            **kwargs,
+        )
+
+
+def _table_file_bytes(target, relation: str) -> bytes:
+    """The heap and TOAST files of a table as PostgreSQL wrote them to disk."""
+    target("CHECKPOINT")
+    files = [
+        path
+        for (path,) in target(
+            "SELECT pg_relation_filepath(oid) FROM pg_class WHERE oid = %s::regclass "
+            "OR oid = (SELECT reltoastrelid FROM pg_class WHERE oid = %s::regclass)",
+            (relation, relation),
+        )
+        if path
+    ]
+    return b"".join(target("SELECT pg_read_binary_file(%s)", (path,))[0][0] for path in files)
+
+
+def test_encrypted_and_compressed_columns_are_stored_as_bytea_and_read_back_exactly(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source)
+    result = sync(_protected(make_spec), keyring=KEYRING)
+
+    types = dict(
+        target(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'public.transactions'::regclass AND attnum > 0 ORDER BY attnum"
+        )
+    )
+    assert types == {
+        "txn_id": "numeric(38,0)",
+        "account_number": "bytea",
+        "iban": "bytea",
+        "amount": "bytea",
+        "description": "bytea",
+        "metadata": "bytea",
+        "updated_at": "timestamp without time zone",
+        "account_number_bidx": "bytea",
+    }
+    assert target("SELECT indexdef FROM pg_indexes WHERE indexname = 'transactions_account_number_bidx_idx'")
+    stored = target("SELECT account_number, iban, amount FROM public.transactions ORDER BY txn_id LIMIT 1")[0]
+    assert all(key_id_of(bytes(value)) == "k1" for value in stored)
+
+    page = _read(scratch_database, limit=1000)
+    assert page.columns == [
+        "txn_id",
+        "account_number",
+        "iban",
+        "amount",
+        "description",
+        "metadata",
+        "updated_at",
+    ]
+    assert len(page.rows) == 30
+    row = page.rows[7]
+    assert row["account_number"] == ACCOUNTS[1] and row["iban"] == IBANS[1]
+    assert row["amount"] == Decimal("7.25")
+    assert row["description"] == "card payment 7 at the corner shop"
+    assert row["metadata"] == {"channel": "pos"}
+    assert page.decrypted_columns == ["account_number", "iban", "amount"]
+
+    protection = result.checks["protection"]
+    assert protection["description"]["bytes_plain"] == sum(
+        len(f"card payment {i} at the corner shop") for i in range(30)
+    )
+    assert result.bytes_before_compression > 0 and result.bytes_after_compression > 0
+    assert (
+        result.bytes_before_compression
+        == protection["description"]["bytes_plain"] + protection["metadata"]["bytes_plain"]
+    )
+
+
+def test_plaintext_of_encrypted_columns_is_nowhere_in_the_target(source, make_spec, sync, target):
+    _transactions(source)
+    messages: list[str] = []
+    result = sync(
+        _protected(make_spec),
+        keyring=KEYRING,
+        log=lambda level, message, **fields: messages.append(f"{message} {fields}"),
+    )
+    on_disk = _table_file_bytes(target, "public.transactions")
+    assert len(on_disk) > 8192
+    everything_fdm_keeps = on_disk + b"".join(
+        _table_file_bytes(target, f"_fdm.{name}") for name in ("sync_state", "protected_columns")
+    )
+    recorded = (str(result) + " ".join(messages)).encode()
+    for secret in [*IBANS, *ACCOUNTS]:
+        assert secret.encode() not in everything_fdm_keeps
+        assert secret.encode() not in recorded
+    assert b"7.25" not in on_disk
+
+
+def test_blind_index_lookups_return_exactly_the_matching_rows(source, make_spec, sync, scratch_database):
+    _transactions(source, rows=60)
+    sync(_protected(make_spec), keyring=KEYRING)
+
+    page = _read(scratch_database, filters={"account_number": ACCOUNTS[2]}, limit=1000)
+    assert [row["txn_id"] for row in page.rows] == [Decimal(i) for i in range(60) if i % 3 == 2]
+    assert _read(scratch_database, filters={"account_number": "ACC-NOT-THERE"}).rows == []
+
+    masked = _read(scratch_database, decrypt=False, filters={"account_number": ACCOUNTS[0]}, limit=5)
+    assert [row["txn_id"] for row in masked.rows] == [Decimal(i) for i in (0, 3, 6, 9, 12)]
+    assert {row["iban"] for row in masked.rows} == {reader.MASK}
+    assert masked.masked_columns == ["account_number", "iban", "amount"]
+    assert masked.next_after == [Decimal(12)]
+
+    with pytest.raises(reader.ReadError, match="encrypted without a blind index"):
+        _read(scratch_database, filters={"iban": IBANS[0]})
+    with pytest.raises(reader.ReadError, match="compressed"):
+        _read(scratch_database, filters={"description": "x"})
+
+
+def test_pages_follow_the_primary_key(source, make_spec, sync, scratch_database):
+    _transactions(source, rows=25)
+    sync(_protected(make_spec), keyring=KEYRING)
+    seen = []
+    after = None
+    while True:
+        page = _read(scratch_database, after=after, limit=10)
+        seen.extend(int(row["txn_id"]) for row in page.rows)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == list(range(25))
+
+
+def test_a_ciphertext_copied_to_another_row_column_or_table_does_not_decrypt(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=3)
+    sync(_protected(make_spec), keyring=KEYRING)
+    target(
+        "UPDATE public.transactions SET iban = (SELECT iban FROM public.transactions WHERE txn_id = 2) WHERE txn_id = 1"
+    )
+    with pytest.raises(DecryptionError, match="transactions.iban"):
+        _read(scratch_database)
+
+    target("UPDATE public.transactions SET iban = account_number WHERE txn_id = 1")
+    with pytest.raises(DecryptionError):
+        _read(scratch_database)
+
+
+def test_every_type_round_trips_through_encryption_and_compression(
+    source, make_spec, sync, target, scratch_database
+):
+    create_all_types(source)
+    sync(make_spec("ALL_TYPES", target_table="plain"))
+    sync(
+        make_spec(
+            "ALL_TYPES",
+            target_table="all_types",
+            encryption=EncryptionSpec(mode=EncryptionMode.ALL),
+            compression=CompressionSpec(
+                mode=CompressionMode.COLUMNS, columns=("DOC", "OBJ", "ARR", "BLOB", "NOTE")
+            ),
+        ),
+        keyring=KEYRING,
+    )
+    names = [
+        name
+        for (name,) in target(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'public.plain'::regclass AND attnum > 0 ORDER BY attnum"
+        )
+    ]
+    plain = [dict(zip(names, row, strict=True)) for row in target("SELECT * FROM public.plain ORDER BY id")]
+    decrypted = _read(scratch_database, table="all_types", limit=100).rows
+    assert len(decrypted) == len(plain) == 7
+    for expected, actual in zip(plain, decrypted, strict=True):
+        for name, value in expected.items():
+            got = actual[name]
+            if isinstance(value, float) and math.isnan(value):
+                assert math.isnan(got)
+            else:
+                assert got == value, (expected["id"], name)
+    assert target(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.all_types'::regclass "
+        "AND attnum > 0 AND atttypid = 'bytea'::regtype"
+    ) == [(16,)]
+
+
+def test_incremental_runs_encrypt_updates_and_keep_rows_readable(source, make_spec, sync, scratch_database):
+    _transactions(source, rows=10)
+    spec = _protected(make_spec, watermark_column="UPDATED_AT", mode=SyncMode.INCREMENTAL)
+    sync(spec, keyring=KEYRING)
+    source.sql(
+        f"UPDATE {source.table('TRANSACTIONS')} SET IBAN = 'NL91ABNA0417164300', UPDATED_AT = '2024-02-01' "
+        "WHERE TXN_ID = 4"
+    )
+    second = sync(spec, keyring=KEYRING)
+    assert second.mode == "incremental" and second.rows_updated >= 1
+    rows = {int(row["txn_id"]): row for row in _read(scratch_database, limit=100).rows}
+    assert rows[4]["iban"] == "NL91ABNA0417164300" and rows[5]["iban"] == IBANS[2]
+
+
+def test_turning_encryption_on_reloads_the_table_in_full(source, make_spec, sync, target, scratch_database):
+    _transactions(source, rows=5)
+    incremental = {"watermark_column": "UPDATED_AT", "mode": SyncMode.INCREMENTAL}
+    sync(make_spec("TRANSACTIONS", primary_key=("TXN_ID",), **incremental))
+    assert target("SELECT iban FROM public.transactions WHERE txn_id = 1") == [(IBANS[1],)]
+
+    result = sync(_protected(make_spec, **incremental), keyring=KEYRING)
+    assert result.mode == "full"
+    assert any("now encrypted or compressed" in change for change in result.drift)
+    assert target(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+        "'public.transactions'::regclass AND attname = 'iban'"
+    ) == [("bytea",)]
+    assert _read(scratch_database, limit=10).rows[1]["iban"] == IBANS[1]
+
+
+def test_an_incremental_run_never_changes_a_column_to_ciphertext(make_spec):
+    """Only a full load, which replaces every row, may empty a column to change it to bytea."""
+    column = ColumnPlan(SourceColumn("IBAN", "TEXT"), "iban", "bytea", plain_type="text")
+    plan = TablePlan(columns=(column,), primary_key=(), watermark=None)
+    existing = TargetTable("public", "transactions", (TargetColumn("iban", "text", False),), (), ())
+    with pytest.raises(SchemaDriftError, match="only a full load"):
+        plan_drift(make_spec("TRANSACTIONS"), plan, existing, full_load=False)
+    drift = plan_drift(make_spec("TRANSACTIONS"), plan, existing, full_load=True)
+    assert drift.ddl == (
+        'ALTER TABLE "public"."transactions" ALTER COLUMN "iban" TYPE bytea USING NULL::bytea',
+    )
+
+
+def test_primary_key_and_incremental_columns_are_never_encrypted(source, make_spec, sync):
+    _transactions(source, rows=1)
+    with pytest.raises(ConfigurationError, match="primary key column cannot be encrypted"):
+        sync(
+            _protected(
+                make_spec, encryption=EncryptionSpec(mode=EncryptionMode.COLUMNS, columns=("TXN_ID",))
+            ),
+            keyring=KEYRING,
+        )
+    with pytest.raises(ConfigurationError, match="incremental column cannot be encrypted"):
+        sync(
+            _protected(
+                make_spec,
+                watermark_column="UPDATED_AT",
+                mode=SyncMode.INCREMENTAL,
+                encryption=EncryptionSpec(mode=EncryptionMode.COLUMNS, columns=("UPDATED_AT",)),
+            ),
+            keyring=KEYRING,
+        )
+    with pytest.raises(ConfigurationError, match="only TEXT, VARIANT, OBJECT, ARRAY and BINARY"):
+        sync(
+            _protected(
+                make_spec, compression=CompressionSpec(mode=CompressionMode.COLUMNS, columns=("AMOUNT",))
+            ),
+            keyring=KEYRING,
+        )
+
+
+def test_rotation_interrupted_half_way_and_resumed_moves_every_value_to_the_new_key(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=400)
+    sync(_protected(make_spec, batch_size=1000), keyring=KEYRING)
+    pages = target("SELECT pg_relation_size('public.transactions') / 8192")[0][0]
+    assert pages >= 4
+
+    rotated = KEYRING.with_new_primary("k2")
+    batches = 0
+
+    def stop_half_way() -> bool:
+        return batches >= pages // 2
+
+    def count(done: int, total: int) -> None:
+        nonlocal batches
+        batches += 1
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        first = rotation.rotate_table(
+            conn,
+            table_name="transactions",
+            keyring=rotated,
+            pages_per_batch=1,
+            on_batch=count,
+            should_stop=stop_half_way,
+        )
+    assert first.usage is not None
+    assert 0 < first.usage.on_primary < first.usage.total
+    assert set(first.usage.key_ids) == {"k1", "k2"}
+
+    # Readable and searchable with both keys in the keyring while values are on either.
+    page = _read(scratch_database, rotated, limit=1000)
+    assert [row["iban"] for row in page.rows] == [IBANS[i % 3] for i in range(400)]
+    found = _read(scratch_database, rotated, filters={"account_number": ACCOUNTS[1]}, limit=1000)
+    assert len(found.rows) == len([i for i in range(400) if i % 3 == 1])
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        second = rotation.rotate_table(conn, table_name="transactions", keyring=rotated, pages_per_batch=2)
+    assert second.usage is not None and second.usage.remaining == 0
+    assert second.values_rotated + first.values_rotated == 400 * 3
+    only_new = Keyring(primary="k2", keys={"k2": rotated.key("k2")})
+    page = _read(scratch_database, only_new, limit=1000)
+    assert [row["account_number"] for row in page.rows] == [ACCOUNTS[i % 3] for i in range(400)]
+    found = _read(scratch_database, only_new, filters={"account_number": ACCOUNTS[1]}, limit=1000)
+    assert len(found.rows) == len([i for i in range(400) if i % 3 == 1])
