@@ -452,6 +452,10 @@ class TableRunsAdminMixin(admin.ModelAdmin):
             base = select_template(base)
         context["fdm_base_change_form"] = base  # {% extends %} takes a template or a template's name
         if obj is not None and obj.pk is not None:
+            if obj.encryption_mode != "off" or obj.compression_mode != "off":
+                from syncengine.protected_data import table_protection_status
+
+                context["fdm_protection"] = table_protection_status(table=obj)
             context["fdm_can_sync"] = self.has_start_sync_permission(request)
             context["fdm_sync_now_url"] = reverse(f"admin:{app_label}_{model_name}_sync_now", args=[obj.pk])
         return super().render_change_form(

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from django.core.exceptions import PermissionDenied
 
 from syncconfig.models import TableConfig
 from syncengine import connections
 from syncengine.models import DecryptedRead
 from syncengine.pipeline import reader, rotation
+from syncengine.pipeline.errors import PipelineError
 from syncengine.pipeline.postgres import connect
-from syncengine.pipeline.transform.keyring import Keyring
-from syncengine.pipeline.transform.protect import read_catalog
+from syncengine.pipeline.transform.keyring import Keyring, KeyringError
+from syncengine.pipeline.transform.protect import ColumnProtection, read_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +101,60 @@ def table_rows_read(
             via,
         )
     return page
+
+
+@dataclass
+class ProtectionStatus:
+    """What the table's admin page shows: the stored protection of each column, and the keys in use."""
+
+    columns: list[ColumnProtection] = field(default_factory=list)
+    usage: rotation.KeyUsage | None = None
+    primary: str | None = None
+    keyring_ids: list[str] = field(default_factory=list)
+    problem: str = ""  # why some of it could not be read (no keyring, target unreachable, slow count)
+
+    @property
+    def rows(self) -> list[tuple[ColumnProtection, str]]:
+        """Each column with its key ids in use, as text ("k2: 980, k1: 20")."""
+        counts = self.usage.columns if self.usage else {}
+        return [
+            (
+                column,
+                ", ".join(f"{key_id}: {count}" for key_id, count in counts.get(column.target_name, {}).items())
+                or ("no values" if column.encrypted and self.usage else "-"),
+            )
+            for column in self.columns
+        ]
+
+
+def table_protection_status(*, table: TableConfig, timeout_seconds: float = 5.0) -> ProtectionStatus:
+    """The protection catalog and the key usage of the table's target, bounded by a statement timeout so that
+    a page view never waits long on counting a large table."""
+    status = ProtectionStatus()
+    try:
+        keyring = connections.keyring(required=False)
+    except KeyringError as exc:
+        status.problem = str(exc)
+        keyring = None
+    if keyring is not None:
+        status.primary = keyring.primary
+        status.keyring_ids = list(keyring.ids)
+    try:
+        with connect(connections.target_dsn(), application_name=f"fdm status {table.name}") as conn:
+            conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout_seconds * 1000)}ms",)
+            )
+            catalog = read_catalog(conn, table.name)
+            if catalog is None:
+                return status
+            status.columns = list(catalog.columns)
+            if any(column.encrypted for column in catalog.columns):
+                status.usage = rotation.key_usage(conn, catalog, primary=status.primary)
+    except psycopg.errors.QueryCanceled:
+        status.problem = "counting the key ids took too long; `manage.py rotate_keys` reports them"
+    except (psycopg.Error, PipelineError) as exc:
+        status.problem = f"cannot read the target database: {exc}"
+    return status
 
 
 def table_key_usage(*, table: TableConfig) -> rotation.KeyUsage | None:

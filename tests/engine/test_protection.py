@@ -1,0 +1,220 @@
+"""Encrypted tables on the Django side: runs that record no plaintext, the start-up keyring check, decrypted
+reads with their permission and audit record, the keyring, rotation and decrypt commands, and the table's
+admin page showing the keys in use."""
+
+# ruff: noqa: S608 - the SQL here is built from the tests' own constants
+
+from __future__ import annotations
+
+import io
+import json
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.exceptions import PermissionDenied
+from django.core.management import call_command
+from django.core.management.base import CommandError, SystemCheckError
+
+from syncengine import protected_data, services
+from syncengine.choices import RunStatus, RunTrigger
+from syncengine.models import DecryptedRead, SyncRun
+from syncengine.pipeline.reader import MASK
+from syncengine.pipeline.transform.crypto import key_id_of
+from syncengine.pipeline.transform.keyring import Keyring
+
+pytestmark = pytest.mark.django_db
+
+SECRETS = ["NL91ABNA0417164300", "BE68539007547034"]
+
+
+@pytest.fixture
+def keyring(monkeypatch) -> Keyring:
+    ring = Keyring.generate("k1")
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", ring.format())
+    return ring
+
+
+@pytest.fixture
+def accounts(make_table, snowflake):
+    """A table of 40 accounts whose IBAN and holder name are encrypted (IBAN searchable), notes compressed."""
+    table = make_table(
+        primary_key=["ACCOUNT_ID"],
+        encryption_mode="columns",
+        encrypted_columns=["IBAN", "HOLDER_NAME"],
+        searchable_columns=["IBAN"],
+        compression_mode="columns",
+        compressed_columns=["NOTES"],
+    )
+    name = f"FDM_ENGINE.PUBLIC.{table.snowflake_table}"
+    snowflake.execute(
+        f"CREATE TABLE {name} (ACCOUNT_ID NUMBER(38,0) PRIMARY KEY, IBAN TEXT, HOLDER_NAME TEXT, NOTES TEXT)"
+    )
+    snowflake.executemany(
+        f"INSERT INTO {name} VALUES (%s, %s, %s, %s)",
+        [(i, SECRETS[i % 2], f"Holder {i:03d} Secretname", "opened at branch 12 " * 5) for i in range(40)],
+    )
+    return table
+
+
+def execute(table) -> SyncRun:
+    run = services.run_create(table=table, trigger=RunTrigger.COMMAND)
+    return services.run_execute(run_id=run.pk)
+
+
+def _user(name: str, *, decrypt: bool) -> User:
+    user = User.objects.create_user(name, password="x-unused-x")
+    if decrypt:
+        user.user_permissions.add(Permission.objects.get(codename="read_decrypted"))
+    return User.objects.get(pk=user.pk)  # permissions are cached per instance
+
+
+def test_a_run_of_an_encrypted_table_records_no_plaintext_and_its_compression(keyring, accounts, target):
+    run = execute(accounts)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    record = json.dumps(
+        {field.name: getattr(run, field.name) for field in SyncRun._meta.concrete_fields}, default=str
+    )
+    for secret in [*SECRETS, "Secretname"]:
+        assert secret not in record
+    assert keyring.format().split(":")[1] not in record
+    assert run.bytes_before_compression == 40 * len("opened at branch 12 " * 5)
+    assert 0 < run.bytes_after_compression < run.bytes_before_compression
+    assert run.checks["protection"]["notes"]["compression_ratio"] > 1
+    stored = target(f'SELECT iban FROM public."{accounts.postgres_table}" ORDER BY account_id LIMIT 1')[0][0]
+    assert key_id_of(bytes(stored)) == "k1"
+
+
+def test_a_run_without_the_keyring_fails_naming_the_setting(monkeypatch, accounts):
+    monkeypatch.delenv("FDM_ENCRYPTION_KEYS", raising=False)
+    monkeypatch.delenv("FDM_ENCRYPTION_KEYS_FILE", raising=False)
+    run = execute(accounts)
+    assert run.status == RunStatus.FAILED
+    assert "FDM_ENCRYPTION_KEYS is not set" in run.error_message
+
+
+def test_startup_refuses_a_missing_or_malformed_keyring_when_a_table_encrypts(monkeypatch, accounts):
+    monkeypatch.delenv("FDM_ENCRYPTION_KEYS", raising=False)
+    monkeypatch.delenv("FDM_ENCRYPTION_KEYS_FILE", raising=False)
+    with pytest.raises(SystemCheckError, match=rf"fdm.E002.*{accounts.name}"):
+        call_command("check")
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", "k1:tooshort")
+    with pytest.raises(SystemCheckError, match="fdm.E001.*key 'k1' is 6 bytes long"):
+        call_command("check")
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", Keyring.generate("k1").format())
+    call_command("check")
+
+
+def test_decrypted_reads_need_the_permission_and_are_audited(keyring, accounts):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    viewer = _user("viewer", decrypt=False)
+    reader = _user("auditor", decrypt=True)
+
+    masked = protected_data.table_rows_read(table=accounts, user=viewer, decrypt=False, limit=3, via="api")
+    assert [row["iban"] for row in masked.rows] == [MASK] * 3
+    assert masked.rows[0]["notes"] == "opened at branch 12 " * 5  # compressed, not secret
+    with pytest.raises(PermissionDenied):
+        protected_data.table_rows_read(table=accounts, user=viewer, decrypt=True, via="api")
+    with pytest.raises(PermissionDenied, match="iban"):
+        protected_data.table_rows_read(
+            table=accounts, user=viewer, decrypt=False, filters={"iban": SECRETS[0]}, via="api"
+        )
+    assert not DecryptedRead.objects.exists()
+
+    page = protected_data.table_rows_read(
+        table=accounts,
+        user=reader,
+        decrypt=True,
+        filters={"iban": SECRETS[1]},
+        limit=100,
+        via="api",
+        client="10.0.0.9",
+    )
+    assert [row["account_id"] for row in page.rows] == [Decimal(i) for i in range(1, 40, 2)]
+    assert page.rows[0]["holder_name"] == "Holder 001 Secretname"
+    audit = DecryptedRead.objects.get()
+    assert (
+        audit.username,
+        audit.table_name,
+        audit.columns,
+        audit.filtered_columns,
+        audit.row_count,
+        audit.via,
+    ) == (
+        "auditor",
+        accounts.name,
+        ["iban", "holder_name"],
+        ["iban"],
+        20,
+        "api",
+    )
+    assert SECRETS[1] not in json.dumps(
+        {field.name: str(getattr(audit, field.name)) for field in DecryptedRead._meta.concrete_fields}
+    )
+
+
+def test_generate_keyring_prints_a_usable_keyring_as_its_last_line(monkeypatch):
+    out = io.StringIO()
+    call_command("generate_keyring", "--key-id", "first", stdout=out)
+    first = Keyring.parse(out.getvalue().strip().splitlines()[-1])
+    assert first.ids == ("first",)
+
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", first.format())
+    out = io.StringIO()
+    call_command("generate_keyring", "--rotate", "--key-id", "second", stdout=out)
+    rotated = Keyring.parse(out.getvalue().strip().splitlines()[-1])
+    assert rotated.ids == ("second", "first") and rotated.key("first") == first.key("first")
+
+
+def test_rotate_keys_moves_every_value_to_the_new_primary_key(monkeypatch, keyring, accounts, target):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", keyring.with_new_primary("k2").format())
+    out = io.StringIO()
+    call_command("rotate_keys", "--table", accounts.name, stdout=out)
+    assert "80 value(s) re-encrypted" in out.getvalue()
+    assert "100.0% on k2" in out.getvalue()
+    ids = {
+        key_id_of(bytes(value)) for (value,) in target(f'SELECT iban FROM public."{accounts.postgres_table}"')
+    }
+    assert ids == {"k2"}
+    usage = protected_data.table_key_usage(table=accounts)
+    assert usage is not None and usage.remaining == 0 and usage.key_ids == ["k2"]
+
+
+def test_the_decrypt_command_prints_rows_and_records_the_read(keyring, accounts):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    _user("auditor", decrypt=True)
+    out = io.StringIO()
+    call_command(
+        "decrypt",
+        accounts.name,
+        "--user",
+        "auditor",
+        "--where",
+        f"iban={SECRETS[0]}",
+        "--limit",
+        "3",
+        stdout=out,
+    )
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["account_id"] for row in rows] == ["0", "2", "4"]
+    assert {row["iban"] for row in rows} == {SECRETS[0]}
+    assert DecryptedRead.objects.get().via == "command"
+
+    _user("nobody", decrypt=False)
+    with pytest.raises(CommandError, match="needs the permission"):
+        call_command("decrypt", accounts.name, "--user", "nobody")
+
+
+def test_the_table_page_shows_protected_columns_keys_in_use_and_rotation_progress(
+    client, monkeypatch, keyring, accounts
+):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", keyring.with_new_primary("k2").format())
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "x-unused-x"))
+    page = client.get(f"/admin/syncconfig/tableconfig/{accounts.pk}/change/").content.decode()
+    assert "Stored protection and keys" in page
+    assert "iban_bidx (16 bits)" in page
+    assert "k1: 40" in page
+    assert "0 of 80 encrypted values" in page and "(0.0%) on the primary key" in page
+    assert f"rotate_keys --table {accounts.name}" in page
