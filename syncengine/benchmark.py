@@ -5,7 +5,9 @@ Measured, for a TRANSACTIONS-like table of N rows (11 columns):
 2. loading the same Arrow data alone: ADBC binary COPY (the route the pipeline uses) and, for comparison,
    pyarrow's CSV writer feeding psycopg `COPY ... (FORMAT csv)`,
 3. full syncs (first load into a new table, then a full refresh replacing every row),
-4. incremental syncs (a 1% update + 1% insert delta, then a run with no change).
+4. the same full sync with protected columns: ACCOUNT_ID and AMOUNT encrypted, METADATA compressed (and
+   each of the two alone, and with a blind index on ACCOUNT_ID), beside the plain run,
+5. incremental syncs (a 1% update + 1% insert delta, then a run with no change).
 
 The Snowflake emulator runs in a child process, so the memory figures are the pipeline's own (RSS sampled
 every 10 ms; the emulator, like Snowflake, is elsewhere) and it does not compete for this process's GIL. The
@@ -14,6 +16,7 @@ target is a scratch database created, and dropped afterwards, on the given Postg
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import multiprocessing
 import os
@@ -35,7 +38,17 @@ import pyarrow.csv as pacsv
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
 from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.source import SnowflakeSettings
-from syncengine.pipeline.spec import SourceRef, SyncMode, TableSpec, TargetRef
+from syncengine.pipeline.spec import (
+    CompressionMode,
+    CompressionSpec,
+    EncryptionMode,
+    EncryptionSpec,
+    SourceRef,
+    SyncMode,
+    TableSpec,
+    TargetRef,
+)
+from syncengine.pipeline.transform.keyring import Keyring
 from syncengine.sampledata import insert_transactions, seed_transactions
 
 DATABASE = "FDM_BENCH"
@@ -291,7 +304,43 @@ def _sync(spec: TableSpec, settings: SnowflakeSettings, dsn: str, **kwargs: Any)
         f"COPY {result.load.seconds:.2f} s, publish {result.publish_seconds:.2f} s; "
         f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated"
     )
+    if result.bytes_after_compression:
+        detail += (
+            f"; compressed {result.bytes_before_compression / 2**20:,.1f} MB to "
+            f"{result.bytes_after_compression / 2**20:,.1f} MB "
+            f"({result.bytes_before_compression / result.bytes_after_compression:.1f}x)"
+        )
     return result.rows_extracted, detail
+
+
+def _protected_variants(spec: TableSpec) -> list[tuple[str, TableSpec]]:
+    """The plain benchmark table with protected columns, each variant into a table of its own."""
+    encrypted = EncryptionSpec(mode=EncryptionMode.COLUMNS, columns=("ACCOUNT_ID", "AMOUNT"))
+    compressed = CompressionSpec(mode=CompressionMode.COLUMNS, columns=("METADATA",))
+    searchable = EncryptionSpec(
+        mode=EncryptionMode.COLUMNS, columns=("ACCOUNT_ID", "AMOUNT"), searchable=("ACCOUNT_ID",)
+    )
+    variants = [
+        ("full sync, 2 encrypted + 1 compressed column", "protected", encrypted, compressed),
+        ("full sync, 2 encrypted columns", "encrypted", encrypted, CompressionSpec()),
+        ("full sync, 1 compressed column", "compressed", EncryptionSpec(), compressed),
+        ("full sync, 2 encrypted (1 blind-indexed) + 1 compressed", "searchable", searchable, compressed),
+    ]
+    return [
+        (
+            label,
+            dataclasses.replace(
+                spec,
+                name=f"benchmark_{suffix}",
+                target=TargetRef("public", f"transactions_{suffix}"),
+                mode=SyncMode.FULL,
+                watermark_column=None,
+                encryption=encryption,
+                compression=compression,
+            ),
+        )
+        for label, suffix, encryption, compression in variants
+    ]
 
 
 def run_benchmark(
@@ -358,6 +407,10 @@ def run_benchmark(
         _measure(
             report, "full sync, replacing all rows", lambda: _sync(spec, settings, dsn, full_refresh=True)
         )
+        keyring = Keyring.generate("benchmark")
+        for label, variant in _protected_variants(spec):
+            say(label)
+            _measure(report, label, lambda variant=variant: _sync(variant, settings, dsn, keyring=keyring))
 
         delta = max(rows // 100, 1)
         cursor = seeding.cursor()

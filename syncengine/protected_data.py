@@ -120,7 +120,9 @@ class ProtectionStatus:
         return [
             (
                 column,
-                ", ".join(f"{key_id}: {count}" for key_id, count in counts.get(column.target_name, {}).items())
+                ", ".join(
+                    f"{key_id}: {count}" for key_id, count in counts.get(column.target_name, {}).items()
+                )
                 or ("no values" if column.encrypted and self.usage else "-"),
             )
             for column in self.columns

@@ -375,7 +375,10 @@ class Protector:
                 columns[protection.blind_index] = self._indexes[name].compute(plain)
             stored = plain
             if protection.compressed:
-                compressed = compress.compress_array(plain, dictionary=self._dictionary_for(name, plain))
+                # A dictionary is stored in clear and holds fragments of the values it was trained on: never
+                # for a column that is also encrypted.
+                dictionary = None if protection.encrypted else self._dictionary_for(name, plain)
+                compressed = compress.compress_array(plain, dictionary=dictionary)
                 stored = compressed.values
                 stats.bytes_compressed += compressed.bytes_out
             if protection.encrypted:
