@@ -14,6 +14,7 @@ import pytest
 import zstandard
 
 from syncengine.pipeline.errors import CorruptValue, DictionaryIdTaken, UnknownDictionary
+from syncengine.pipeline.transform import compress
 from syncengine.pipeline.transform.compress import (
     DEFAULT_LEVEL,
     CompressedColumn,
@@ -115,6 +116,14 @@ def test_it_round_trips_columns_of_only_nulls_only_empty_strings_or_nothing():
     ):
         restored = round_trip(values)
         assert restored.cast(pa.string()).to_pylist() == values.to_pylist()
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_it_round_trips_many_values_with_or_without_worker_threads(monkeypatch, dictionary, threads):
+    monkeypatch.setattr(compress, "THREADS", threads)
+    values = pa.concat_arrays([descriptions(30_000, seed=8), pa.array(["", None, "last"], pa.string())])
+    for used in (None, dictionary):
+        assert round_trip(values, used).cast(pa.string()).equals(values)
 
 
 def test_it_keeps_nulls_null_with_no_bytes():
