@@ -63,3 +63,15 @@ class RunCancelled(PipelineError):
     """The run was cancelled by an operator between batches; the target is left as it was."""
 
     terminal = True
+
+
+class CorruptValue(TerminalError):
+    """A stored value cannot be decoded (a damaged compressed frame, say); the message never carries the data."""
+
+
+class UnknownDictionary(CorruptValue):
+    """A compressed value names a compression dictionary that is not stored for its table."""
+
+
+class DictionaryIdTaken(TerminalError):
+    """A compression dictionary id is already stored with other contents; train again with a new id."""
