@@ -246,7 +246,7 @@ def _bootstrap(conn: psycopg.Connection) -> None:
             quote_postgres(STAGING_SCHEMA),
             qualified(STATE_SCHEMA, STATE_TABLE),
             qualified(STATE_SCHEMA, protect.CATALOG_TABLE),
-            qualified(STATE_SCHEMA, compress.DICTIONARIES_TABLE),
+            compress.DICTIONARIES_TABLE,
         ),
     ).fetchone()
     if row and row[0]:
