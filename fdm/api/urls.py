@@ -5,11 +5,18 @@ Each area is a plain list of paths from the app that owns it; a new area (the da
 """
 
 from django.urls import include, path
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.renderers import JSONRenderer
 
 from fdm.api import health
 from fdm.apikeys import api as apikeys_api
 from syncengine.api.urls import admin_urls, metadata_urls, pipeline_urls
+
+# JSON first: the schema by default, and errors (401, 403) in the API's error body as application/json.
+schema_view = SpectacularAPIView.as_view(
+    renderer_classes=[JSONRenderer, OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+)
 
 keys_urls = [
     path("keys/", apikeys_api.ApiKeyListView.as_view(), name="key-list"),
@@ -23,7 +30,7 @@ v1 = [
     path("pipeline/", include(pipeline_urls)),
     path("metadata/", include(metadata_urls)),
     path("admin/", include(keys_urls + admin_urls)),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("schema/", schema_view, name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]
 

@@ -54,11 +54,17 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
-    key = serializers.CharField(help_text="The key itself. Shown only in this response; store it now.")
+    key = serializers.SerializerMethodField(
+        help_text="The key itself. Shown only in this response; store it now."
+    )
 
     class Meta(ApiKeySerializer.Meta):
         fields: tuple[str, ...] = (*ApiKeySerializer.Meta.fields, "key")
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_key(self, api_key: ApiKey) -> str:
+        return self.context["key"]
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
@@ -119,9 +125,9 @@ class ApiKeyListView(GenericAPIView):
         record, key = services.service_key_create(
             username=data["name"], role=Role.parse(data["role"]), expires_at=data.get("expires_at")
         )
-        body = ApiKeyCreatedSerializer(record).data
-        body["key"] = key
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(
+            ApiKeyCreatedSerializer(record, context={"key": key}).data, status=status.HTTP_201_CREATED
+        )
 
 
 class ApiKeyDetailView(GenericAPIView):
