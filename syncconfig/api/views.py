@@ -30,6 +30,12 @@ from syncconfig.choices import ScheduleKind, SyncMode
 from syncconfig.models import TableConfig
 
 API_REASON = "api"
+# A YAML document of tables (config/tables.yaml), as its parsed structure.
+DOCUMENT_SCHEMA = {
+    "type": "object",
+    "required": ["tables"],
+    "properties": {"tables": {"type": "array", "items": TABLE_REF}},
+}
 TAGS = ["tables"]
 
 
@@ -243,7 +249,7 @@ class TableExportView(GenericAPIView):
             )
         ],
         responses={
-            (200, "application/yaml"): OpenApiResponse(OpenApiTypes.STR, description="The YAML document.")
+            (200, "application/yaml"): OpenApiResponse(DOCUMENT_SCHEMA, description="The YAML document.")
         },
     )
     def get(self, request: Request) -> HttpResponse:
@@ -281,11 +287,7 @@ class TableImportView(GenericAPIView):
         ],
         request={
             "application/yaml": OpenApiRequest(OpenApiTypes.STR),
-            "application/json": {
-                "type": "object",
-                "required": ["tables"],
-                "properties": {"tables": {"type": "array", "items": TABLE_REF}},
-            },
+            "application/json": DOCUMENT_SCHEMA,
         },
         responses={200: ImportResultSerializer},
     )
