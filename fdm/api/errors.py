@@ -48,13 +48,16 @@ class ApiError(exceptions.APIException):
         self.details = [{"field": field, "message": text} for field, text in details]
 
 
-def config_rejected(errors: Iterable[ConfigError], *, message: str = "The table is invalid.") -> ApiError:
-    """400 for problems the shared configuration schema found; each names its key path as the YAML does."""
+def config_rejected(
+    errors: Iterable[ConfigError], *, message: str = "The table is invalid.", document: bool = False
+) -> ApiError:
+    """400 for problems the shared configuration schema found; each names its key path as the YAML does:
+    inside the table (`snowflake.table`), or for a whole document with the table's place (`tables[1] fx.name`)."""
     return ApiError(
         message,
         code="validation_error",
         status_code=status.HTTP_400_BAD_REQUEST,
-        details=[(error.location, error.message) for error in errors],
+        details=[(error.location if document else error.field, error.message) for error in errors],
     )
 
 

@@ -10,13 +10,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fdm.api.pagination import Pagination
 from fdm.api.permissions import IsAdmin
 from fdm.api.roles import ROLE_NAMES, Role, role_of, role_set
+from fdm.api.views import ApiView
 from fdm.apikeys import selectors, services
 from fdm.apikeys.models import ApiKey
 
@@ -84,7 +84,7 @@ def _key_or_404(key_id: int) -> ApiKey:
     return key
 
 
-class ApiKeyListView(GenericAPIView):
+class ApiKeyListView(ApiView):
     """List keys, and create a key for a service user."""
 
     permission_classes = [IsAdmin]
@@ -130,7 +130,7 @@ class ApiKeyListView(GenericAPIView):
         )
 
 
-class ApiKeyDetailView(GenericAPIView):
+class ApiKeyDetailView(ApiView):
     """Read or revoke one key."""
 
     permission_classes = [IsAdmin]
@@ -175,7 +175,7 @@ def _user_or_404(username: str) -> User:
     return user
 
 
-class UserListView(GenericAPIView):
+class UserListView(ApiView):
     """Users and their roles."""
 
     permission_classes = [IsAdmin]
@@ -196,7 +196,7 @@ class UserListView(GenericAPIView):
         return self.get_paginated_response(UserSerializer(page, many=True).data)
 
 
-class UserRoleView(GenericAPIView):
+class UserRoleView(ApiView):
     """Set a user's role."""
 
     permission_classes = [IsAdmin]

@@ -15,7 +15,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +23,7 @@ from fdm.api.errors import config_rejected
 from fdm.api.pagination import Pagination
 from fdm.api.permissions import IsOperator, IsViewer, ViewerReadsOperatorWrites
 from fdm.api.schema import TABLE_REF, paginated
+from fdm.api.views import ApiView
 from syncconfig import selectors, services, yaml_io
 from syncconfig.api.serializers import HistoryEntrySerializer, ImportResultSerializer
 from syncconfig.choices import ScheduleKind, SyncMode
@@ -80,7 +80,7 @@ def _table_or_404(name: str) -> TableConfig:
         raise NotFound(f"No table named {name!r}.") from None
 
 
-class TableListView(GenericAPIView):
+class TableListView(ApiView):
     """List and create tables."""
 
     permission_classes = [ViewerReadsOperatorWrites]
@@ -147,7 +147,7 @@ class TableListView(GenericAPIView):
         )
 
 
-class TableDetailView(GenericAPIView):
+class TableDetailView(ApiView):
     """Read, replace, change or delete one table."""
 
     permission_classes = [ViewerReadsOperatorWrites]
@@ -197,7 +197,7 @@ class TableDetailView(GenericAPIView):
         return Response(table.to_table_dict())
 
 
-class TableHistoryView(GenericAPIView):
+class TableHistoryView(ApiView):
     """The audit trail of one table: who changed what, when and why, newest first."""
 
     permission_classes = [IsViewer]
@@ -235,7 +235,7 @@ class TableHistoryView(GenericAPIView):
         return self.get_paginated_response(HistoryEntrySerializer(page, many=True).data)
 
 
-class TableExportView(GenericAPIView):
+class TableExportView(ApiView):
     """All tables (or the named ones) as a YAML document that `yaml-import/` and `import_tables` read."""
 
     permission_classes = [IsViewer]
@@ -264,7 +264,7 @@ class TableExportView(GenericAPIView):
         )
 
 
-class TableImportView(GenericAPIView):
+class TableImportView(ApiView):
     """Make the stored tables match a document, atomically; with dry_run, only report what would change."""
 
     permission_classes = [IsOperator]
@@ -309,5 +309,7 @@ class TableImportView(GenericAPIView):
             expect_digest=request.query_params.get("expect_digest") or None,
         )
         if not result.ok:
-            raise config_rejected(result.errors, message="The document is invalid; nothing was changed.")
+            raise config_rejected(
+                result.errors, message="The document is invalid; nothing was changed.", document=True
+            )
         return Response(ImportResultSerializer(result).data)

@@ -12,11 +12,11 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fdm.api.permissions import IsAdmin
+from fdm.api.views import ApiView
 from syncengine import services
 from syncengine.choices import RunStatus
 from syncengine.models import SyncRun
@@ -85,7 +85,7 @@ _WORKERS = inline_serializer(
 )
 
 
-class WorkerStatusView(GenericAPIView):
+class WorkerStatusView(ApiView):
     """Worker and queue status."""
 
     permission_classes = [IsAdmin]
@@ -114,7 +114,7 @@ _PURGED = inline_serializer(
 )
 
 
-class RunPurgeView(GenericAPIView):
+class RunPurgeView(ApiView):
     """Delete old run history; queued and running runs are always kept."""
 
     permission_classes = [IsAdmin]

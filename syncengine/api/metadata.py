@@ -18,13 +18,13 @@ import psycopg
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
-from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fdm.api.errors import ApiError, unavailable
 from fdm.api.permissions import IsViewer
 from fdm.api.schema import error_response
+from fdm.api.views import ApiView
 from syncconfig import selectors as config_selectors
 from syncconfig.models import TableConfig
 from syncengine import connections
@@ -347,7 +347,7 @@ _MAPPING = inline_serializer(
 )
 
 
-class TableMetadataView(GenericAPIView):
+class TableMetadataView(ApiView):
     """Source and target columns, the type each source column maps to, and the drift between them."""
 
     permission_classes = [IsViewer]
@@ -359,7 +359,7 @@ class TableMetadataView(GenericAPIView):
         return Response(table_metadata(_table_or_404(name)))
 
 
-class RowCountsView(GenericAPIView):
+class RowCountsView(ApiView):
     """Rows in the source and in the target."""
 
     permission_classes = [IsViewer]
@@ -369,7 +369,7 @@ class RowCountsView(GenericAPIView):
         return Response(row_counts(_table_or_404(name)))
 
 
-class TypeMappingView(GenericAPIView):
+class TypeMappingView(ApiView):
     """How each Snowflake type is stored in PostgreSQL (docs/pipeline.md explains why)."""
 
     permission_classes = [IsViewer]

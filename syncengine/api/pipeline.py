@@ -13,7 +13,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,6 +20,7 @@ from fdm.api.errors import conflict
 from fdm.api.pagination import Pagination
 from fdm.api.permissions import IsOperator, IsViewer
 from fdm.api.schema import error_response
+from fdm.api.views import ApiView
 from syncconfig import selectors as config_selectors
 from syncconfig.models import TableConfig
 from syncengine import selectors, services
@@ -67,7 +67,7 @@ def _choices_param(request: Request, name: str, choices: list[str]) -> list[str]
     return values
 
 
-class RunListView(GenericAPIView):
+class RunListView(ApiView):
     """List runs (newest first) and start new ones."""
 
     pagination_class = Pagination
@@ -145,7 +145,7 @@ class RunListView(GenericAPIView):
         )
 
 
-class RunDetailView(GenericAPIView):
+class RunDetailView(ApiView):
     """One run, with its log."""
 
     permission_classes = [IsViewer]
@@ -155,7 +155,7 @@ class RunDetailView(GenericAPIView):
         return Response(RunDetailSerializer(_run_or_404(run_id)).data)
 
 
-class RunCancelView(GenericAPIView):
+class RunCancelView(ApiView):
     """Cancel a queued run at once, or a running one at its next batch boundary."""
 
     permission_classes = [IsOperator]
@@ -228,7 +228,7 @@ def table_statuses(tables: QuerySet[TableConfig]) -> list[dict[str, Any]]:
     return out
 
 
-class TableStatusListView(GenericAPIView):
+class TableStatusListView(ApiView):
     """Every table's status."""
 
     permission_classes = [IsViewer]
@@ -252,7 +252,7 @@ class TableStatusListView(GenericAPIView):
         )
 
 
-class TableStatusView(GenericAPIView):
+class TableStatusView(ApiView):
     """One table's status: last run, last success, freshness, watermark."""
 
     permission_classes = [IsViewer]
