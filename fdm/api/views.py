@@ -16,5 +16,11 @@ class ApiView(GenericAPIView):
     """GenericAPIView (pagination, the browsable API) for views that parse and render through services rather
     than through one model serializer; each view names its permission classes and documents its schema."""
 
+    filter_backends: list[Any] = []  # filters are query parameters each view documents and parses itself
+
     def get_serializer_class(self) -> Any:
         return self.serializer_class or _NoFields
+
+    def get_queryset(self) -> Any:
+        # The browsable API asks list views for one to draw filter forms, which fdm's views do not use.
+        return self.queryset if self.queryset is not None else []

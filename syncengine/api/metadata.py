@@ -98,7 +98,7 @@ def target_session() -> Iterator[psycopg.Connection]:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise unavailable(f"target database: {message}", code="target_unavailable") from None
     try:
-        conn.execute("SET statement_timeout = %s", (f"{COUNT_TIMEOUT_SECONDS}s",))
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{COUNT_TIMEOUT_SECONDS}s",))
         yield conn
     finally:
         conn.close()

@@ -103,3 +103,7 @@ def superuser_client(db) -> APIClient:
     client = APIClient()
     client.force_login(user)
     return client
+
+
+# The engine's fixtures for the Snowflake emulator and the target database (seed_source needs snowflake).
+from tests.engine.conftest import seed_source, snowflake  # noqa: E402, F401
