@@ -47,3 +47,20 @@ class ViewerReadsOperatorWrites(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         needed = Role.VIEWER if request.method in SAFE_METHODS else Role.OPERATOR
         return has_role(request.user, needed)
+
+
+def role_or_permission(role: Role, permission: str) -> type[BasePermission]:
+    """A permission class that admits users with `role` (or higher) and users granted the Django permission
+    `permission` ("app_label.codename"), e.g. `role_or_permission(Role.ADMIN, "syncengine.read_decrypted")`."""
+
+    class RoleOrPermission(BasePermission):
+        message = f"This needs the {role.label} role or the {permission} permission."
+
+        def has_permission(self, request: Request, view: Any) -> bool:
+            user = request.user
+            if has_role(user, role):
+                return True
+            return bool(user and user.is_authenticated and user.is_active and user.has_perm(permission))
+
+    RoleOrPermission.__name__ = f"{role.name.title()}Or{permission.split('.')[-1].title().replace('_', '')}"
+    return RoleOrPermission

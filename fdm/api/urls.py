@@ -4,9 +4,13 @@ Each area is a plain list of paths from the app that owns it; a new area (the da
 `path("<area>/", include(...))` line in `v1`.
 """
 
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
 from django.urls import include, path
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
 from fdm.api import health
@@ -17,6 +21,16 @@ from syncengine.api.urls import admin_urls, metadata_urls, pipeline_urls
 schema_view = SpectacularAPIView.as_view(
     renderer_classes=[JSONRenderer, OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2]
 )
+
+
+class DocsView(SpectacularSwaggerView):
+    """The interactive docs: a person who is not logged in is sent to the admin's login page and back."""
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, NotAuthenticated):
+            return redirect_to_login(self.request.get_full_path(), login_url="/admin/login/")
+        return super().handle_exception(exc)
+
 
 keys_urls = [
     path("keys/", apikeys_api.ApiKeyListView.as_view(), name="key-list"),
@@ -31,7 +45,7 @@ v1 = [
     path("metadata/", include(metadata_urls)),
     path("admin/", include(keys_urls + admin_urls)),
     path("schema/", schema_view, name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("docs/", DocsView.as_view(url_name="api:schema"), name="docs"),
 ]
 
 urlpatterns = [

@@ -125,3 +125,59 @@ def test_keys_are_throttled_with_429_and_retry_after(settings, api_key):
     throttled = client.get("/api/v1/metadata/type-mapping/")
     assert error_of(throttled)["code"] == "throttled" and int(throttled["Retry-After"]) > 0
     assert _client(api_key("viewer")).get("/api/v1/metadata/type-mapping/").status_code == 200  # per key
+
+
+def test_the_role_groups_exist_after_migrating():
+    from django.contrib.auth.models import Group
+
+    assert set(
+        Group.objects.filter(name__in=["viewer", "operator", "admin"]).values_list("name", flat=True)
+    ) == {
+        "viewer",
+        "operator",
+        "admin",
+    }
+
+
+def test_a_key_never_appears_in_the_logs(api_key, caplog):
+    key = api_key("viewer")
+    with caplog.at_level("DEBUG"):
+        _client(key).get("/api/v1/tables/")
+        _client(key + "x").get("/api/v1/tables/")
+        _client(key).get("/api/v1/admin/keys/")
+    assert key not in caplog.text
+
+
+def test_create_api_key_refuses_an_unknown_role():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("create_api_key", "x", "--role", "root", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_the_docs_page_sends_people_to_the_login_page(db):
+    response = APIClient().get("/api/v1/docs/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/?next=/api/v1/docs/")
+
+
+def test_a_django_permission_can_stand_in_for_a_role(db):
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIRequestFactory
+
+    from fdm.api.permissions import role_or_permission
+
+    permission_class = role_or_permission(Role.ADMIN, "syncengine.start_sync")
+    user = User.objects.create(username="runner")
+    request = APIRequestFactory().get("/")
+    request.user = user
+    assert not permission_class().has_permission(request, None)
+    user.user_permissions.add(Permission.objects.get(codename="start_sync"))
+    request.user = User.objects.get(pk=user.pk)  # a fresh object: Django caches permissions per instance
+    assert permission_class().has_permission(request, None)
+
+
+def test_api_keys_are_listed_in_the_admin_without_their_secret(superuser_client, api_key):
+    key = api_key("viewer")
+    page = superuser_client.get("/admin/apikeys/apikey/")
+    assert page.status_code == 200 and key[:12].encode() in page.content and key.encode() not in page.content
+    assert superuser_client.get("/admin/apikeys/apikey/add/").status_code == 403
