@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import warnings
 from pathlib import Path
 
 import environ
 
-from fdm.env import env_bool, env_int, env_list, env_str
+from fdm.env import ConfigurationError, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(env_str("FDM_STATE_DIR", str(BASE_DIR / ".fdm")))  # embedded database, demo state
@@ -186,7 +187,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "fdm.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-FDM_API_KEY_RATE = env_str("FDM_API_KEY_RATE", "1200/min")  # requests per API key; empty: no limit
+# Requests per API key, e.g. 600/min or 20/s; "none" for no limit.
+_api_key_rate = env_str("FDM_API_KEY_RATE", "1200/min")
+FDM_API_KEY_RATE = None if _api_key_rate.lower() == "none" else _api_key_rate
+if FDM_API_KEY_RATE and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", FDM_API_KEY_RATE):
+    raise ConfigurationError(f"FDM_API_KEY_RATE: expected e.g. 600/min or 20/s, got {FDM_API_KEY_RATE!r}")
 FDM_READY_CACHE_SECONDS = env_int("FDM_READY_CACHE_SECONDS", 10)  # /health/ready reuses its checks this long
 
 SPECTACULAR_SETTINGS = {
