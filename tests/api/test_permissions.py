@@ -160,3 +160,27 @@ def test_a_user_without_a_role_is_refused_everywhere_but_health(db, client_for):
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert client.get("/api/v1/tables/").status_code == 403
     assert client.get("/health/live").status_code == 200
+
+
+def test_every_api_view_names_its_permission_classes():
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    def views(patterns, prefix=""):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                yield from views(pattern.url_patterns, prefix + str(pattern.pattern))
+            elif isinstance(pattern, URLPattern):
+                yield prefix + str(pattern.pattern), getattr(pattern.callback, "view_class", None)
+
+    unnamed = [
+        path
+        for path, view_class in views(get_resolver().url_patterns)
+        if path.startswith(("api/", "health/"))
+        and view_class is not None
+        and not any(
+            "permission_classes" in vars(klass) or "get_permissions" in vars(klass)
+            for klass in view_class.__mro__
+            if klass.__module__.startswith(("fdm", "syncconfig", "syncengine", "drf_spectacular"))
+        )
+    ]
+    assert unnamed == []
