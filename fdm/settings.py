@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import warnings
 from pathlib import Path
 
 import environ
 
-from fdm.env import env_bool, env_int, env_list, env_str
+from fdm.env import ConfigurationError, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(env_str("FDM_STATE_DIR", str(BASE_DIR / ".fdm")))  # embedded database, demo state
@@ -46,10 +47,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "simple_history",
     "django_q",
     "syncconfig",
     "syncengine",
+    "fdm.apikeys",
 ]
 
 MIDDLEWARE = [
@@ -58,6 +61,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "fdm.api.middleware.RejectNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -165,9 +169,52 @@ FDM_RUN_QUEUED_MAX_AGE = env_int("FDM_RUN_QUEUED_MAX_AGE", 6 * 3600)
 FDM_REAPER_INTERVAL_MINUTES = env_int("FDM_REAPER_INTERVAL_MINUTES", 5)
 FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries kept per run
 
+# The REST API (docs/api.md). Every view names its permission classes; the default denies all but admins, so
+# a view that forgot to is closed rather than open.
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "fdm.api.authentication.ApiKeyAuthentication",  # first: its challenge makes anonymous requests 401
+        "rest_framework.authentication.SessionAuthentication",  # the browsable API and the docs, after login
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["fdm.api.permissions.IsAdmin"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["fdm.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "fdm.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# Requests per API key, e.g. 600/min or 20/s; "none" for no limit.
+_api_key_rate = env_str("FDM_API_KEY_RATE", "1200/min")
+FDM_API_KEY_RATE = None if _api_key_rate.lower() == "none" else _api_key_rate
+if FDM_API_KEY_RATE and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", FDM_API_KEY_RATE):
+    raise ConfigurationError(f"FDM_API_KEY_RATE: expected e.g. 600/min or 20/s, got {FDM_API_KEY_RATE!r}")
+FDM_READY_CACHE_SECONDS = env_int("FDM_READY_CACHE_SECONDS", 10)  # /health/ready reuses its checks this long
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "fdm API",
+    "DESCRIPTION": "Tables, runs, metadata and administration of fdm. Guide with examples: docs/api.md.",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page describe every endpoint: not for anonymous eyes.
+    "SERVE_PERMISSIONS": ["fdm.api.permissions.IsViewer"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "fdm.api.schema.postprocess",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "syncengine.choices.RunStatus",
+        "RunTriggerEnum": "syncengine.choices.RunTrigger",
+        "ErrorKindEnum": "syncengine.choices.ErrorKind",
+        "HealthStatusEnum": ["ok", "unavailable"],
+        "CheckStatusEnum": ["ok", "failing"],
+    },
 }
 
 LOGGING = {

@@ -212,3 +212,62 @@ def table_delete(*, table: TableConfig, user: Any = None, reason: str | None = N
     """Delete one table, recording who deleted it and why."""
     _mark(table, reason=reason, user=user)
     table.delete()
+
+
+# The table-dict key path of each model field, for errors found by the model rather than the schema.
+_PATH_FOR_FIELD = {
+    "snowflake_database": "snowflake.database",
+    "snowflake_schema": "snowflake.schema",
+    "snowflake_table": "snowflake.table",
+    "postgres_schema": "postgres.schema",
+    "postgres_table": "postgres.table",
+    "include_columns": "columns.include",
+    "exclude_columns": "columns.exclude",
+    "encrypted_columns": "encryption.columns",
+    "searchable_columns": "encryption.searchable",
+    "encryption_mode": "encryption",
+    "compressed_columns": "compression.columns",
+    "compression_mode": "compression",
+}
+
+
+class TableRejected(Exception):
+    """A table dict that the shared schema or the stored tables refuse; `errors` name each key path."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        super().__init__("; ".join(str(error) for error in errors))
+
+
+def table_save_document(
+    *,
+    document: Mapping[str, Any],
+    table: TableConfig | None = None,
+    user: Any = None,
+    reason: str | None = None,
+) -> TableConfig:
+    """Create a table from a table dict (the YAML shape), or replace every setting of `table` with it.
+
+    1. Validate the dict through the shared schema, exactly as an import would (TableRejected on any problem).
+    2. Apply it to the instance and save through `table_save`, which checks what needs the stored tables (a
+       name or a target already taken) and records the change with `user` and `reason`. The model's errors
+       are reported under the YAML's key paths as well.
+    """
+    from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+
+    validation = spec.validate_table(document)
+    if validation.table is None:
+        raise TableRejected(validation.errors)
+    instance = table if table is not None else TableConfig()
+    instance.apply_table(validation.table)
+    try:
+        with transaction.atomic():
+            return table_save(table=instance, user=user, reason=reason)
+    except ValidationError as exc:
+        errors: list[ConfigError] = []
+        for field_name, messages in exc.message_dict.items():
+            path = "" if field_name == NON_FIELD_ERRORS else _PATH_FOR_FIELD.get(field_name, field_name)
+            errors.extend(ConfigError(field=path, message=message) for message in messages)
+        if table is not None:
+            table.refresh_from_db()  # the caller's instance must not keep the refused values
+        raise TableRejected(errors) from None

@@ -454,3 +454,17 @@ def _record_skipped(*, table: TableConfig, reason: str) -> SyncRun:
 def _ts(run: SyncRun) -> str:
     moment = run.started_at or run.queued_at
     return f"{moment:%Y-%m-%d %H:%M:%S %Z}"
+
+
+def runs_purge(*, older_than: datetime, dry_run: bool = False) -> int:
+    """Delete finished runs queued before `older_than`; returns how many were (or, with dry_run, would be).
+
+    Queued and running runs are never deleted, whatever their age (the reaper settles them). Retries of a
+    purged run keep their own record (`retry_of` becomes empty). The finished-run counters in /metrics drop
+    accordingly at their next full recount, which Prometheus treats as a counter reset.
+    """
+    runs = SyncRun.objects.filter(status__in=RunStatus.terminal(), queued_at__lt=older_than)
+    if dry_run:
+        return runs.count()
+    deleted, by_model = runs.delete()
+    return by_model.get(SyncRun._meta.label, 0)

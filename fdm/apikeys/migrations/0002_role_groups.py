@@ -1,0 +1,21 @@
+"""The role groups of fdm.api.roles: viewer, operator, admin."""
+
+from django.db import migrations
+
+ROLE_NAMES = ("viewer", "operator", "admin")
+
+
+def create_role_groups(apps, schema_editor):
+    Group = apps.get_model("auth", "Group")
+    for name in ROLE_NAMES:
+        Group.objects.get_or_create(name=name)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("apikeys", "0001_initial"),
+        ("auth", "0012_alter_user_first_name_max_length"),
+    ]
+
+    # Reversing leaves the groups: they may hold users by then.
+    operations = [migrations.RunPython(create_role_groups, migrations.RunPython.noop)]

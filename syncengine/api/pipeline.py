@@ -1,0 +1,266 @@
+"""Pipeline endpoints: /api/v1/pipeline/. Starting a run only enqueues it (trigger `api`) and answers 202 with
+the queued run; a worker executes it. Poll `runs/{id}/` until its status is terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from django_q.models import Schedule
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from fdm.api.errors import conflict
+from fdm.api.pagination import Pagination
+from fdm.api.permissions import IsOperator, IsViewer
+from fdm.api.schema import error_response
+from fdm.api.views import ApiView
+from syncconfig import selectors as config_selectors
+from syncconfig.models import TableConfig
+from syncengine import selectors, services
+from syncengine.api.serializers import (
+    RunCreateSerializer,
+    RunDetailSerializer,
+    RunSerializer,
+    TableStatusSerializer,
+)
+from syncengine.choices import RunStatus, RunTrigger
+from syncengine.models import SyncRun
+from syncengine.schedules import SCHEDULED_SYNC_TASK
+
+TAGS = ["pipeline"]
+
+
+MAX_ID = 2**63 - 1  # a bigint primary key: a larger id cannot exist (and PostgreSQL would refuse it)
+
+
+def _run_or_404(run_id: int) -> SyncRun:
+    run = (
+        SyncRun.objects.select_related("requested_by").filter(pk=run_id).first() if run_id <= MAX_ID else None
+    )
+    if run is None:
+        raise NotFound(f"No run with id {run_id}.")
+    return run
+
+
+def _datetime_param(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        return serializers.DateTimeField().to_internal_value(raw)
+    except ValidationError:
+        raise ValidationError({name: [f"must be an ISO 8601 date and time, got {raw!r}"]}) from None
+
+
+def _choices_param(request: Request, name: str, choices: list[str]) -> list[str]:
+    values = [v for raw in request.query_params.getlist(name) for v in raw.split(",") if v]
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise ValidationError({name: [f"must be among: {', '.join(choices)}; got {', '.join(unknown)}"]})
+    return values
+
+
+class RunListView(ApiView):
+    """List runs (newest first) and start new ones."""
+
+    pagination_class = Pagination
+
+    def get_permissions(self) -> list[Any]:
+        return [IsOperator()] if self.request.method == "POST" else [IsViewer()]
+
+    def get_queryset(self) -> QuerySet[SyncRun]:
+        runs = SyncRun.objects.select_related("requested_by").order_by("-queued_at", "-id")
+        request = cast(Request, self.request)
+        tables = [v for raw in request.query_params.getlist("table") for v in raw.split(",") if v]
+        if tables:
+            runs = runs.filter(table_name__in=tables)
+        statuses = _choices_param(request, "status", list(RunStatus.values))
+        if statuses:
+            runs = runs.filter(status__in=statuses)
+        triggers = _choices_param(request, "trigger", list(RunTrigger.values))
+        if triggers:
+            runs = runs.filter(trigger__in=triggers)
+        after, before = _datetime_param(request, "queued_after"), _datetime_param(request, "queued_before")
+        if after:
+            runs = runs.filter(queued_at__gte=after)
+        if before:
+            runs = runs.filter(queued_at__lt=before)
+        return runs
+
+    @extend_schema(
+        tags=TAGS,
+        summary="List runs",
+        parameters=[
+            OpenApiParameter("table", OpenApiTypes.STR, description="Table name(s), comma-separated."),
+            OpenApiParameter(
+                "status", OpenApiTypes.STR, description=f"Comma-separated: {', '.join(RunStatus.values)}."
+            ),
+            OpenApiParameter(
+                "trigger", OpenApiTypes.STR, description=f"Comma-separated: {', '.join(RunTrigger.values)}."
+            ),
+            OpenApiParameter(
+                "queued_after", OpenApiTypes.DATETIME, description="Queued at or after (ISO 8601)."
+            ),
+            OpenApiParameter("queued_before", OpenApiTypes.DATETIME, description="Queued before (ISO 8601)."),
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT),
+        ],
+        responses={200: RunSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        assert page is not None
+        return self.get_paginated_response(RunSerializer(page, many=True).data)
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Start a run",
+        description="Enqueues a run of the table and answers at once with it (status `queued`). A run of a table "
+        "that another run holds is recorded as `skipped` by the worker, never run in parallel.",
+        request=RunCreateSerializer,
+        responses={202: RunSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        payload = RunCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        name = payload.validated_data["table"]
+        table = TableConfig.objects.filter(name=name).first()
+        if table is None:
+            raise ValidationError({"table": [f"no table named {name!r}"]})
+        run = services.run_enqueue(
+            table=table,
+            trigger=RunTrigger.API,
+            full_refresh=payload.validated_data["full_refresh"],
+            requested_by=request.user,
+        )
+        return Response(
+            RunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"{run.pk}/"}
+        )
+
+
+class RunDetailView(ApiView):
+    """One run, with its log."""
+
+    permission_classes = [IsViewer]
+
+    @extend_schema(tags=TAGS, summary="Read a run", responses={200: RunDetailSerializer})
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(RunDetailSerializer(_run_or_404(run_id)).data)
+
+
+class RunCancelView(ApiView):
+    """Cancel a queued run at once, or a running one at its next batch boundary."""
+
+    permission_classes = [IsOperator]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Cancel a run",
+        request=None,
+        responses={
+            202: RunSerializer,
+            409: error_response("The run has already finished."),
+        },
+    )
+    def post(self, request: Request, run_id: int) -> Response:
+        run = _run_or_404(run_id)
+        if run.is_terminal:
+            raise conflict(f"Run #{run.pk} has already finished ({run.status}); there is nothing to cancel.")
+        run = services.run_cancel(run=run)
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _summary(run: SyncRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    field = serializers.DateTimeField()
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "trigger": run.trigger,
+        "queued_at": field.to_representation(run.queued_at),
+        "started_at": field.to_representation(run.started_at) if run.started_at else None,
+        "finished_at": field.to_representation(run.finished_at) if run.finished_at else None,
+        "error_message": run.error_message,
+    }
+
+
+def table_statuses(tables: QuerySet[TableConfig]) -> list[dict[str, Any]]:
+    """Each table's status, in three queries whatever the number of tables."""
+    now = timezone.now()
+    annotated: list[Any] = list(selectors.tables_with_run_ids(tables=tables))
+    ids = {i for t in annotated for i in (t.last_run_id, t.last_success_id, t.active_run_id) if i is not None}
+    runs = selectors.runs_by_id(ids=ids)
+    next_runs = dict(
+        Schedule.objects.filter(
+            func=SCHEDULED_SYNC_TASK, args__in=[str(t.pk) for t in annotated]
+        ).values_list("args", "next_run")
+    )
+    out = []
+    for table in annotated:
+        success = runs.get(table.last_success_id) if table.last_success_id else None
+        finished = success.finished_at if success is not None else None
+        since = finished or table.created_at
+        limit = table.max_staleness_minutes
+        next_run = next_runs.get(str(table.pk))
+        out.append(
+            {
+                "table": table.name,
+                "enabled": table.enabled,
+                "schedule": table.schedule,
+                "next_run_at": serializers.DateTimeField().to_representation(next_run) if next_run else None,
+                "last_run": _summary(runs.get(table.last_run_id) if table.last_run_id else None),
+                "last_success": _summary(success),
+                "active_run": _summary(runs.get(table.active_run_id) if table.active_run_id else None),
+                "freshness_seconds": (now - finished).total_seconds() if finished else None,
+                "max_staleness_minutes": limit,
+                "stale": bool(table.enabled and limit is not None and now - since > timedelta(minutes=limit)),
+                "watermark": success.watermark_after if success is not None else None,
+            }
+        )
+    return out
+
+
+class TableStatusListView(ApiView):
+    """Every table's status."""
+
+    permission_classes = [IsViewer]
+    pagination_class = Pagination
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Status of every table",
+        parameters=[
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT),
+        ],
+        responses={200: TableStatusSerializer(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(config_selectors.table_list())
+        assert page is not None
+        pks = [table.pk for table in page]
+        return self.get_paginated_response(
+            table_statuses(TableConfig.objects.filter(pk__in=pks).order_by("name"))
+        )
+
+
+class TableStatusView(ApiView):
+    """One table's status: last run, last success, freshness, watermark."""
+
+    permission_classes = [IsViewer]
+
+    @extend_schema(tags=TAGS, summary="Status of a table", responses={200: TableStatusSerializer})
+    def get(self, request: Request, name: str) -> Response:
+        tables = TableConfig.objects.filter(name=name)
+        statuses = table_statuses(tables)
+        if not statuses:
+            raise NotFound(f"No table named {name!r}.")
+        return Response(statuses[0])

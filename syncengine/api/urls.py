@@ -1,0 +1,22 @@
+from django.urls import path
+
+from syncengine.api import admin, metadata, pipeline
+
+pipeline_urls = [
+    path("runs/", pipeline.RunListView.as_view(), name="run-list"),
+    path("runs/<int:run_id>/", pipeline.RunDetailView.as_view(), name="run-detail"),
+    path("runs/<int:run_id>/cancel/", pipeline.RunCancelView.as_view(), name="run-cancel"),
+    path("tables/", pipeline.TableStatusListView.as_view(), name="table-status-list"),
+    path("tables/<str:name>/", pipeline.TableStatusView.as_view(), name="table-status"),
+]
+
+metadata_urls = [
+    path("type-mapping/", metadata.TypeMappingView.as_view(), name="type-mapping"),
+    path("tables/<str:name>/", metadata.TableMetadataView.as_view(), name="table-metadata"),
+    path("tables/<str:name>/row-counts/", metadata.RowCountsView.as_view(), name="row-counts"),
+]
+
+admin_urls = [
+    path("workers/", admin.WorkerStatusView.as_view(), name="workers"),
+    path("runs/purge/", admin.RunPurgeView.as_view(), name="run-purge"),
+]
