@@ -17,6 +17,7 @@ target is a scratch database created, and dropped afterwards, on the given Postg
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import multiprocessing
 import os
@@ -410,7 +411,7 @@ def run_benchmark(
         keyring = Keyring.generate("benchmark")
         for label, variant in _protected_variants(spec):
             say(label)
-            _measure(report, label, lambda variant=variant: _sync(variant, settings, dsn, keyring=keyring))
+            _measure(report, label, functools.partial(_sync, variant, settings, dsn, keyring=keyring))
 
         delta = max(rows // 100, 1)
         cursor = seeding.cursor()

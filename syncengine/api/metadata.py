@@ -118,7 +118,7 @@ def table_metadata(table: TableConfig) -> dict[str, Any]:
     """Source columns with their mapped types, the target's columns, and the drift between them.
 
     1. Describe the source (INFORMATION_SCHEMA and the declared key) and inspect the target's catalog.
-    2. Plan the loaded columns as a run would (include/exclude, names, types, then the column transforms).
+    2. Plan the loaded columns as a run would (include/exclude, names, types, then encryption and compression).
     3. Compare with the target: new, dropped and retyped columns; then ask the drift policy what a run would do.
     """
     from syncengine.pipeline.errors import PipelineError, SchemaDriftError
@@ -126,7 +126,7 @@ def table_metadata(table: TableConfig) -> dict[str, Any]:
     from syncengine.pipeline.schema.columns import plan_columns
     from syncengine.pipeline.schema.drift import plan_drift
     from syncengine.pipeline.schema.target import inspect_target
-    from syncengine.pipeline.transform import prepare_transforms
+    from syncengine.pipeline.transform.protect import plan_protection
     from syncengine.pipeline.typemap import holds
 
     spec = table.to_pipeline_spec()
@@ -152,9 +152,11 @@ def table_metadata(table: TableConfig) -> dict[str, Any]:
     try:
         plan = plan_columns(spec, described.columns, described.declared_key)
         try:
-            plan, _ = prepare_transforms(spec, plan)
+            plan, _ = plan_protection(spec, plan)  # protected columns are stored as bytea
         except PipelineError as exc:
-            log_lines.append(str(exc))  # e.g. protection not yet available: the plain plan still tells drift
+            log_lines.append(
+                str(exc)
+            )  # a protection setting a run would refuse: the plain plan still tells drift
         planned = {column.source_name: column for column in plan.columns}
         if target is not None:
             existing = {column.name: column.type for column in target.columns}

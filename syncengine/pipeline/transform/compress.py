@@ -22,7 +22,7 @@ import array
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import psycopg
 import pyarrow as pa
@@ -429,7 +429,7 @@ def train_dictionary(
     storage = _storage(sample)
     wide = pa.types.is_large_string(storage.type) or pa.types.is_large_binary(storage.type)
     raw = storage.cast(pa.large_binary() if wide else pa.binary())
-    usable = raw.filter(pc.greater(_byte_lengths(raw), pa.scalar(0, pa.int64())).fill_null(False))
+    usable = raw.filter(cast(Any, pc.greater(_byte_lengths(raw), pa.scalar(0, pa.int64())).fill_null(False)))
     if len(usable) < MIN_TRAINING_VALUES:
         return None
     median = pc.approximate_median(_byte_lengths(usable)).as_py()

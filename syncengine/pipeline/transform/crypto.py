@@ -27,6 +27,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -116,7 +117,7 @@ def pad_array(values: pa.Array) -> pa.Array:
     if len(values) == 0:
         return values
     filled = values.fill_null(b"")
-    lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = pc.binary_length(cast(Any, filled)).to_numpy(zero_copy_only=False).astype(np.int64)
     sizes = padded_lengths(lengths)
     prefixes = pa.Array.from_buffers(
         pa.binary(LENGTH_PREFIX_BYTES), len(values), [None, pa.py_buffer(lengths.astype(">u4").tobytes())]
@@ -125,7 +126,7 @@ def pad_array(values: pa.Array) -> pa.Array:
     padded = pc.binary_join_element_wise(prefixes, filled, zeros, pa.scalar(b""))
     if values.null_count:
         padded = pc.if_else(values.is_valid(), padded, pa.scalar(None, pa.binary()))
-    return padded
+    return cast(pa.Array, padded)
 
 
 def unpad(plaintext: bytes) -> bytes:
@@ -157,7 +158,7 @@ def _canonical_part(array: pa.Array) -> pa.Array:
     elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
         return array.cast(pa.binary())
     elif isinstance(kind, pa.ExtensionType):
-        text = array.storage.cast(pa.string())
+        text = cast(Any, array).storage.cast(pa.string())
     else:
         text = array.cast(pa.string())
     return text.cast(pa.binary())
@@ -175,13 +176,13 @@ def row_keys(columns: Sequence[pa.Array]) -> pa.Array:
         part = _canonical_part(column)
         parts.extend(
             [
-                pc.binary_length(part).cast(pa.string()).cast(pa.binary()),
+                pc.binary_length(cast(Any, part)).cast(pa.string()).cast(pa.binary()),
                 pa.scalar(b":"),
                 part,
                 pa.scalar(b";"),
             ]
         )
-    return pc.binary_join_element_wise(*parts, pa.scalar(b""))
+    return cast(pa.Array, pc.binary_join_element_wise(*cast(list[Any], parts), pa.scalar(b"")))
 
 
 def row_keys_from_values(rows: Sequence[Sequence[object]]) -> list[bytes]:
@@ -189,7 +190,10 @@ def row_keys_from_values(rows: Sequence[Sequence[object]]) -> list[bytes]:
     if not rows:
         return []
     width = len(rows[0])
-    columns = [pa.array([row[index] for row in rows]) for index in range(width)]
+    columns = []
+    for index in range(width):
+        values: list[Any] = [row[index] for row in rows]
+        columns.append(pa.array(values))
     return [value if isinstance(value, bytes) else b"" for value in row_keys(columns).to_pylist()]
 
 
@@ -254,9 +258,22 @@ class ColumnCipher:
         if row_keys is None:
             aads = [aad_prefix] * present
         else:
-            aads = pc.binary_join_element_wise(pa.scalar(aad_prefix), row_keys, pa.scalar(b"")).to_pylist()
-        sealed = pa.array(list(map(aead.encrypt, nonces, padded.to_pylist(), aads)), type=pa.binary())
-        envelopes = pc.binary_join_element_wise(pa.scalar(header), nonce_values, sealed, pa.scalar(b""))
+            aads = cast(
+                list[bytes],
+                pc.binary_join_element_wise(
+                    pa.scalar(aad_prefix), cast(Any, row_keys), pa.scalar(b"")
+                ).to_pylist(),
+            )
+        plaintext_values = cast(list[bytes], padded.to_pylist())
+        sealed = pa.array(
+            list(map(aead.encrypt, cast(list[bytes], nonces), plaintext_values, aads)), type=pa.binary()
+        )
+        envelopes = cast(
+            pa.Array,
+            pc.binary_join_element_wise(
+                pa.scalar(header), cast(Any, nonce_values), cast(Any, sealed), pa.scalar(b"")
+            ),
+        )
         if valid is None:
             return envelopes
         return _expand(envelopes, valid)
@@ -292,7 +309,7 @@ class ColumnCipher:
     def decrypt(
         self, envelopes: Sequence[bytes | None], row_keys: Sequence[bytes] | None
     ) -> list[bytes | None]:
-        keys: Sequence[bytes | None] = row_keys if row_keys is not None else [None] * len(envelopes)
+        keys: list[bytes | None] = list(row_keys) if row_keys is not None else [None for _ in envelopes]
         return [
             None if envelope is None else self.decrypt_one(envelope, key)[0]
             for envelope, key in zip(envelopes, keys, strict=True)
@@ -347,7 +364,7 @@ def _expand(compact: pa.Array, valid: pa.Array) -> pa.Array:
     mask = valid.to_numpy(zero_copy_only=False)
     positions = np.cumsum(mask) - 1
     indices = pa.array(np.where(mask, positions, 0), mask=~mask)
-    return pc.take(compact, indices)
+    return pc.take(compact, cast(Any, indices))
 
 
 # --- blind indexes ---------------------------------------------------------------------------------------
@@ -384,7 +401,7 @@ class BlindIndex:
         valid = plaintexts.is_valid() if plaintexts.null_count else None
         present = plaintexts.filter(valid) if valid is not None else plaintexts
         width = self.width
-        digests = b"".join(mac(value)[:width] for value in present.cast(pa.binary()).to_pylist())
+        digests = b"".join(mac(cast(bytes, value))[:width] for value in present.cast(pa.binary()).to_pylist())
         table = np.frombuffer(digests, dtype=np.uint8).reshape(-1, width).copy()
         if self.bits % 8:
             table[:, -1] &= (0xFF << (8 - self.bits % 8)) & 0xFF

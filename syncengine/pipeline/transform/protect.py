@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pyarrow as pa
@@ -283,7 +283,7 @@ def plaintext_bytes(array: pa.Array) -> pa.Array:
     """
     kind = array.type
     if isinstance(kind, pa.ExtensionType):
-        array = array.storage
+        array = cast(Any, array).storage
         kind = array.type
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return array.cast(pa.binary())
@@ -414,7 +414,7 @@ class Protector:
 def _value_bytes(array: pa.Array) -> int:
     if len(array) == 0:
         return 0
-    total = pc.sum(pc.binary_length(array)).as_py()
+    total = pc.sum(pc.binary_length(cast(Any, array))).as_py()
     return int(total or 0)
 
 
