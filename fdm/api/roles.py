@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser, Group, User
+from django.contrib.auth.models import AnonymousUser, Group, Permission, User
 from django.db import transaction
 
 
@@ -43,6 +43,8 @@ class Role(enum.IntEnum):
 
 
 ROLE_NAMES = tuple(role.label for role in Role)
+# Django permissions a role's group holds, for code that asks `user.has_perm` rather than the role.
+ROLE_PERMISSIONS = {Role.ADMIN: ("syncengine.read_decrypted",)}
 _CACHE_ATTRIBUTE = "_fdm_role"
 
 
@@ -79,6 +81,18 @@ def role_set(*, user: User, role: Role | None) -> None:
             groups[name] = Group.objects.get_or_create(name=name)[0]
         user.groups.remove(*[groups[name] for name in ROLE_NAMES if role is None or name != role.group_name])
         if role is not None:
-            user.groups.add(groups[role.group_name])
+            group = groups[role.group_name]
+            _grant_role_permissions(group, role)
+            user.groups.add(group)
     if hasattr(user, _CACHE_ATTRIBUTE):
         delattr(user, _CACHE_ATTRIBUTE)
+
+
+def _grant_role_permissions(group: Group, role: Role) -> None:
+    """Make sure the role's group holds its permissions (the migration grants them; a flushed or restored
+    database may have lost them)."""
+    for name in ROLE_PERMISSIONS.get(role, ()):
+        app_label, codename = name.split(".")
+        permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+        if permission is not None:
+            group.permissions.add(permission)

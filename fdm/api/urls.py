@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer
 
 from fdm.api import health
 from fdm.apikeys import api as apikeys_api
-from syncengine.api.urls import admin_urls, metadata_urls, pipeline_urls
+from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls
 
 # JSON first: the schema by default, and errors (401, 403) in the API's error body as application/json.
 schema_view = SpectacularAPIView.as_view(
@@ -43,6 +43,7 @@ v1 = [
     path("tables/", include("syncconfig.api.urls")),
     path("pipeline/", include(pipeline_urls)),
     path("metadata/", include(metadata_urls)),
+    path("data/", include(data_urls)),
     path("admin/", include(keys_urls + admin_urls)),
     path("schema/", schema_view, name="schema"),
     path("docs/", DocsView.as_view(url_name="api:schema"), name="docs"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from syncengine.api import admin, metadata, pipeline
+from syncengine.api import admin, data, metadata, pipeline
 
 pipeline_urls = [
     path("runs/", pipeline.RunListView.as_view(), name="run-list"),
@@ -19,4 +19,8 @@ metadata_urls = [
 admin_urls = [
     path("workers/", admin.WorkerStatusView.as_view(), name="workers"),
     path("runs/purge/", admin.RunPurgeView.as_view(), name="run-purge"),
+]
+
+data_urls = [
+    path("<str:name>/", data.TableDataView.as_view(), name="table-data"),
 ]

@@ -106,4 +106,4 @@ def superuser_client(db) -> APIClient:
 
 
 # The engine's fixtures for the Snowflake emulator and the target database (seed_source needs snowflake).
-from tests.engine.conftest import seed_source, snowflake  # noqa: E402, F401
+from tests.engine.conftest import make_table, seed_source, snowflake  # noqa: E402, F401

@@ -15,7 +15,8 @@ from django.conf import settings
 
 from fdm.apikeys.models import ApiKey
 from syncconfig.models import TableConfig
-from syncengine.models import SyncRun
+from syncengine.models import DecryptedRead, SyncRun
+from syncengine.pipeline.transform.keyring import Keyring
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -39,8 +40,10 @@ def finance_source(snowflake) -> None:
 
 
 def test_every_shell_example_in_the_api_guide_runs_against_a_live_server(
-    live_server, finance_source, test_database_url, tmp_path
+    live_server, finance_source, test_database_url, tmp_path, monkeypatch
 ):
+    # The keyring of fdm's processes: this one (the live server) and the commands the examples run.
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", Keyring.generate("docs").format())
     blocks = SH_BLOCK.findall(DOCS.read_text())
     assert len(blocks) >= 8, "docs/api.md lost its examples"
     # `python manage.py` as the guide writes it, from a scratch directory for the files the examples write.
@@ -63,8 +66,12 @@ def test_every_shell_example_in_the_api_guide_runs_against_a_live_server(
     # What the examples did is in the database.
     table = TableConfig.objects.get(name="transactions")
     assert table.schedule == "*/30 * * * *" and table.notes == "Card and wire transactions"
-    run = SyncRun.objects.get(table=table)
-    assert (run.trigger, run.status) == ("api", "cancelled")
+    run = SyncRun.objects.get(table=table, trigger="api")
+    assert run.status == "cancelled"
+    assert SyncRun.objects.get(table=table, trigger="command").status == "succeeded"
+    assert '"amount":"10.50"' in result.stdout.replace(" ", "")  # decrypted for the admin key
+    assert '"amount":"[encrypted]"' in result.stdout.replace(" ", "")  # masked for the viewer key
+    assert DecryptedRead.objects.filter(table_name="transactions", via="api").count() == 2
     assert ApiKey.objects.filter(user__username="nightly-report").exists()
     assert '"source_rows":2' in result.stdout.replace(" ", "")
     assert (tmp_path / "fdm-openapi.json").stat().st_size > 10_000
