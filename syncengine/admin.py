@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
-from syncengine.models import SyncRun
+from syncengine.models import DecryptedRead, SyncRun
 
 INLINE_RUN_LIMIT = 10
 START_SYNC_PERMISSION = "syncengine.start_sync"
@@ -383,6 +383,30 @@ def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
     what = "Full refresh" if full_refresh else "Sync"
     model_admin.message_user(request, f"{what} of {table.name} queued as run #{run.pk}.", messages.SUCCESS)
     return HttpResponseRedirect(_run_url(run.pk))
+
+
+@admin.register(DecryptedRead)
+class DecryptedReadAdmin(admin.ModelAdmin):
+    """The audit trail of decrypted reads: append-only history, so nobody adds, changes or deletes here."""
+
+    list_display = ("at", "username", "table_name", "columns_display", "row_count", "via", "client")
+    list_filter = ("via", "table_name")
+    search_fields = ("username", "table_name")
+    date_hierarchy = "at"
+    readonly_fields = [field.name for field in DecryptedRead._meta.fields]
+
+    @admin.display(description="columns")
+    def columns_display(self, read: DecryptedRead) -> str:
+        return ", ".join(read.columns)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: DecryptedRead | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: DecryptedRead | None = None) -> bool:
+        return False
 
 
 class TableRunsAdminMixin(admin.ModelAdmin):

@@ -23,7 +23,11 @@ def _url_for_database(server_url: str, conninfo: str) -> str:
 def test_the_demo_syncs_every_sample_table_through_the_worker_queue(
     pg_server_url, scratch_database, tmp_path
 ):
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SNOWFLAKE_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("SNOWFLAKE_", "FDM_ENCRYPTION_KEYS"))
+    }
     env.update(
         DATABASE_URL=_url_for_database(pg_server_url, scratch_database),
         FDM_STATE_DIR=str(tmp_path),
@@ -50,9 +54,19 @@ def test_the_demo_syncs_every_sample_table_through_the_worker_queue(
         runs = conn.execute(
             "SELECT table_name, status FROM syncengine_syncrun ORDER BY table_name"
         ).fetchall()
+        account_number_type = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'finance.accounts'::regclass AND attname = 'account_number'"
+        ).fetchone()[0]
         worker_tasks = conn.execute(
             "SELECT count(*) FROM django_q_task WHERE func = 'syncengine.tasks.execute_run' AND success"
         ).fetchone()[0]
     assert counts == {"accounts": 5000, "transactions": 2000, "market_prices": 4380}
     assert runs == [("accounts", "succeeded"), ("market_prices", "succeeded"), ("transactions", "succeeded")]
     assert worker_tasks == 3  # each sync ran in a worker of the cluster, not in the demo's own process
+    # The accounts' IBANs are stored encrypted, with a keyring the demo kept outside the repository.
+    assert account_number_type == "bytea"
+    keyring = tmp_path / "demo_keyring"
+    assert keyring.stat().st_mode & 0o777 == 0o600
+    assert "account_number (encrypted + searchable)" in demo.stdout
+    assert keyring.read_text().split(":")[1][:20] not in demo.stdout

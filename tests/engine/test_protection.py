@@ -218,3 +218,16 @@ def test_the_table_page_shows_protected_columns_keys_in_use_and_rotation_progres
     assert "k1: 40" in page
     assert "0 of 80 encrypted values" in page and "(0.0%) on the primary key" in page
     assert f"rotate_keys --table {accounts.name}" in page
+
+
+def test_decrypted_reads_are_listed_read_only_in_the_admin(client, keyring, accounts):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    auditor = _user("auditor", decrypt=True)
+    protected_data.table_rows_read(table=accounts, user=auditor, decrypt=True, limit=5, via="command")
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "x-unused-x"))
+    listing = client.get("/admin/syncengine/decryptedread/")
+    assert listing.status_code == 200
+    assert "auditor" in listing.content.decode() and "iban, holder_name" in listing.content.decode()
+    record = DecryptedRead.objects.get()
+    assert client.get(f"/admin/syncengine/decryptedread/{record.pk}/delete/").status_code == 403
+    assert client.get("/admin/syncengine/decryptedread/add/").status_code == 403

@@ -2,7 +2,8 @@
 
 1. Migrate Django's database (the embedded PostgreSQL under .fdm/ unless DATABASE_URL is set).
 2. Start the Snowflake emulator (fakesnow in server mode) and seed it with sample financial tables.
-3. Import config/demo/tables.yaml, which points at those tables.
+3. Import config/demo/tables.yaml, which points at those tables (accounts encrypts two columns, with a keyring
+   generated for the demo and kept in .fdm/demo_keyring unless FDM_ENCRYPTION_KEYS is set).
 4. Create (or reset) the `admin` login and print it.
 5. Start a django-q2 worker cluster and enqueue one sync per table through the real worker path.
 6. Wait for the runs, print their summary, then serve the admin at http://127.0.0.1:8000/admin/.
@@ -31,6 +32,8 @@ DEMO_DATABASE = "DEMO_DB"
 
 
 class Command(BaseCommand):
+    # The start-up checks need the keyring, which this command provides before it starts anything.
+    requires_system_checks: list[str] = []
     help = (
         "Run fdm end to end on embedded defaults: start the Snowflake emulator with sample financial data, "
         "sync it into PostgreSQL through the worker queue, and serve the admin."
@@ -65,6 +68,7 @@ class Command(BaseCommand):
     def _run(self, console: Console, children: list[subprocess.Popen], options: dict) -> None:
         console.rule("fdm demo")
         console.print(f"Django database: {_describe_database()}")
+        console.print(f"Encryption keyring: {_demo_keyring()}")
         call_command("migrate", interactive=False, verbosity=0)
 
         port = options["snowflake_port"] or _free_port()
@@ -207,6 +211,22 @@ def _wait_for_runs(console: Console, runs, *, timeout: int):
     raise CommandError(f"the demo syncs did not finish within {timeout} s; is the worker cluster running?")
 
 
+def _demo_keyring() -> str:
+    """Use FDM_ENCRYPTION_KEYS if set; else a keyring kept for the demo under .fdm/ (never in the repository),
+    put in this process's environment so that the workers and the web server started from here share it."""
+    from syncengine.pipeline.transform.keyring import ENV_NAME, Keyring
+
+    if os.environ.get(ENV_NAME) or os.environ.get(f"{ENV_NAME}_FILE"):
+        return f"from {ENV_NAME}"
+    path = Path(settings.STATE_DIR) / "demo_keyring"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Keyring.generate().format())
+        path.chmod(0o600)
+    os.environ[f"{ENV_NAME}_FILE"] = str(path)
+    return f"{path} (generated for the demo; {ENV_NAME}_FILE points at it)"
+
+
 def _target_table() -> Table:
     """What landed in PostgreSQL, counted there, and the URL to look at it with psql or any client."""
     import psycopg
@@ -218,6 +238,7 @@ def _target_table() -> Table:
     table = Table(title=f"Synced tables in PostgreSQL ({url})")
     table.add_column("table")
     table.add_column("rows", justify="right")
+    table.add_column("stored protected")
     with psycopg.connect(target_dsn()) as conn:
         for config in TableConfig.objects.filter(enabled=True).order_by("name"):
             name = f'"{config.postgres_schema}"."{config.postgres_table}"'
@@ -227,8 +248,31 @@ def _target_table() -> Table:
                 rows = f"{count[0]:,}" if count else "-"
             else:
                 rows = "not created"
-            table.add_row(f"{config.postgres_schema}.{config.postgres_table}", rows)
+            table.add_row(
+                f"{config.postgres_schema}.{config.postgres_table}", rows, _protection(conn, config.name)
+            )
     return table
+
+
+def _protection(conn, table_name: str) -> str:
+    from syncengine.pipeline.transform.protect import read_catalog
+
+    catalog = read_catalog(conn, table_name)
+    if catalog is None:
+        return "-"
+    parts = []
+    for column in catalog.columns:
+        how = " + ".join(
+            word
+            for word, on in (
+                ("compressed", column.compressed),
+                ("encrypted", column.encrypted),
+                ("searchable", bool(column.blind_index)),
+            )
+            if on
+        )
+        parts.append(f"{column.target_name} ({how})")
+    return ", ".join(parts)
 
 
 def _runs_table(runs) -> Table:
