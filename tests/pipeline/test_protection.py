@@ -376,3 +376,18 @@ def test_rotation_interrupted_half_way_and_resumed_moves_every_value_to_the_new_
     assert [row["account_number"] for row in page.rows] == [ACCOUNTS[i % 3] for i in range(400)]
     found = _read(scratch_database, only_new, filters={"account_number": ACCOUNTS[1]}, limit=1000)
     assert len(found.rows) == len([i for i in range(400) if i % 3 == 1])
+
+
+def test_compression_true_picks_documents_binary_and_unbounded_text(source, make_spec, sync, target):
+    create_all_types(source)
+    result = sync(make_spec("ALL_TYPES", compression=CompressionSpec(mode=CompressionMode.AUTO)))
+    compressed = sorted(
+        name for (name,) in target("SELECT column_name FROM _fdm.protected_columns WHERE compressed")
+    )
+    assert compressed == ["arr", "blob", "doc", "note", "obj"]  # SHORT is VARCHAR(10): a code, left as text
+    assert target(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'public.all_types'::regclass "
+        "AND attname = 'short'"
+    ) == [("text",)]
+    assert result.bytes_before_compression > 100_000  # the 100,000-character note among them
+    assert result.bytes_after_compression < result.bytes_before_compression / 10
