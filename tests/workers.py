@@ -19,6 +19,9 @@ from django.conf import settings
 from django.db import connections
 
 
+WORKER_KEYRING = "tests-workers:" + "A" * 43  # 32 zero bytes: a fixed key for test workers only
+
+
 class Cluster:
     """A `manage.py qcluster` process and its log."""
 
@@ -81,6 +84,10 @@ def qcluster(snowflake_env, test_database_url) -> Iterator[Callable[[], Any]]:
     def start() -> Iterator[Cluster]:
         log_path = Path(log_dir.name) / f"qcluster-{len(started)}.log"
         env = {**os.environ, "DATABASE_URL": test_database_url, "FDM_WORKERS": "1", "PYTHONUNBUFFERED": "1"}
+        # Workers refuse to start without a keyring when a table encrypts (the demo's accounts do); a test
+        # that encrypts sets its own, which this keeps.
+        if not env.get("FDM_ENCRYPTION_KEYS") and not env.get("FDM_ENCRYPTION_KEYS_FILE"):
+            env["FDM_ENCRYPTION_KEYS"] = WORKER_KEYRING
         env.pop("TARGET_DATABASE_URL", None)
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(

@@ -72,16 +72,10 @@ def encode_cursor(values: list[Any]) -> str:
 
 def decode_cursor(token: str) -> list[str]:
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        values = json.loads(raw)
+        values = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise ApiError(
-            "The cursor is not one this API issued.",
-            code="invalid_cursor",
-            status_code=400,
-            details=[("cursor", "malformed")],
-        ) from None
-    if not isinstance(values, list) or not all(isinstance(value, str) for value in values) or not values:
+        values = None
+    if not isinstance(values, list) or not values or not all(isinstance(value, str) for value in values):
         raise ApiError(
             "The cursor is not one this API issued.",
             code="invalid_cursor",

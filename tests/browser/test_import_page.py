@@ -21,9 +21,9 @@ ACCOUNTS_HOURLY = {
     "postgres": {"schema": "finance", "table": "accounts"},
     "sync_mode": "full",
     "schedule": "hourly",  # the demo file says daily
-    "encryption": False,
+    "encryption": {"columns": ["ACCOUNT_NUMBER", "HOLDER_NAME"], "searchable": ["ACCOUNT_NUMBER"]},
     "compression": False,
-    "notes": "Customer accounts; small, reloaded in full every night.",
+    "notes": "Customer accounts; small, reloaded in full every night. IBAN and holder encrypted at rest.",
 }
 LEDGER = {
     "name": "ledger",
