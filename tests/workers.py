@@ -18,7 +18,6 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
-
 WORKER_KEYRING = "tests-workers:" + "A" * 43  # 32 zero bytes: a fixed key for test workers only
 
 

@@ -133,6 +133,7 @@ def run_sync(
             state = read_state(conn, spec.name)
             target = inspect_target(conn, spec.target.schema, spec.target.table)
             catalog = protect.read_catalog(conn, spec.name)
+            dictionaries = protect.latest_dictionaries(conn, spec.name)
         except psycopg.Error as exc:
             raise classify_postgres_error(exc, table=spec.name) from exc
 
@@ -142,13 +143,16 @@ def run_sync(
         )
         plan = plan_columns(spec, described.columns, described.declared_key)
         plan, protection = protect.plan_protection(spec, plan)
-        protector = Protector(plan=protection, keyring=keyring) if protection else None
-
         since = _usable_watermark(spec, plan, state, target, full_refresh=full_refresh, log=log)
         if since is not None and _protection_changed(protection, catalog):
             log("warning", "column protection changed; loading in full", table=spec.name)
             since = None
         incremental = since is not None
+        protector = (
+            Protector(plan=protection, keyring=keyring, reuse=dictionaries if incremental else {})
+            if protection
+            else None
+        )
         drift = plan_drift(spec, plan, target, full_load=not incremental)
         result.drift = list(drift.changes)
         result.target_created = drift.creates_table
@@ -211,7 +215,7 @@ def run_sync(
             raise RunCancelled(f"cancelled before publishing {result.rows_extracted} rows", table=spec.name)
         watermark_after = (newest.later(since) if newest else since) if incremental else newest
         _publish(
-            conn, spec, plan, drift, protection, staging, since, watermark_after, result, publish_lock_timeout
+            conn, spec, plan, drift, protector, staging, since, watermark_after, result, publish_lock_timeout
         )
         staging = None
         result.watermark_after = watermark_after.to_json() if watermark_after else None
@@ -433,7 +437,7 @@ def _publish(
     spec: TableSpec,
     plan: TablePlan,
     drift: DriftPlan,
-    protection: ProtectionPlan | None,
+    protector: Protector | None,
     staging: str,
     since: Watermark | None,
     watermark_after: Watermark | None,
@@ -517,6 +521,7 @@ def _publish(
                     )
             for statement in drift.finish_ddl:
                 conn.execute(statement)
+            protection = protector.plan if protector else None
             if protection is not None:
                 for statement in protect.blind_index_ddl(spec.target.schema, spec.target.table, protection):
                     conn.execute(statement)
@@ -527,6 +532,11 @@ def _publish(
                 table=spec.target.table,
                 plan=protection,
             )
+            if since is None:
+                dropped = protect.prune_dictionaries(
+                    conn, spec.name, keep=protector.dictionary_ids if protector else set()
+                )
+                result.checks["dictionaries_dropped"] = dropped
             result.rows_inserted = published.inserted
             result.rows_updated = published.updated
             result.rows_deleted = published.deleted

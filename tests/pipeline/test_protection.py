@@ -391,3 +391,30 @@ def test_compression_true_picks_documents_binary_and_unbounded_text(source, make
     ) == [("text",)]
     assert result.bytes_before_compression > 100_000  # the 100,000-character note among them
     assert result.bytes_after_compression < result.bytes_before_compression / 10
+
+
+def test_incremental_runs_reuse_the_dictionary_and_a_full_load_replaces_it(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=600)
+    spec = _protected(make_spec, watermark_column="UPDATED_AT", mode=SyncMode.INCREMENTAL, batch_size=1000)
+
+    def dictionaries() -> list[tuple]:
+        return target("SELECT column_name, dict_id FROM _fdm.compression_dictionaries ORDER BY column_name")
+
+    sync(spec, keyring=KEYRING)
+    first = dictionaries()
+    assert [column for column, _ in first] == ["description", "metadata"]
+    source.sql(f"UPDATE {source.table('TRANSACTIONS')} SET UPDATED_AT = '2024-03-01' WHERE TXN_ID < 300")
+    assert sync(spec, keyring=KEYRING).mode == "incremental"
+    assert dictionaries() == first  # the new frames use the stored dictionaries
+
+    refreshed = sync(spec, keyring=KEYRING, full_refresh=True)
+    after = dictionaries()
+    assert [column for column, _ in after] == ["description", "metadata"]
+    assert {dict_id for _, dict_id in after}.isdisjoint({dict_id for _, dict_id in first})
+    assert refreshed.checks["dictionaries_dropped"] == 2
+    rows = _read(scratch_database, limit=1000).rows
+    assert [row["description"] for row in rows] == [
+        f"card payment {i} at the corner shop" for i in range(600)
+    ]

@@ -19,7 +19,7 @@ padded and encrypted; the blind index is computed on the uncompressed plaintext.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncengine.pipeline import identifiers
-from syncengine.pipeline.errors import ConfigurationError
+from syncengine.pipeline.errors import ConfigurationError, DictionaryIdTaken
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.schema.target import qualified
@@ -341,6 +341,8 @@ class Protector:
     plan: ProtectionPlan
     keyring: Keyring | None
     save_dictionary: Any = None  # callable(column, Dictionary): stores a trained dictionary before it is used
+    # The newest stored dictionary of each column: an incremental run reuses it; a full load trains anew.
+    reuse: Mapping[str, compress.Dictionary] = field(default_factory=dict)
     stats: dict[str, ColumnStats] = field(default_factory=dict)
     _dictionaries: dict[str, compress.Dictionary | None] = field(default_factory=dict)
     _ciphers: dict[str, ColumnCipher] = field(default_factory=dict)
@@ -388,13 +390,27 @@ class Protector:
         return pa.RecordBatch.from_arrays([columns[name] for name in load_order], names=list(load_order))
 
     def _dictionary_for(self, column: str, sample: pa.Array) -> compress.Dictionary | None:
-        """Train once, on the run's first batch, and store it before any frame that needs it is written."""
+        """The stored dictionary to reuse, or one trained once on the run's first batch and stored before any
+        frame that needs it is written (a dictionary id that happens to be taken is drawn again)."""
+        if column in self.reuse:
+            return self.reuse[column]
         if column not in self._dictionaries:
             dictionary = compress.train_dictionary(sample.slice(0, DICTIONARY_SAMPLE_ROWS))
             if dictionary is not None and self.save_dictionary is not None:
-                self.save_dictionary(column, dictionary)
+                try:
+                    self.save_dictionary(column, dictionary)
+                except DictionaryIdTaken:
+                    dictionary = compress.train_dictionary(sample.slice(0, DICTIONARY_SAMPLE_ROWS))
+                    if dictionary is not None:
+                        self.save_dictionary(column, dictionary)
             self._dictionaries[column] = dictionary
         return self._dictionaries[column]
+
+    @property
+    def dictionary_ids(self) -> set[int]:
+        """The dictionaries this run's frames use."""
+        used = [*self.reuse.values(), *self._dictionaries.values()]
+        return {dictionary.dict_id for dictionary in used if dictionary is not None}
 
     def checks(self) -> dict[str, Any]:
         """Per-column byte counts for the run record: plaintext, compressed, stored."""
@@ -506,6 +522,28 @@ def write_catalog(
                 for column in plan.columns
             ],
         )
+
+
+def latest_dictionaries(conn: psycopg.Connection, table_name: str) -> dict[str, compress.Dictionary]:
+    """The newest stored compression dictionary of each of the table's columns."""
+    rows = conn.execute(
+        f"SELECT DISTINCT ON (column_name) column_name, dict_id, data FROM {compress.DICTIONARIES_TABLE} "  # noqa: S608
+        "WHERE table_name = %s ORDER BY column_name, created_at DESC, dict_id",
+        (table_name,),
+    ).fetchall()
+    return {
+        column: compress.Dictionary(dict_id=int(dict_id), data=bytes(data)) for column, dict_id, data in rows
+    }
+
+
+def prune_dictionaries(conn: psycopg.Connection, table_name: str, *, keep: set[int]) -> int:
+    """After a full load (in its publishing transaction) only this run's frames exist: drop the table's other
+    dictionaries, so that they do not pile up run after run. Returns how many were dropped."""
+    cursor = conn.execute(
+        f"DELETE FROM {compress.DICTIONARIES_TABLE} WHERE table_name = %s AND NOT (dict_id = ANY(%s))",  # noqa: S608
+        (table_name, sorted(keep)),
+    )
+    return cursor.rowcount
 
 
 def blind_index_ddl(schema: str, table: str, plan: ProtectionPlan) -> list[str]:
