@@ -8,13 +8,16 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 
 from fdm.apikeys.models import ApiKey
 from syncconfig.models import TableConfig
+from syncengine.connections import target_dsn
 from syncengine.models import DecryptedRead, SyncRun
 from syncengine.pipeline.transform.keyring import Keyring
 
@@ -22,6 +25,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 DOCS = Path(settings.BASE_DIR) / "docs" / "api.md"
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+@pytest.fixture
+def finance_target() -> Iterator[None]:
+    """The examples sync into finance.transactions of the test database; other tests use that name too."""
+    yield
+    with psycopg.connect(target_dsn(), autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS finance.transactions")
+        for table in ("sync_state", "protected_columns", "compression_dictionaries"):
+            if conn.execute("SELECT to_regclass(%s)", (f"_fdm.{table}",)).fetchone()[0]:
+                conn.execute(f"DELETE FROM _fdm.{table} WHERE table_name = 'transactions'")  # noqa: S608
 
 
 @pytest.fixture
@@ -40,7 +54,7 @@ def finance_source(snowflake) -> None:
 
 
 def test_every_shell_example_in_the_api_guide_runs_against_a_live_server(
-    live_server, finance_source, test_database_url, tmp_path, monkeypatch
+    live_server, finance_source, finance_target, test_database_url, tmp_path, monkeypatch
 ):
     # The keyring of fdm's processes: this one (the live server) and the commands the examples run.
     monkeypatch.setenv("FDM_ENCRYPTION_KEYS", Keyring.generate("docs").format())
