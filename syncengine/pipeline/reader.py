@@ -120,6 +120,7 @@ def read_rows(
             )
 
     key = list(source.target.primary_key)
+    aad_key = list(source.catalog.row_key) if source.catalog else key
     order = [quote_postgres(name) for name in key] if key else ["ctid"]
     conditions: list[str] = []
     params: list[Any] = []
@@ -186,7 +187,11 @@ def read_rows(
             ) from None
         exhausted = len(fetched) < fetch
         records = [dict(zip(visible, row[:-1], strict=True)) for row in fetched]
-        keys = row_keys_from_values([[record[name] for name in key] for record in records]) if key else None
+        # Ciphertexts are bound to the row key the sync used (the catalog's), whatever key the target has now.
+        bound = [name for name in aad_key if name in visible]
+        keys = (
+            row_keys_from_values([[record[name] for name in bound] for record in records]) if bound else None
+        )
         _decode(records, protected, ciphers, dictionaries, keys, decrypt=decrypt or bool(exact))
         for position, (record, row) in enumerate(zip(records, fetched, strict=True)):
             cursor_values = [record[name] for name in key] if key else [row[-1]]

@@ -418,3 +418,19 @@ def test_incremental_runs_reuse_the_dictionary_and_a_full_load_replaces_it(
     assert [row["description"] for row in rows] == [
         f"card payment {i} at the corner shop" for i in range(600)
     ]
+
+
+def test_rows_stay_readable_when_an_operator_adds_a_key_the_sync_did_not_use(
+    source, make_spec, sync, target, scratch_database
+):
+    source.sql(f"CREATE TABLE {source.table('NOTES')} (NOTE_ID NUMBER(38,0), BODY VARCHAR)")
+    source.sql(f"INSERT INTO {source.table('NOTES')} VALUES (1, 'first secret'), (2, 'second secret')")
+    sync(
+        make_spec("NOTES", encryption=EncryptionSpec(mode=EncryptionMode.COLUMNS, columns=("BODY",))),
+        keyring=KEYRING,
+    )
+    target(
+        "ALTER TABLE public.notes ADD PRIMARY KEY (note_id)"
+    )  # ordering now follows it; the binding does not
+    rows = _read(scratch_database, table="notes").rows
+    assert [(int(row["note_id"]), row["body"]) for row in rows] == [(1, "first secret"), (2, "second secret")]
