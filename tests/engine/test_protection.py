@@ -231,3 +231,14 @@ def test_decrypted_reads_are_listed_read_only_in_the_admin(client, keyring, acco
     record = DecryptedRead.objects.get()
     assert client.get(f"/admin/syncengine/decryptedread/{record.pk}/delete/").status_code == 403
     assert client.get("/admin/syncengine/decryptedread/add/").status_code == 403
+
+
+def test_configuration_commands_run_before_the_keyring_exists_and_data_commands_do_not(monkeypatch, accounts):
+    monkeypatch.delenv("FDM_ENCRYPTION_KEYS", raising=False)
+    monkeypatch.delenv("FDM_ENCRYPTION_KEYS_FILE", raising=False)
+    out = io.StringIO()
+    call_command("generate_keyring", skip_checks=False, stdout=out)
+    assert Keyring.parse(out.getvalue().splitlines()[-1])
+    call_command("export_tables", skip_checks=False, stdout=io.StringIO())
+    with pytest.raises(SystemCheckError, match="fdm.E002"):
+        call_command("rotate_keys", skip_checks=False, stdout=io.StringIO())

@@ -7,12 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from syncconfig import selectors, services
+from syncengine.checks import SkipsKeyringCheck
 
 
-class Command(BaseCommand):
+class Command(SkipsKeyringCheck):
     help = (
         "Write the stored table configuration as YAML (the format import_tables reads; see "
         "docs/configuration.md): to PATH, or to standard output when PATH is omitted. Importing the output "

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from syncconfig import services, yaml_io
 from syncconfig.reporting import import_summary_lines
+from syncengine.checks import SkipsKeyringCheck
 
 
-class Command(BaseCommand):
+class Command(SkipsKeyringCheck):
     help = (
         "Make the stored table configuration match a YAML file (format: docs/configuration.md). "
         "The import is atomic: if any table has a problem, nothing changes and every problem is printed, one "

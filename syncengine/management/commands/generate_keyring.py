@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from syncengine.checks import SkipsKeyringCheck
 from syncengine.pipeline.transform.keyring import ENV_NAME, Keyring, KeyringError, keyring_from_env
 
 
-class Command(BaseCommand):
+class Command(SkipsKeyringCheck):
     help = (
         f"Print a new encryption keyring, as the last line of the output, in the form {ENV_NAME} takes. "
         "With --rotate, the new key goes in front of the keyring currently in the environment: deploy the "

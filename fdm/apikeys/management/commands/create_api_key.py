@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from fdm.api.roles import ROLE_NAMES, Role
 from fdm.apikeys.services import service_key_create
+from syncengine.checks import SkipsKeyringCheck
 
 
-class Command(BaseCommand):
+class Command(SkipsKeyringCheck):
     help = (
         "Create (or reuse) the service user NAME with the given role and print a new API key for it. The key "
         "is the last line of the output (scripts read it from there) and cannot be shown again; programs send "
