@@ -22,7 +22,7 @@ from syncengine import connections
 from syncengine.models import DecryptedRead
 from syncengine.pipeline import reader, rotation
 from syncengine.pipeline.errors import PipelineError
-from syncengine.pipeline.postgres import connect
+from syncengine.pipeline.postgres import classify_postgres_error, connect
 from syncengine.pipeline.transform.keyring import Keyring, KeyringError
 from syncengine.pipeline.transform.protect import ColumnProtection, read_catalog
 
@@ -58,29 +58,18 @@ def table_rows_read(
         raise PermissionDenied("reading decrypted values needs the permission syncengine.read_decrypted")
     filters = dict(filters or {})
     keyring = connections.keyring(required=False)
-    with connect(connections.target_dsn(), application_name=f"fdm read {table.name}") as conn:
-        if filters and not allowed:
-            catalog = read_catalog(conn, table.name)
-            encrypted = (
-                {column.target_name for column in catalog.columns if column.encrypted} if catalog else set()
-            )
-            refused = sorted(encrypted & set(filters))
-            if refused:
-                raise PermissionDenied(
-                    f"filtering on encrypted column(s) {', '.join(refused)} needs the permission "
-                    "syncengine.read_decrypted"
-                )
-        page = reader.read_rows(
-            conn,
-            table_name=table.name,
-            schema=table.postgres_schema,
-            table=table.postgres_table,
+    try:
+        page = _read_page(
+            table=table,
             keyring=keyring,
             decrypt=decrypt,
             filters=filters,
             after=after,
             limit=limit,
+            allowed=allowed,
         )
+    except psycopg.Error as exc:  # the target failed mid-read: transient or terminal, as for a sync
+        raise classify_postgres_error(exc, table=table.name) from exc
     if page.decrypted_columns:
         DecryptedRead.objects.create(
             user=user if getattr(user, "pk", None) else None,
@@ -101,6 +90,41 @@ def table_rows_read(
             via,
         )
     return page
+
+
+def _read_page(
+    *,
+    table: TableConfig,
+    keyring: Keyring | None,
+    decrypt: bool,
+    filters: dict[str, str],
+    after: Sequence[Any] | None,
+    limit: int,
+    allowed: bool,
+) -> reader.Page:
+    with connect(connections.target_dsn(), application_name=f"fdm read {table.name}") as conn:
+        if filters and not allowed:
+            catalog = read_catalog(conn, table.name)
+            encrypted = (
+                {column.target_name for column in catalog.columns if column.encrypted} if catalog else set()
+            )
+            refused = sorted(encrypted & set(filters))
+            if refused:
+                raise PermissionDenied(
+                    f"filtering on encrypted column(s) {', '.join(refused)} needs the permission "
+                    "syncengine.read_decrypted"
+                )
+        return reader.read_rows(
+            conn,
+            table_name=table.name,
+            schema=table.postgres_schema,
+            table=table.postgres_table,
+            keyring=keyring,
+            decrypt=decrypt,
+            filters=filters,
+            after=after,
+            limit=limit,
+        )
 
 
 @dataclass
