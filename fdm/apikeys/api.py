@@ -13,7 +13,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from fdm.api.pagination import Pagination
+from fdm.api.pagination import PAGE_PARAMETERS, Pagination
 from fdm.api.permissions import IsAdmin
 from fdm.api.roles import ROLE_NAMES, Role, role_of, role_set
 from fdm.api.views import ApiView
@@ -95,8 +95,7 @@ class ApiKeyListView(ApiView):
         summary="List API keys",
         parameters=[
             OpenApiParameter("active", OpenApiTypes.BOOL, description="Only usable (true) or unusable keys."),
-            OpenApiParameter("page", OpenApiTypes.INT),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
+            *PAGE_PARAMETERS,
         ],
         responses={200: ApiKeySerializer(many=True)},
     )
@@ -185,8 +184,7 @@ class UserListView(ApiView):
         tags=TAGS,
         summary="List users",
         parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
+            *PAGE_PARAMETERS,
         ],
         responses={200: UserSerializer(many=True)},
     )

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fdm.api.errors import config_rejected
-from fdm.api.pagination import Pagination
+from fdm.api.pagination import PAGE_PARAMETERS, Pagination
 from fdm.api.permissions import IsOperator, IsViewer, ViewerReadsOperatorWrites
 from fdm.api.schema import TABLE_REF, paginated
 from fdm.api.views import ApiView
@@ -209,8 +209,7 @@ class TableHistoryView(ApiView):
         summary="A table's change history",
         description="Also answers for a deleted table, by its last name.",
         parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
+            *PAGE_PARAMETERS,
         ],
         responses={200: HistoryEntrySerializer(many=True)},
     )

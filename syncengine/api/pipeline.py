@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fdm.api.errors import conflict
-from fdm.api.pagination import Pagination
+from fdm.api.pagination import PAGE_PARAMETERS, Pagination
 from fdm.api.permissions import IsOperator, IsViewer
 from fdm.api.schema import error_response
 from fdm.api.views import ApiView
@@ -109,8 +109,7 @@ class RunListView(ApiView):
                 "queued_after", OpenApiTypes.DATETIME, description="Queued at or after (ISO 8601)."
             ),
             OpenApiParameter("queued_before", OpenApiTypes.DATETIME, description="Queued before (ISO 8601)."),
-            OpenApiParameter("page", OpenApiTypes.INT),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
+            *PAGE_PARAMETERS,
         ],
         responses={200: RunSerializer(many=True)},
     )
@@ -238,8 +237,7 @@ class TableStatusListView(ApiView):
         tags=TAGS,
         summary="Status of every table",
         parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT),
-            OpenApiParameter("page_size", OpenApiTypes.INT),
+            *PAGE_PARAMETERS,
         ],
         responses={200: TableStatusSerializer(many=True)},
     )

@@ -30,8 +30,10 @@ from syncengine.pipeline.transform.protect import (
     CatalogTable,
     ColumnProtection,
     decode_plaintext,
+    plaintext_bytes,
     read_catalog,
 )
+from syncengine.pipeline.typemap import wire_type
 
 MASK = "[encrypted]"
 MAX_PAGE_SIZE = 1000
@@ -226,9 +228,6 @@ def _target_name(source: _Source) -> str:
 
 def _filter_plaintext(value: str, protection: ColumnProtection) -> bytes:
     """The plaintext bytes a filter value stands for (as `protect.plaintext_bytes` wrote them)."""
-    from syncengine.pipeline.transform.protect import plaintext_bytes
-    from syncengine.pipeline.typemap import wire_type
-
     wire = wire_type(protection.plain_type)
     if wire is None or pa.types.is_string(wire) or pa.types.is_binary(wire):
         return value.encode("utf-8")

@@ -210,7 +210,8 @@ class _Rotator:
             for name in names
         )
         key = list(self.catalog.row_key)
-        selected = ", ".join(["ctid::text", *(quote_postgres(name) for name in key + names)])
+        indexes = [column.blind_index or "" for column in self.encrypted if column.blind_index]
+        selected = ", ".join(["ctid::text", *(quote_postgres(name) for name in key + names + indexes)])
         with self.conn.transaction():
             self._lock(log)
             rows = self.conn.execute(
@@ -220,17 +221,25 @@ class _Rotator:
             ).fetchall()
             if not rows:
                 return 0
-            ctids = [row[0] for row in rows]
-            keys = row_keys_from_values([row[1 : 1 + len(key)] for row in rows]) if key else None
+            stored = {
+                name: [row[1 + position] for row in rows]
+                for position, name in enumerate(key + names + indexes)
+            }
+            keys = (
+                row_keys_from_values([[stored[name][i] for name in key] for i in range(len(rows))])
+                if key
+                else None
+            )
             updates: dict[str, list[Any]] = {}
             rotated = 0
-            for offset, column in enumerate(self.encrypted):
-                values = [row[1 + len(key) + offset] for row in rows]
-                new_values, plains, count = self._reencrypt(column.target_name, values, keys)
-                rotated += count
+            for column in self.encrypted:
+                new_values, plains = self._reencrypt(column.target_name, stored[column.target_name], keys)
+                rotated += len(plains)
                 updates[column.target_name] = new_values
                 if column.blind_index:
-                    updates[column.blind_index] = self._blind_index(column.target_name, plains)
+                    updates[column.blind_index] = self._blind_index(
+                        column.target_name, stored[column.blind_index], plains
+                    )
             assignments = ", ".join(f"{quote_postgres(name)} = v.{quote_postgres(name)}" for name in updates)
             value_columns = ", ".join(quote_postgres(name) for name in updates)
             arrays = ", ".join("%s::bytea[]" for _ in updates)
@@ -238,33 +247,30 @@ class _Rotator:
                 f"UPDATE {self.relation} AS t SET {assignments} "  # noqa: S608 - identifiers quoted
                 f"FROM unnest(%s::text[]::tid[], {arrays}) AS v(row_ctid, {value_columns}) "
                 "WHERE t.ctid = v.row_ctid",
-                (ctids, *updates.values()),
+                ([row[0] for row in rows], *updates.values()),
             )
             return rotated
 
     def _reencrypt(
         self, column: str, values: list[Any], keys: list[bytes] | None
-    ) -> tuple[list[bytes | None], list[bytes | None], int]:
-        """New stored values (primary key), the plaintexts (uncompressed, for blind indexes), and the count."""
+    ) -> tuple[list[bytes | None], dict[int, bytes]]:
+        """The column's new stored values, and the (uncompressed) plaintexts of the ones re-encrypted, by row.
+
+        Values already on the primary key are kept as they are, not decrypted.
+        """
         cipher = self.ciphers[column]
-        primary = self.keyring.primary
         stored: list[bytes | None] = [bytes(value) if value is not None else None for value in values]
-        plains: list[bytes | None] = [None] * len(values)
-        to_encrypt: list[int] = []
+        plains: dict[int, bytes] = {}
         compressed: set[int] = set()
         for index, value in enumerate(stored):
-            if value is None:
-                continue
-            if parse_envelope(value).key_id == primary and column not in self.indexes:
+            if value is None or parse_envelope(value).key_id == self.keyring.primary:
                 continue
             plain, flags = cipher.decrypt_one(value, keys[index] if keys else None)
             plains[index] = plain
             if flags & FLAG_COMPRESSED:
                 compressed.add(index)
-            if parse_envelope(value).key_id != primary:
-                to_encrypt.append(index)
         for flag in (True, False):
-            group = [index for index in to_encrypt if (index in compressed) == flag]
+            group = [index for index in plains if (index in compressed) == flag]
             if not group:
                 continue
             group_keys = pa.array([keys[index] for index in group], pa.binary()) if keys else None
@@ -277,16 +283,23 @@ class _Rotator:
                 stored[index] = envelope if isinstance(envelope, bytes) else None
         for index in compressed:
             plains[index] = self._decompress(plains[index])
-        return stored, plains, len(to_encrypt)
+        return stored, plains
 
-    def _decompress(self, frame: bytes | None) -> bytes | None:
-        if frame is None:
-            return None
+    def _decompress(self, frame: bytes) -> bytes:
         if self.dictionaries is None:
             self.dictionaries = compress.load_dictionaries(self.conn, table=self.catalog.table_name)
         value = compress.decompress_array(pa.array([frame], pa.binary()), self.dictionaries)[0].as_py()
-        return value if isinstance(value, bytes) else None
+        return value if isinstance(value, bytes) else b""
 
-    def _blind_index(self, column: str, plains: list[bytes | None]) -> list[bytes | None]:
-        computed = self.indexes[column].compute(pa.array(plains, pa.binary())).to_pylist()
-        return [value if isinstance(value, bytes) else None for value in computed]
+    def _blind_index(self, column: str, old: list[Any], plains: dict[int, bytes]) -> list[bytes | None]:
+        """The blind index column: recomputed with the primary key for the re-encrypted rows, kept elsewhere."""
+        values: list[bytes | None] = [bytes(value) if value is not None else None for value in old]
+        if not plains:
+            return values
+        rows = list(plains)
+        computed = (
+            self.indexes[column].compute(pa.array([plains[row] for row in rows], pa.binary())).to_pylist()
+        )
+        for row, value in zip(rows, computed, strict=True):
+            values[row] = value if isinstance(value, bytes) else None
+        return values

@@ -19,7 +19,7 @@ padded and encrypted; the blind index is computed on the uncompressed plaintext.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -340,7 +340,8 @@ class Protector:
 
     plan: ProtectionPlan
     keyring: Keyring | None
-    save_dictionary: Any = None  # callable(column, Dictionary): stores a trained dictionary before it is used
+    # Stores a trained dictionary (column, dictionary) before any frame that uses it is written.
+    save_dictionary: Callable[[str, compress.Dictionary], None] | None = None
     # The newest stored dictionary of each column: an incremental run reuses it; a full load trains anew.
     reuse: Mapping[str, compress.Dictionary] = field(default_factory=dict)
     stats: dict[str, ColumnStats] = field(default_factory=dict)
