@@ -12,6 +12,11 @@ import pytest
 
 pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixtures
 
+# fdm sends nothing anywhere but 127.0.0.1 here: the connector's login-time platform probes (cloud metadata
+# addresses) stay off for every connection the tests open, worker processes included (they inherit this).
+# fdm's own logins turn them off by themselves (tests/pipeline/test_network.py proves it without this).
+os.environ["SNOWFLAKE_DISABLE_PLATFORM_DETECTION"] = "true"
+
 # Sessions against the emulator: it has no ALTER SESSION, which the connector and fdm issue.
 EMULATOR_SESSION_PARAMETERS = {"nop_regexes": ["^ALTER SESSION.*"]}
 

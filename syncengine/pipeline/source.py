@@ -196,6 +196,9 @@ class SnowflakeSettings:
             "arrow_number_to_decimal": True,
             # Every timestamp the session produces or interprets is UTC, whatever the account default is.
             "session_parameters": {**self.session_parameters, "TIMEZONE": "UTC"},
+            # fdm talks to the configured Snowflake host and nothing else: without this, every login probes
+            # cloud metadata addresses (169.254.169.254, metadata.google.internal, ...) to detect a platform.
+            "platform_detection_timeout_seconds": 0,
         }
         if self.private_key_file is not None:
             kwargs["private_key"] = self._private_key_der()
