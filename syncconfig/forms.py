@@ -1,4 +1,4 @@
-"""Admin forms. Validation itself lives in the shared schema (`syncconfig.spec`), which the model's clean()
+"""Admin forms. Validation itself lives in the shared schema (`syncconfig.schema`), which the model's clean()
 runs, so that the admin accepts exactly what the YAML import and the API accept."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Any
 
 from django import forms
 
-from syncconfig import spec, yaml_io
+from syncconfig import schema as table_schema
+from syncconfig import yaml_io
 from syncconfig.models import TableConfig
 
 LIST_FIELDS = (
@@ -72,7 +73,7 @@ class TableConfigForm(forms.ModelForm):
 
     class Meta:
         model = TableConfig
-        fields = list(spec.MODEL_FIELDS)
+        fields = list(table_schema.MODEL_FIELDS)
 
     def clean_column_names(self) -> Any:
         # An emptied box means "no overrides"; any other non-object value is for the schema to report.

@@ -9,7 +9,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
 from simple_history.models import HistoricalRecords
 
-from syncconfig import spec
+from syncconfig import schema as table_schema
 from syncconfig.choices import CompressionMode, DriftPolicy, EncryptionMode, ScheduleKind, SyncMode
 from syncengine.pipeline import spec as pipeline
 
@@ -48,14 +48,14 @@ def model_field_for(path: str) -> str:
         if path == prefix or path.startswith((prefix + ".", prefix + "[")):
             return field
     top = path.split(".")[0].split("[")[0]
-    return top if top in spec.MODEL_FIELDS else NON_FIELD_ERRORS
+    return top if top in table_schema.MODEL_FIELDS else NON_FIELD_ERRORS
 
 
 class TableConfig(models.Model):
     """One Snowflake table replicated into one PostgreSQL table.
 
     Mirrors one entry of `config/tables.yaml` (keys and defaults in docs/configuration.md); the YAML import, the
-    admin form and the API all validate through `syncconfig.spec`, which `clean()` runs. Every change is kept in
+    admin form and the API all validate through `syncconfig.schema`, which `clean()` runs. Every change is kept in
     `history` (who, when, what, and for imports the file as the change reason).
 
     Column names are as configured, following Snowflake's rules: a plain name (`updated_at`) matches its column
@@ -69,7 +69,7 @@ class TableConfig(models.Model):
     """
 
     name = models.CharField(
-        max_length=spec.MAX_TABLE_NAME_LENGTH,
+        max_length=table_schema.MAX_TABLE_NAME_LENGTH,
         unique=True,
         help_text="Short name used in commands and URLs: lower-case letters, digits and _.",
     )
@@ -87,7 +87,7 @@ class TableConfig(models.Model):
     )
     schedule = models.CharField(
         max_length=100,
-        default=spec.DEFAULT_SCHEDULE,
+        default=table_schema.DEFAULT_SCHEDULE,
         help_text="hourly, daily, manual, or a 5-field cron expression (minute hour day month weekday), UTC.",
     )
     primary_key = models.JSONField(
@@ -133,7 +133,7 @@ class TableConfig(models.Model):
         help_text="What a run does when the source's columns change.",
     )
     batch_size = models.PositiveIntegerField(
-        default=spec.DEFAULT_BATCH_SIZE, help_text="Rows per Arrow batch read from Snowflake."
+        default=table_schema.DEFAULT_BATCH_SIZE, help_text="Rows per Arrow batch read from Snowflake."
     )
     max_staleness_minutes = models.PositiveIntegerField(
         null=True,
@@ -183,11 +183,11 @@ class TableConfig(models.Model):
 
     def to_table_dict(self) -> dict[str, Any]:
         """This table as one entry of `config/tables.yaml` (canonical: fixed key order, defaults left out)."""
-        return spec.table_dict_from_model(self)
+        return table_schema.table_dict_from_model(self)
 
-    def apply_table(self, table: spec.TableDocument) -> None:
+    def apply_table(self, table: table_schema.TableDocument) -> None:
         """Set every field from a validated table (does not save)."""
-        for field, value in spec.model_fields_from_table(table).items():
+        for field, value in table_schema.model_fields_from_table(table).items():
             setattr(self, field, value)
 
     def to_pipeline_spec(self) -> pipeline.TableSpec:
@@ -230,9 +230,9 @@ class TableConfig(models.Model):
             )
         return problems
 
-    def validation_errors(self) -> list[spec.ConfigError]:
+    def validation_errors(self) -> list[table_schema.ConfigError]:
         """Problems the shared schema finds with this table as it stands (unsaved edits included)."""
-        return spec.validate_table(self.to_table_dict()).errors
+        return table_schema.validate_table(self.to_table_dict()).errors
 
     def clean(self) -> None:
         """Validate through the shared schema and attach each problem to the field it is about."""

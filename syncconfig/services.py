@@ -15,9 +15,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from syncconfig import selectors, spec, yaml_io
+from syncconfig import schema as table_schema
+from syncconfig import selectors, yaml_io
 from syncconfig.models import TableConfig
-from syncconfig.spec import ConfigError
+from syncconfig.schema import ConfigError
 
 # simple_history keeps the change reason in a 100-character column.
 MAX_CHANGE_REASON_LENGTH = 100
@@ -80,7 +81,7 @@ def _mark(instance: TableConfig, *, reason: str | None, user: Any) -> None:
 
 
 def _target_clashes(
-    tables: list[spec.TableDocument], kept: Iterable[TableConfig], index_of: Mapping[str, int]
+    tables: list[table_schema.TableDocument], kept: Iterable[TableConfig], index_of: Mapping[str, int]
 ) -> list[ConfigError]:
     """Targets in the document already held by tables that the import leaves in place."""
     holders = {(t.postgres_schema, t.postgres_table): t.name for t in kept}
@@ -143,7 +144,7 @@ def tables_import(
         document, env=env or None, source=source, config_dir=Path(config_dir or settings.FDM_CONFIG_DIR)
     )
     if not errors:
-        tables, errors = spec.validate_document(data)
+        tables, errors = table_schema.validate_document(data)
     if errors:
         result.errors = errors
         return result
@@ -167,7 +168,9 @@ def tables_import(
                 result.created.append(table.name)
                 instance = TableConfig()
             else:
-                changes = spec.table_dict_changes(instance.to_table_dict(), spec.table_to_dict(table))
+                changes = table_schema.table_dict_changes(
+                    instance.to_table_dict(), table_schema.table_to_dict(table)
+                )
                 if not changes:
                     result.unchanged.append(table.name)
                     continue
@@ -255,7 +258,7 @@ def table_save_document(
     """
     from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
-    validation = spec.validate_table(document)
+    validation = table_schema.validate_table(document)
     if validation.table is None:
         raise TableRejected(validation.errors)
     instance = table if table is not None else TableConfig()

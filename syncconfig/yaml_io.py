@@ -25,7 +25,7 @@ from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode
 
-from syncconfig.spec import ConfigError, describe, format_path
+from syncconfig.schema import ConfigError, describe, format_path
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
+from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import (
@@ -49,7 +50,6 @@ from syncengine.pipeline.spec import (
     TableSpec,
     TargetRef,
 )
-from syncengine.pipeline.transform.keyring import Keyring
 from syncengine.sampledata import insert_transactions, seed_transactions
 
 DATABASE = "FDM_BENCH"

@@ -13,7 +13,7 @@ from django.core.checks.registry import registry
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
-from syncengine.pipeline.transform.keyring import ENV_NAME, KeyringError, keyring_from_env
+from syncengine.pipeline.protection.keyring import ENV_NAME, KeyringError, keyring_from_env
 
 TAG = "fdm"
 

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.db import connections
 
 if TYPE_CHECKING:
+    from syncengine.pipeline.protection.keyring import Keyring
     from syncengine.pipeline.source import SnowflakeSettings
-    from syncengine.pipeline.transform.keyring import Keyring
 
 
 def snowflake_settings() -> SnowflakeSettings:
@@ -59,6 +59,6 @@ def keyring(*, required: bool) -> Keyring | None:
     None when unset and not `required`; a set but malformed keyring is always an error (KeyringError, which
     names the entry that is wrong and never a key).
     """
-    from syncengine.pipeline.transform.keyring import keyring_from_env
+    from syncengine.pipeline.protection.keyring import keyring_from_env
 
     return keyring_from_env(os.environ, required=required)

@@ -20,11 +20,12 @@ from django.core.exceptions import PermissionDenied
 from syncconfig.models import TableConfig
 from syncengine import connections
 from syncengine.models import DecryptedRead
-from syncengine.pipeline import reader, rotation
 from syncengine.pipeline.errors import PipelineError
 from syncengine.pipeline.postgres import classify_postgres_error, connect
-from syncengine.pipeline.transform.keyring import Keyring, KeyringError
-from syncengine.pipeline.transform.protect import ColumnProtection, read_catalog
+from syncengine.pipeline.protection import reader, rotation
+from syncengine.pipeline.protection.catalog import read_catalog
+from syncengine.pipeline.protection.keyring import Keyring, KeyringError
+from syncengine.pipeline.protection.plan import ColumnProtection
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from syncconfig.spec import ConfigError
+from syncconfig.schema import ConfigError
 
 logger = logging.getLogger("fdm.api")
 

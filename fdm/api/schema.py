@@ -1,7 +1,7 @@
 """OpenAPI schema helpers: the table's schema from the shared pydantic model, and the error responses that
 every operation can return.
 
-The table schema is generated from `syncconfig.spec.TableDocument`, the model that validates YAML, admin and
+The table schema is generated from `syncconfig.schema.TableDocument`, the model that validates YAML, admin and
 API alike, so the documented shape cannot drift from the accepted one. Rules between keys (an incremental
 table needs an incremental column, ...) cannot be expressed in JSON Schema; they come back as 400.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse
 
-from syncconfig import spec
+from syncconfig import schema as table_schema
 
 TABLE_COMPONENT = "Table"
 _COMPONENT_NAMES = {
@@ -79,7 +79,9 @@ _UNAUTHENTICATED_PATHS = ("/health/live",)
 @cache
 def table_components() -> dict[str, dict[str, Any]]:
     """The table's JSON Schema and its nested parts, as OpenAPI components."""
-    raw = spec.TableDocument.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    raw = table_schema.TableDocument.model_json_schema(
+        by_alias=True, ref_template="#/components/schemas/{model}"
+    )
     text = json.dumps(raw)
     for model, component in _COMPONENT_NAMES.items():
         text = text.replace(f'"#/components/schemas/{model}"', f'"#/components/schemas/{component}"')
@@ -87,7 +89,7 @@ def table_components() -> dict[str, dict[str, Any]]:
     definitions = schema.pop("$defs", {})
     # The name's rules are a validator in the model; stating them helps clients and generated examples.
     schema["properties"]["name"].update(
-        {"pattern": spec.TABLE_NAME_PATTERN.pattern, "maxLength": spec.MAX_TABLE_NAME_LENGTH}
+        {"pattern": table_schema.TABLE_NAME_PATTERN.pattern, "maxLength": table_schema.MAX_TABLE_NAME_LENGTH}
     )
     components = {_COMPONENT_NAMES[name]: definition for name, definition in definitions.items()}
     components[TABLE_COMPONENT] = schema

@@ -1,5 +1,5 @@
 """Serializers of the table endpoints. A table itself is not a DRF serializer: it is the canonical table dict,
-validated by `syncconfig.spec` (the same schema as YAML and admin) in the services."""
+validated by `syncconfig.schema` (the same schema as YAML and admin) in the services."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from syncconfig import spec
+from syncconfig import schema as table_schema
 
 
 class TableChangeSerializer(serializers.Serializer):
@@ -64,12 +64,14 @@ class HistoryEntrySerializer(serializers.Serializer):
     def to_representation(self, instance: Any) -> dict[str, Any]:
         record = instance
         previous = record.prev_record
-        after = spec.table_dict_from_model(record)
-        before: dict[str, Any] = spec.table_dict_from_model(previous) if previous is not None else {}
+        after = table_schema.table_dict_from_model(record)
+        before: dict[str, Any] = table_schema.table_dict_from_model(previous) if previous is not None else {}
         if record.history_type == "-":
             changes: dict[str, Any] = {}
         else:
-            changes = {k: [old, new] for k, (old, new) in spec.table_dict_changes(before, after).items()}
+            changes = {
+                k: [old, new] for k, (old, new) in table_schema.table_dict_changes(before, after).items()
+            }
         user = record.history_user
         return {
             "id": record.history_id,

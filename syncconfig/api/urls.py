@@ -2,7 +2,7 @@ from django.urls import path
 
 from syncconfig.api import views
 
-# Table names are lower-case letters, digits and _ (syncconfig.spec), so the hyphenated paths never clash.
+# Table names are lower-case letters, digits and _ (syncconfig.schema), so the hyphenated paths never clash.
 urlpatterns = [
     path("", views.TableListView.as_view(), name="table-list"),
     path("yaml-export/", views.TableExportView.as_view(), name="table-export"),

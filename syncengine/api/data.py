@@ -166,8 +166,8 @@ def _read(
     request: Request, table: TableConfig, *, decrypt: bool, filters: dict[str, str], after, page_size: int
 ):
     from syncengine.pipeline.errors import ConfigurationError, PipelineError, TransientError
-    from syncengine.pipeline.reader import ReadError
-    from syncengine.pipeline.transform.crypto import DecryptionError
+    from syncengine.pipeline.protection.crypto import DecryptionError
+    from syncengine.pipeline.protection.reader import ReadError
 
     try:
         return protected_data.table_rows_read(

@@ -123,10 +123,10 @@ def table_metadata(table: TableConfig) -> dict[str, Any]:
     """
     from syncengine.pipeline.errors import PipelineError, SchemaDriftError
     from syncengine.pipeline.extract import describe_source
+    from syncengine.pipeline.protection.plan import plan_protection
     from syncengine.pipeline.schema.columns import plan_columns
     from syncengine.pipeline.schema.drift import plan_drift
     from syncengine.pipeline.schema.target import inspect_target
-    from syncengine.pipeline.transform.protect import plan_protection
     from syncengine.pipeline.typemap import holds
 
     spec = table.to_pipeline_spec()

@@ -34,16 +34,19 @@ from syncengine.pipeline.load import (
     new_staging_name,
 )
 from syncengine.pipeline.postgres import classify_postgres_error, connect
+from syncengine.pipeline.protection import catalog, dictionaries
+from syncengine.pipeline.protection.compress import Dictionary
+from syncengine.pipeline.protection.keyring import Keyring
+from syncengine.pipeline.protection.plan import ProtectionPlan, plan_protection
+from syncengine.pipeline.protection.protector import ColumnStats, Protector
 from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.schema.columns import TablePlan, plan_columns
 from syncengine.pipeline.schema.drift import DriftPlan, LoadColumn, plan_drift
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
 from syncengine.pipeline.spec import SyncMode, TableSpec
-from syncengine.pipeline.transform import compress, protect
 from syncengine.pipeline.transform.casts import cast_batch
-from syncengine.pipeline.transform.keyring import Keyring
-from syncengine.pipeline.transform.protect import ProtectionPlan, Protector
+from syncengine.pipeline.transform.protect import protect_batch
 from syncengine.pipeline.transform.validate import KeyCheck
 from syncengine.pipeline.watermark import (
     STATE_SCHEMA,
@@ -132,8 +135,8 @@ def run_sync(
                 )
             state = read_state(conn, spec.name)
             target = inspect_target(conn, spec.target.schema, spec.target.table)
-            catalog = protect.read_catalog(conn, spec.name)
-            dictionaries = protect.latest_dictionaries(conn, spec.name)
+            stored_protection = catalog.read_catalog(conn, spec.name)
+            reusable = dictionaries.latest_dictionaries(conn, spec.name)
         except psycopg.Error as exc:
             raise classify_postgres_error(exc, table=spec.name) from exc
 
@@ -142,14 +145,14 @@ def run_sync(
             source_conn, spec.source, table=spec.name, log=log, want_key=not spec.primary_key
         )
         plan = plan_columns(spec, described.columns, described.declared_key)
-        plan, protection = protect.plan_protection(spec, plan)
+        plan, protection = plan_protection(spec, plan)
         since = _usable_watermark(spec, plan, state, target, full_refresh=full_refresh, log=log)
-        if since is not None and _protection_changed(protection, catalog):
+        if since is not None and _protection_changed(protection, stored_protection):
             log("warning", "column protection changed; loading in full", table=spec.name)
             since = None
         incremental = since is not None
         protector = (
-            Protector(plan=protection, keyring=keyring, reuse=dictionaries if incremental else {})
+            Protector(plan=protection, keyring=keyring, reuse=reusable if incremental else {})
             if protection
             else None
         )
@@ -249,8 +252,8 @@ def _bootstrap(conn: psycopg.Connection) -> None:
         (
             quote_postgres(STAGING_SCHEMA),
             qualified(STATE_SCHEMA, STATE_TABLE),
-            qualified(STATE_SCHEMA, protect.CATALOG_TABLE),
-            compress.DICTIONARIES_TABLE,
+            catalog.CATALOG,
+            dictionaries.DICTIONARIES_TABLE,
         ),
     ).fetchone()
     if row and row[0]:
@@ -260,8 +263,8 @@ def _bootstrap(conn: psycopg.Connection) -> None:
         for schema in (STATE_SCHEMA, STAGING_SCHEMA):
             _create_schema_if_missing(conn, schema)
         conn.execute(state_table_sql())
-        conn.execute(protect.catalog_table_sql())
-        conn.execute(compress.dictionaries_table_sql())
+        conn.execute(catalog.catalog_table_sql())
+        conn.execute(dictionaries.dictionaries_table_sql())
 
 
 def _create_schema_if_missing(conn: psycopg.Connection, schema: str) -> None:
@@ -380,7 +383,7 @@ def _stream_into_staging(
                 if highest is not None:
                     newest = Watermark.of(kind, highest).later(newest)
             if protector is not None:
-                staged = protector.apply(staged, load_order)
+                staged = protect_batch(staged, protector, load_order)
             result.transform.seconds += time.perf_counter() - started
 
             writer.write(staged)
@@ -400,25 +403,25 @@ def _stream_into_staging(
     return newest
 
 
-def _protection_changed(protection: ProtectionPlan | None, catalog: protect.CatalogTable | None) -> bool:
+def _protection_changed(protection: ProtectionPlan | None, stored: catalog.CatalogTable | None) -> bool:
     """Would this run store some column differently from the rows already in the target?"""
     if protection is None:
-        return catalog is not None
-    return catalog is None or catalog.signature() != protection.signature()
+        return stored is not None
+    return stored is None or stored.signature() != protection.signature()
 
 
-def _compressed_stats(protector: Protector) -> list[protect.ColumnStats]:
+def _compressed_stats(protector: Protector) -> list[ColumnStats]:
     return [protector.stats[column.target_name] for column in protector.plan.columns if column.compressed]
 
 
-def _dictionary_saver(target_dsn: str, table_name: str) -> Callable[[str, compress.Dictionary], None]:
+def _dictionary_saver(target_dsn: str, table_name: str) -> Callable[[str, Dictionary], None]:
     """Stores a trained dictionary at once, in its own transaction: frames that use it must stay readable even
     if a later step of this run fails and a later run reuses nothing of it."""
 
-    def save(column: str, dictionary: compress.Dictionary) -> None:
+    def save(column: str, dictionary: Dictionary) -> None:
         try:
             with connect(target_dsn, application_name=f"fdm dictionary {table_name}") as conn:
-                compress.save_dictionary(conn, table=table_name, column=column, dictionary=dictionary)
+                dictionaries.save_dictionary(conn, table=table_name, column=column, dictionary=dictionary)
         except psycopg.Error as exc:
             raise classify_postgres_error(exc, table=table_name, source_names={}) from exc
 
@@ -523,9 +526,9 @@ def _publish(
                 conn.execute(statement)
             protection = protector.plan if protector else None
             if protection is not None:
-                for statement in protect.blind_index_ddl(spec.target.schema, spec.target.table, protection):
+                for statement in catalog.blind_index_ddl(spec.target.schema, spec.target.table, protection):
                     conn.execute(statement)
-            protect.write_catalog(
+            catalog.write_catalog(
                 conn,
                 table_name=spec.name,
                 schema=spec.target.schema,
@@ -533,7 +536,7 @@ def _publish(
                 plan=protection,
             )
             if since is None:
-                dropped = protect.prune_dictionaries(
+                dropped = dictionaries.prune_dictionaries(
                     conn, spec.name, keep=protector.dictionary_ids if protector else set()
                 )
                 result.checks["dictionaries_dropped"] = dropped

@@ -8,7 +8,7 @@ import pytest
 from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead
-from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.protection.keyring import Keyring
 from tests.api.conftest import error_of
 
 pytestmark = pytest.mark.django_db

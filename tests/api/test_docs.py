@@ -19,7 +19,7 @@ from fdm.apikeys.models import ApiKey
 from syncconfig.models import TableConfig
 from syncengine.connections import target_dsn
 from syncengine.models import DecryptedRead, SyncRun
-from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.protection.keyring import Keyring
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

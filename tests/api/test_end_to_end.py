@@ -13,7 +13,7 @@ from psycopg import sql
 from syncengine.choices import RunStatus
 from syncengine.connections import target_dsn
 from syncengine.models import DecryptedRead
-from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.protection.keyring import Keyring
 from tests.api.conftest import table_dict
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

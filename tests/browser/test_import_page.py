@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncconfig import spec
+from syncconfig import schema as table_schema
 from syncconfig.models import TableConfig
 from tests.browser.support import ADMIN_USER
 
@@ -80,7 +80,7 @@ def test_an_upload_with_one_bad_table_lists_its_problems_by_table_and_key_and_ch
     ]
     problems = {(table, key): message for table, key, message in rows}
     assert set(problems) == {("tables[2] broken", "sync_mode"), ("tables[2] broken", "schedule")}, rows
-    assert problems[("tables[2] broken", "schedule")] == spec.schedule_problem(BROKEN_SCHEDULE)
+    assert problems[("tables[2] broken", "schedule")] == table_schema.schedule_problem(BROKEN_SCHEDULE)
     assert "sometimes" in problems[("tables[2] broken", "sync_mode")]
     assert not browser.find_all("input[name=confirm]"), "a document with problems cannot be confirmed"
 

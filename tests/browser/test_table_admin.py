@@ -7,7 +7,7 @@ import pytest
 import yaml
 from selenium.webdriver.support.ui import Select
 
-from syncconfig import spec
+from syncconfig import schema as table_schema
 from syncconfig.models import TableConfig
 from tests.browser.support import ADMIN_USER
 
@@ -96,7 +96,7 @@ def test_an_invalid_cron_expression_is_refused_next_to_the_schedule_field_and_ch
     history_before = table.history.count()
     updated_before = table.updated_at
     invalid = "61 * * * *"
-    expected_message = spec.schedule_problem(invalid)
+    expected_message = table_schema.schedule_problem(invalid)
     assert expected_message  # the schema refuses it
 
     browser.log_in()

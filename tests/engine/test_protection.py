@@ -19,9 +19,9 @@ from django.core.management.base import CommandError, SystemCheckError
 from syncengine import protected_data, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
-from syncengine.pipeline.reader import MASK
-from syncengine.pipeline.transform.crypto import key_id_of
-from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.protection.crypto import key_id_of
+from syncengine.pipeline.protection.keyring import Keyring
+from syncengine.pipeline.protection.reader import MASK
 
 pytestmark = pytest.mark.django_db
 

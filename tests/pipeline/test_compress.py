@@ -1,4 +1,4 @@
-"""Column compression (syncengine.pipeline.transform.compress): exact round trips, standard zstd frames,
+"""Column compression (syncengine.pipeline.protection.compress): exact round trips, standard zstd frames,
 dictionaries trained, stored in real PostgreSQL and loaded back, and errors that never carry the data."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 import zstandard
 
 from syncengine.pipeline.errors import CorruptValue, DictionaryIdTaken, UnknownDictionary
-from syncengine.pipeline.transform import compress
-from syncengine.pipeline.transform.compress import (
+from syncengine.pipeline.protection import compress
+from syncengine.pipeline.protection.compress import (
     DEFAULT_LEVEL,
     CompressedColumn,
     Dictionary,

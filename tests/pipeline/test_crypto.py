@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from syncengine.pipeline.transform.crypto import (
+from syncengine.pipeline.protection.crypto import (
     FLAG_COMPRESSED,
     FLAG_PADDED,
     BlindIndex,
@@ -30,7 +30,7 @@ from syncengine.pipeline.transform.crypto import (
     row_keys_from_values,
     unpad,
 )
-from syncengine.pipeline.transform.keyring import Keyring, KeyringError, keyring_from_env
+from syncengine.pipeline.protection.keyring import Keyring, KeyringError, keyring_from_env
 
 MASTER = bytes(range(32))
 KEYRING = Keyring(primary="k1", keys={"k1": MASTER})

@@ -11,8 +11,10 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from syncengine.pipeline import reader, rotation
 from syncengine.pipeline.errors import ConfigurationError, SchemaDriftError
+from syncengine.pipeline.protection import reader, rotation
+from syncengine.pipeline.protection.crypto import DecryptionError, key_id_of
+from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.schema.drift import plan_drift
 from syncengine.pipeline.schema.target import TargetColumn, TargetTable
@@ -23,8 +25,6 @@ from syncengine.pipeline.spec import (
     EncryptionSpec,
     SyncMode,
 )
-from syncengine.pipeline.transform.crypto import DecryptionError, key_id_of
-from syncengine.pipeline.transform.keyring import Keyring
 from syncengine.pipeline.typemap import SourceColumn
 from tests.pipeline.test_types import _create as create_all_types
 

@@ -9,7 +9,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from syncconfig import services, spec, yaml_io
+from syncconfig import schema as table_schema
+from syncconfig import services, yaml_io
 from syncconfig.admin import TableConfigAdmin, export_selected_as_yaml
 from syncconfig.models import TableConfig
 from syncengine.admin import INLINE_RUN_LIMIT, SyncRunInline, sync_now
@@ -110,7 +111,9 @@ def test_an_admin_edit_is_audited_with_the_user_and_the_change(admin_client, adm
 
 
 def test_an_admin_add_is_audited(admin_client, admin_user, config_dir):
-    template = TableConfig(**spec.model_fields_from_table(spec.validate_table(table("gl_entries")).table))
+    template = TableConfig(
+        **table_schema.model_fields_from_table(table_schema.validate_table(table("gl_entries")).table)
+    )
     response = admin_client.post(reverse("admin:syncconfig_tableconfig_add"), form_data(template))
     assert response.status_code == 302, response.context["adminform"].form.errors
     created = TableConfig.history.get(name="gl_entries")

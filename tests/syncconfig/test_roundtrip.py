@@ -6,7 +6,8 @@ import pytest
 from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 
-from syncconfig import services, spec, yaml_io
+from syncconfig import schema as table_schema
+from syncconfig import services, yaml_io
 from syncconfig.models import TableConfig
 from tests.syncconfig.strategies import documents, table_dicts
 
@@ -18,9 +19,9 @@ class _Rollback(Exception):
 @settings(max_examples=100, deadline=None)
 @given(table=table_dicts("t"))
 def test_generated_tables_are_valid_and_written_in_canonical_form(table):
-    parsed, errors = spec.validate_table(table)
+    parsed, errors = table_schema.validate_table(table)
     assert errors == []
-    assert spec.table_to_dict(parsed) == table
+    assert table_schema.table_to_dict(parsed) == table
 
 
 @settings(max_examples=60, deadline=None)
@@ -63,7 +64,7 @@ def test_an_import_over_an_existing_table_reports_exactly_the_changed_keys(befor
         with transaction.atomic():
             services.tables_import(document={"tables": [before]})
             result = services.tables_import(document={"tables": [after]})
-            expected = spec.table_dict_changes(before, after)
+            expected = table_schema.table_dict_changes(before, after)
             if expected:
                 assert [(c.name, c.changes) for c in result.updated] == [("ledger", expected)]
             else:

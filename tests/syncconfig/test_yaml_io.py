@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from syncconfig import spec, yaml_io
+from syncconfig import schema as table_schema
+from syncconfig import yaml_io
 from tests.syncconfig.conftest import SEED_YAML, table
 
 
@@ -75,7 +76,7 @@ def test_scalars_follow_yaml_1_2():
 
 def test_yes_is_reported_as_a_string_not_read_as_true():
     text = SEED_YAML.replace("compression: false", "compression: false\n    enabled: yes")
-    errors = spec.validate_document(yaml_io.parse(text)).errors
+    errors = table_schema.validate_document(yaml_io.parse(text)).errors
     assert [str(e) for e in errors] == [
         "tables[1] market_data.enabled: must be true or false, got string 'yes'"
     ]
@@ -104,8 +105,8 @@ def test_export_quotes_strings_any_yaml_reader_could_mistake():
 
 
 def test_export_writes_the_seed_format():
-    tables = spec.validate_document(yaml_io.parse(SEED_YAML)).tables
-    text = yaml_io.dump_tables([spec.table_to_dict(t) for t in tables])
+    tables = table_schema.validate_document(yaml_io.parse(SEED_YAML)).tables
+    text = yaml_io.dump_tables([table_schema.table_to_dict(t) for t in tables])
     assert text == (
         "# fdm table configuration. Keys and defaults: docs/configuration.md\n"
         "tables:\n"
@@ -216,9 +217,9 @@ def test_an_unknown_environment_is_an_error(config_dir):
 
 def test_the_shipped_configuration_is_valid_in_every_environment(settings):
     base = yaml_io.read_file(settings.BASE_DIR / "config" / "tables.yaml")
-    assert spec.validate_document(base).errors == []
+    assert table_schema.validate_document(base).errors == []
     for env in ("dev", "staging", "prod"):
         overlay, label = yaml_io.load_overlay(env, settings.BASE_DIR / "config")
         merged, errors = yaml_io.apply_overlay(base, overlay, source=label)
         assert errors == []
-        assert spec.validate_document(merged).errors == [], env
+        assert table_schema.validate_document(merged).errors == [], env

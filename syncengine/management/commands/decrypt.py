@@ -19,7 +19,7 @@ from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get
 from syncengine import protected_data
 from syncengine.pipeline.errors import PipelineError
-from syncengine.pipeline.reader import MAX_PAGE_SIZE
+from syncengine.pipeline.protection.reader import MAX_PAGE_SIZE
 
 
 class Command(BaseCommand):

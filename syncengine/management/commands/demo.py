@@ -214,7 +214,7 @@ def _wait_for_runs(console: Console, runs, *, timeout: int):
 def _demo_keyring() -> str:
     """Use FDM_ENCRYPTION_KEYS if set; else a keyring kept for the demo under .fdm/ (never in the repository),
     put in this process's environment so that the workers and the web server started from here share it."""
-    from syncengine.pipeline.transform.keyring import ENV_NAME, Keyring
+    from syncengine.pipeline.protection.keyring import ENV_NAME, Keyring
 
     if os.environ.get(ENV_NAME) or os.environ.get(f"{ENV_NAME}_FILE"):
         return f"from {ENV_NAME}"
@@ -255,7 +255,7 @@ def _target_table() -> Table:
 
 
 def _protection(conn, table_name: str) -> str:
-    from syncengine.pipeline.transform.protect import read_catalog
+    from syncengine.pipeline.protection.catalog import read_catalog
 
     catalog = read_catalog(conn, table_name)
     if catalog is None:

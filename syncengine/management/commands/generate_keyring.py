@@ -8,7 +8,7 @@ import os
 from django.core.management.base import CommandError
 
 from syncengine.checks import SkipsKeyringCheck
-from syncengine.pipeline.transform.keyring import ENV_NAME, Keyring, KeyringError, keyring_from_env
+from syncengine.pipeline.protection.keyring import ENV_NAME, Keyring, KeyringError, keyring_from_env
 
 
 class Command(SkipsKeyringCheck):

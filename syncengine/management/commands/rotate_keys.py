@@ -14,8 +14,8 @@ from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get, table_list
 from syncengine import connections, protected_data
 from syncengine.pipeline.errors import PipelineError
-from syncengine.pipeline.rotation import DEFAULT_PAGES_PER_BATCH
-from syncengine.pipeline.transform.keyring import KeyringError
+from syncengine.pipeline.protection.keyring import KeyringError
+from syncengine.pipeline.protection.rotation import DEFAULT_PAGES_PER_BATCH
 
 
 class Command(BaseCommand):

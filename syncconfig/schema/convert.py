@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from syncconfig.choices import CompressionMode, EncryptionMode
-from syncconfig.spec.schema import (
+from syncconfig.schema.document import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DRIFT_POLICY,
     TABLE_KEYS,

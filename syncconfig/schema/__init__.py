@@ -19,7 +19,7 @@ Public surface:
 - `table_dict_changes(old, new)` lists what differs between two table dicts, key by key.
 """
 
-from syncconfig.spec.convert import (
+from syncconfig.schema.convert import (
     KEY_DEFAULTS,
     MODEL_FIELDS,
     model_fields_from_table,
@@ -28,8 +28,7 @@ from syncconfig.spec.convert import (
     table_dict_from_model,
     table_to_dict,
 )
-from syncconfig.spec.errors import ConfigError, describe, format_path
-from syncconfig.spec.schema import (
+from syncconfig.schema.document import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_DRIFT_POLICY,
     DEFAULT_SCHEDULE,
@@ -47,7 +46,8 @@ from syncconfig.spec.schema import (
     TableDocument,
     schedule_problem,
 )
-from syncconfig.spec.validate import DocumentValidation, TableValidation, validate_document, validate_table
+from syncconfig.schema.errors import ConfigError, describe, format_path
+from syncconfig.schema.validate import DocumentValidation, TableValidation, validate_document, validate_table
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -5,7 +5,7 @@ tool can read a value on its own: every frame carries its content size, a checks
 id of the dictionary it was compressed with (none for frames without one). Small values (the usual
 descriptions and small JSON documents) hardly compress on their own; a dictionary trained on a sample of the
 column makes them compress well, so `train_dictionary` trains one when it measurably helps, and the run keeps
-every dictionary it used in `_fdm.compression_dictionaries` next to the data.
+every dictionary it used in `_fdm.compression_dictionaries` next to the data (`dictionaries`).
 
 The hot path never turns values into Python objects: values go to zstd's batch API as one
 `BufferWithSegments` over the Arrow data buffer, and the frames come back into one Arrow buffer. Frame
@@ -24,12 +24,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard as zstd
 
-from syncengine.pipeline.errors import CorruptValue, DictionaryIdTaken, UnknownDictionary
+from syncengine.pipeline.errors import CorruptValue, UnknownDictionary
 
 DEFAULT_LEVEL = 3
 # Worker threads for zstd's batch calls (0 would work on the calling thread). On the 2-core machines, 2 threads
@@ -50,7 +49,6 @@ MAX_MEDIAN_VALUE_BYTES = 4_096
 MIN_DICTIONARY_SAVING = 0.10
 HELD_OUT_EVERY = 5
 
-DICTIONARIES_TABLE = "_fdm.compression_dictionaries"
 
 _MAGIC = b"\x28\xb5\x2f\xfd"
 # After the magic: descriptor (1), window descriptor (0-1), dictionary id (0-4), content size (0-8).
@@ -355,7 +353,7 @@ def decompress_array(values: pa.Array, dictionaries: Mapping[int, Dictionary]) -
     if missing:
         raise UnknownDictionary(
             f"compressed values use dictionary id {', '.join(map(str, missing))}, which is not stored for "
-            f"this table ({DICTIONARIES_TABLE})"
+            "this table (_fdm.compression_dictionaries)"
         )
     nonempty = pc.and_(present, pc.greater(headers.content_size, _u64(0)))
     if (pc.sum(pc.filter(headers.content_size, nonempty)).as_py() or 0) > _MAX_VALUE_BYTES:
@@ -454,48 +452,3 @@ def train_dictionary(
     if with_dictionary > without * (1 - MIN_DICTIONARY_SAVING):
         return None
     return dictionary
-
-
-def dictionaries_table_sql() -> str:
-    return (
-        "CREATE TABLE IF NOT EXISTS _fdm.compression_dictionaries ("
-        " dict_id bigint PRIMARY KEY,"
-        " table_name text NOT NULL,"
-        " column_name text NOT NULL,"
-        " data bytea NOT NULL,"
-        " created_at timestamptz NOT NULL DEFAULT now())"
-    )
-
-
-def save_dictionary(conn: psycopg.Connection, *, table: str, column: str, dictionary: Dictionary) -> None:
-    """Store a dictionary for a table's column; storing the same one again is a no-op.
-
-    Raises DictionaryIdTaken when the id is stored already with other data or for another table (whose
-    values this table's `load_dictionaries` would not find); train again with a new id. Runs in the caller's
-    transaction: commit it no later than the data compressed with the dictionary.
-    """
-    inserted = conn.execute(
-        "INSERT INTO _fdm.compression_dictionaries (dict_id, table_name, column_name, data) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (dict_id) DO NOTHING RETURNING dict_id",
-        (dictionary.dict_id, table, column, dictionary.data),
-    ).fetchone()
-    if inserted is not None:
-        return
-    stored = conn.execute(
-        "SELECT table_name, data FROM _fdm.compression_dictionaries WHERE dict_id = %s", (dictionary.dict_id,)
-    ).fetchone()
-    if stored is not None and stored[0] == table and bytes(stored[1]) == dictionary.data:
-        return
-    raise DictionaryIdTaken(
-        f"compression dictionary id {dictionary.dict_id} is already stored with other contents",
-        table=table,
-        column=column,
-    )
-
-
-def load_dictionaries(conn: psycopg.Connection, *, table: str) -> dict[int, Dictionary]:
-    """Every dictionary stored for the table's columns, by id (what `decompress_array` takes)."""
-    rows = conn.execute(
-        "SELECT dict_id, data FROM _fdm.compression_dictionaries WHERE table_name = %s", (table,)
-    ).fetchall()
-    return {int(dict_id): Dictionary(dict_id=int(dict_id), data=bytes(data)) for dict_id, data in rows}

@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from syncconfig.spec.errors import ConfigError, describe, format_path
-from syncconfig.spec.messages import pydantic_problem
-from syncconfig.spec.rules import key_rules, own_tables
-from syncconfig.spec.schema import TABLE_NAME_PATTERN, TableDocument
+from syncconfig.schema.document import TABLE_NAME_PATTERN, TableDocument
+from syncconfig.schema.errors import ConfigError, describe, format_path
+from syncconfig.schema.messages import pydantic_problem
+from syncconfig.schema.rules import key_rules, own_tables
 
 
 class TableValidation(NamedTuple):

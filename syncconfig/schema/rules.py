@@ -6,8 +6,8 @@ Columns compare as Snowflake does: plain names ignore case (`txn_id` is `TXN_ID`
 from __future__ import annotations
 
 from syncconfig.choices import SyncMode
-from syncconfig.spec.errors import format_path
-from syncconfig.spec.schema import CompressionBlock, EncryptionBlock, TableDocument
+from syncconfig.schema.document import CompressionBlock, EncryptionBlock, TableDocument
+from syncconfig.schema.errors import format_path
 from syncengine.pipeline.identifiers import snowflake_name
 
 

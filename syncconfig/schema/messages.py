@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncconfig.spec.errors import describe, format_path
-from syncconfig.spec.schema import ALLOWED_KEYS, CHOICES
+from syncconfig.schema.document import ALLOWED_KEYS, CHOICES
+from syncconfig.schema.errors import describe, format_path
 
 _UNION_TAGS = {"flag", "block"}
 

@@ -16,23 +16,20 @@ import pyarrow as pa
 
 from syncengine.pipeline.errors import ConfigurationError, TerminalError
 from syncengine.pipeline.identifiers import quote_postgres
-from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
-from syncengine.pipeline.transform import compress
-from syncengine.pipeline.transform.crypto import (
+from syncengine.pipeline.protection import compress
+from syncengine.pipeline.protection.catalog import CatalogTable, read_catalog
+from syncengine.pipeline.protection.codec import decode_plaintext, plaintext_bytes
+from syncengine.pipeline.protection.crypto import (
     FLAG_COMPRESSED,
     BlindIndex,
     ColumnCipher,
     ColumnIdentity,
     row_keys_from_values,
 )
-from syncengine.pipeline.transform.keyring import Keyring
-from syncengine.pipeline.transform.protect import (
-    CatalogTable,
-    ColumnProtection,
-    decode_plaintext,
-    plaintext_bytes,
-    read_catalog,
-)
+from syncengine.pipeline.protection.dictionaries import load_dictionaries
+from syncengine.pipeline.protection.keyring import Keyring
+from syncengine.pipeline.protection.plan import ColumnProtection
+from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
 from syncengine.pipeline.typemap import wire_type
 
 MASK = "[encrypted]"
@@ -151,7 +148,7 @@ def read_rows(
     relation = qualified(schema, table)
     selected = ", ".join([*(quote_postgres(name) for name in visible), "ctid::text"])
     dictionaries = (
-        compress.load_dictionaries(conn, table=table_name)
+        load_dictionaries(conn, table=table_name)
         if any(column.compressed for column in protected.values())
         else {}
     )
@@ -227,7 +224,7 @@ def _target_name(source: _Source) -> str:
 
 
 def _filter_plaintext(value: str, protection: ColumnProtection) -> bytes:
-    """The plaintext bytes a filter value stands for (as `protect.plaintext_bytes` wrote them)."""
+    """The plaintext bytes a filter value stands for (as `codec.plaintext_bytes` wrote them)."""
     wire = wire_type(protection.plain_type)
     if wire is None or pa.types.is_string(wire) or pa.types.is_binary(wire):
         return value.encode("utf-8")

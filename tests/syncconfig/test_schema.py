@@ -6,13 +6,14 @@ from typing import Any, get_args
 
 import pytest
 
-from syncconfig import choices, spec
+from syncconfig import choices
+from syncconfig import schema as table_schema
 from syncengine.pipeline import spec as pipeline
 from tests.syncconfig.conftest import table
 
 
 def messages(data: Any) -> list[str]:
-    return [str(error) for error in spec.validate_document(data).errors]
+    return [str(error) for error in table_schema.validate_document(data).errors]
 
 
 def table_messages(**overrides: Any) -> list[str]:
@@ -20,7 +21,7 @@ def table_messages(**overrides: Any) -> list[str]:
 
 
 def test_it_accepts_a_full_featured_table():
-    parsed, errors = spec.validate_table(
+    parsed, errors = table_schema.validate_table(
         table(
             columns={"exclude": ["INTERNAL_NOTE"]},
             column_names={"TXN_ID": "transaction_id"},
@@ -41,9 +42,9 @@ def test_defaults_fill_optional_keys():
         "snowflake": {"database": "PROD_DB", "schema": "PUBLIC", "table": "FX_RATES"},
         "postgres": {"schema": "market", "table": "fx_rates"},
     }
-    parsed, errors = spec.validate_table(minimal)
+    parsed, errors = table_schema.validate_table(minimal)
     assert errors == []
-    fields = spec.model_fields_from_table(parsed)
+    fields = table_schema.model_fields_from_table(parsed)
     assert fields["sync_mode"] == "full"
     assert fields["schedule"] == "manual"
     assert fields["encryption_mode"] == "off"
@@ -278,7 +279,7 @@ def test_every_problem_in_a_document_is_reported():
         "tables[2]: must be a mapping, got string 'nonsense'",
         "tables[3] x.enabled: must be true or false, got integer 1",
     ]
-    assert spec.validate_document(document).tables == []
+    assert table_schema.validate_document(document).tables == []
 
 
 @pytest.mark.parametrize(
@@ -296,35 +297,37 @@ def test_the_document_shape_is_checked(document: Any, expected: list[str]):
 
 
 def test_an_empty_table_list_is_valid():
-    assert spec.validate_document({"tables": []}) == ([], [])
+    assert table_schema.validate_document({"tables": []}) == ([], [])
 
 
 @pytest.mark.parametrize(
     "schedule", ["hourly", "daily", "manual", "0 6 * * 1-5", "*/15 6-22 * * MON-FRI", "@weekly"]
 )
 def test_schedules_accept_keywords_and_cron(schedule: str):
-    assert spec.schedule_problem(schedule) is None
+    assert table_schema.schedule_problem(schedule) is None
 
 
 def test_encryption_true_means_all_columns_and_round_trips_as_true():
-    parsed, _ = spec.validate_table(table(encryption=True, compression=True))
-    fields = spec.model_fields_from_table(parsed)
+    parsed, _ = table_schema.validate_table(table(encryption=True, compression=True))
+    fields = table_schema.model_fields_from_table(parsed)
     assert (fields["encryption_mode"], fields["compression_mode"]) == ("all", "auto")
-    exported = spec.table_to_dict(parsed)
+    exported = table_schema.table_to_dict(parsed)
     assert exported["encryption"] is True and exported["compression"] is True
 
 
 def test_all_with_searchable_is_kept_as_a_mapping():
-    parsed, errors = spec.validate_table(table(encryption={"all": True, "searchable": ["IBAN"]}))
+    parsed, errors = table_schema.validate_table(table(encryption={"all": True, "searchable": ["IBAN"]}))
     assert errors == []
-    assert spec.table_to_dict(parsed)["encryption"] == {"all": True, "searchable": ["IBAN"]}
+    assert table_schema.table_to_dict(parsed)["encryption"] == {"all": True, "searchable": ["IBAN"]}
 
 
 def test_changes_between_table_dicts_are_listed_key_by_key():
-    old = spec.table_to_dict(spec.validate_table(table()).table)
-    new = spec.table_to_dict(spec.validate_table(table(schedule="daily", batch_size=5000)).table)
+    old = table_schema.table_to_dict(table_schema.validate_table(table()).table)
+    new = table_schema.table_to_dict(
+        table_schema.validate_table(table(schedule="daily", batch_size=5000)).table
+    )
     new["snowflake"]["database"] = "DEV_DB"
-    assert spec.table_dict_changes(old, new) == {
+    assert table_schema.table_dict_changes(old, new) == {
         "snowflake.database": ("PROD_DB", "DEV_DB"),
         "schedule": ("hourly", "daily"),
         "batch_size": (100_000, 5000),
@@ -343,14 +346,14 @@ def test_choices_match_the_pipeline_enums():
 
 
 def test_the_schemas_value_types_match_the_choices():
-    from syncconfig.spec.schema import DriftPolicyValue, SyncModeValue
+    from syncconfig.schema.document import DriftPolicyValue, SyncModeValue
 
     assert sorted(get_args(SyncModeValue)) == sorted(choices.SyncMode.values)
     assert sorted(get_args(DriftPolicyValue)) == sorted(choices.DriftPolicy.values)
 
 
 def test_the_reserved_schemas_are_the_pipelines_own():
-    from syncconfig.spec.schema import FDM_SCHEMAS
+    from syncconfig.schema.document import FDM_SCHEMAS
     from syncengine.pipeline.load import STAGING_SCHEMA
     from syncengine.pipeline.watermark import STATE_SCHEMA
 

@@ -23,9 +23,9 @@ import pyarrow as pa
 
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.locks import table_lock_key
-from syncengine.pipeline.schema.target import qualified
-from syncengine.pipeline.transform import compress
-from syncengine.pipeline.transform.crypto import (
+from syncengine.pipeline.protection import compress
+from syncengine.pipeline.protection.catalog import CatalogTable, read_catalog
+from syncengine.pipeline.protection.crypto import (
     FLAG_COMPRESSED,
     BlindIndex,
     ColumnCipher,
@@ -33,8 +33,9 @@ from syncengine.pipeline.transform.crypto import (
     parse_envelope,
     row_keys_from_values,
 )
-from syncengine.pipeline.transform.keyring import Keyring
-from syncengine.pipeline.transform.protect import CatalogTable, read_catalog
+from syncengine.pipeline.protection.dictionaries import load_dictionaries
+from syncengine.pipeline.protection.keyring import Keyring
+from syncengine.pipeline.schema.target import qualified
 
 DEFAULT_PAGES_PER_BATCH = 200  # about 10,000 rows of 150 bytes: short transactions, few sync delays
 LOCK_WAIT_SECONDS = 1.0
@@ -287,7 +288,7 @@ class _Rotator:
 
     def _decompress(self, frame: bytes) -> bytes:
         if self.dictionaries is None:
-            self.dictionaries = compress.load_dictionaries(self.conn, table=self.catalog.table_name)
+            self.dictionaries = load_dictionaries(self.conn, table=self.catalog.table_name)
         value = compress.decompress_array(pa.array([frame], pa.binary()), self.dictionaries)[0].as_py()
         return value if isinstance(value, bytes) else b""
 

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from syncengine.pipeline.errors import TerminalError
-from syncengine.pipeline.transform.keyring import Keyring
+from syncengine.pipeline.protection.keyring import Keyring
 
 FORMAT_VERSION = 1
 FLAG_PADDED = 0x01
