@@ -21,10 +21,12 @@ from syncengine.pipeline.protection.compress import (
     Dictionary,
     compress_array,
     decompress_array,
+    train_dictionary,
+)
+from syncengine.pipeline.protection.dictionaries import (
     dictionaries_table_sql,
     load_dictionaries,
     save_dictionary,
-    train_dictionary,
 )
 
 
