@@ -170,6 +170,10 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> ScalarNode:
     if _UNICODE_LINE_BREAKS.intersection(value):
         # YAML folds these line breaks in plain, single-quoted and block scalars; only escapes keep them.
         style = '"'
+    elif value.endswith("\n") and (len(value) == 1 or value[-2] == "\n"):
+        # Trailing blank lines need a keep-chomping block (`|+`), which PyYAML ends with a document end
+        # marker (`...`) that cannot stand inside the list of tables: quote instead.
+        style = '"'
     elif "\n" in value:
         # Notes stay readable as a block; PyYAML falls back to quoting when a block cannot hold the text.
         style = "|"

@@ -135,6 +135,16 @@ def test_multi_line_notes_are_written_as_a_block():
     assert yaml_io.parse(text)["tables"][0]["notes"] == "first line\nsecond line\n"
 
 
+@pytest.mark.parametrize("notes", ["\n", "line\n\n", "\n\n\n", "a\n \n\n"])
+def test_notes_ending_in_blank_lines_survive_the_export_between_other_tables(notes):
+    tables = [
+        {"name": "first", "enabled": True, "notes": notes},
+        {"name": "second", "enabled": True, "notes": notes},
+    ]
+    text = yaml_io.dump_tables(tables)
+    assert [table["notes"] for table in yaml_io.parse(text)["tables"]] == [notes, notes]
+
+
 def test_an_empty_configuration_exports_as_an_empty_list():
     assert yaml_io.parse(yaml_io.dump_tables([])) == {"tables": []}
 
