@@ -3,7 +3,6 @@ keyring (`manage.py check`, `runserver`, `qcluster` and other commands run them;
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +12,8 @@ from django.core.checks.registry import registry
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 
-from syncengine.pipeline.protection.keyring import ENV_NAME, KeyringError, keyring_from_env
+from syncengine import connections
+from syncengine.pipeline.protection.keyring import ENV_NAME, KeyringError
 
 TAG = "fdm"
 
@@ -22,7 +22,7 @@ TAG = "fdm"
 def check_keyring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E001: the keyring is set but malformed. E002: tables need encryption and no keyring is set."""
     try:
-        keyring = keyring_from_env(os.environ, required=False)
+        keyring = connections.keyring(required=False)
     except KeyringError as exc:
         return [Error(str(exc), hint="Generate a keyring with `manage.py generate_keyring`.", id="fdm.E001")]
     if keyring is not None:
