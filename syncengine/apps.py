@@ -18,6 +18,7 @@ class SyncEngineConfig(AppConfig):
         )
         post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")
 
-        from syncengine import metrics
+        from syncengine import health, metrics
 
         metrics.register()  # once per process, however often ready() runs
+        health.register()

@@ -6,8 +6,8 @@ import argparse
 
 from django.core.management.base import CommandError
 
+from fdm.commands import SkipsKeyringCheck
 from syncengine import connections
-from syncengine.checks import SkipsKeyringCheck
 from syncengine.pipeline.protection.keyring import ENV_NAME, Keyring, KeyringError
 
 
