@@ -11,7 +11,6 @@ from simple_history.models import HistoricalRecords
 
 from syncconfig import schema as table_schema
 from syncconfig.choices import CompressionMode, DriftPolicy, EncryptionMode, ScheduleKind, SyncMode
-from syncengine.pipeline import spec as pipeline
 
 
 def _empty_list() -> list[str]:
@@ -189,31 +188,6 @@ class TableConfig(models.Model):
         """Set every field from a validated table (does not save)."""
         for field, value in table_schema.model_fields_from_table(table).items():
             setattr(self, field, value)
-
-    def to_pipeline_spec(self) -> pipeline.TableSpec:
-        """The typed, Django-free specification the pipeline runs on."""
-        return pipeline.TableSpec(
-            name=self.name,
-            source=pipeline.SourceRef(self.snowflake_database, self.snowflake_schema, self.snowflake_table),
-            target=pipeline.TargetRef(self.postgres_schema, self.postgres_table),
-            mode=pipeline.SyncMode(self.sync_mode),
-            watermark_column=self.incremental_column or None,
-            primary_key=tuple(self.primary_key),
-            include_columns=tuple(self.include_columns) if self.include_columns else None,
-            exclude_columns=tuple(self.exclude_columns),
-            column_names=dict(self.column_names),
-            encryption=pipeline.EncryptionSpec(
-                mode=pipeline.EncryptionMode(self.encryption_mode),
-                columns=tuple(self.encrypted_columns),
-                searchable=tuple(self.searchable_columns),
-            ),
-            compression=pipeline.CompressionSpec(
-                mode=pipeline.CompressionMode(self.compression_mode),
-                columns=tuple(self.compressed_columns),
-            ),
-            drift_policy=pipeline.DriftPolicy(self.schema_drift),
-            batch_size=self.batch_size,
-        )
 
     def _mode_problems(self) -> dict[str, str]:
         """Column lists that the chosen mode would ignore: the YAML form cannot express them, so refuse them."""

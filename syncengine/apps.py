@@ -18,7 +18,8 @@ class SyncEngineConfig(AppConfig):
         )
         post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")
 
-        from syncengine import health, metrics
+        from syncengine import health, metrics, table_admin
 
         metrics.register()  # once per process, however often ready() runs
         health.register()
+        table_admin.register()
