@@ -21,35 +21,6 @@ def _empty_dict() -> dict[str, str]:
     return {}
 
 
-# Where an error on a table-dict key shows in the admin form; longest prefix first.
-_FIELD_FOR_PATH = (
-    ("snowflake.database", "snowflake_database"),
-    ("snowflake.schema", "snowflake_schema"),
-    ("snowflake.table", "snowflake_table"),
-    ("snowflake", "snowflake_table"),
-    ("postgres.schema", "postgres_schema"),
-    ("postgres.table", "postgres_table"),
-    ("postgres", "postgres_table"),
-    ("columns.include", "include_columns"),
-    ("columns.exclude", "exclude_columns"),
-    ("columns", "include_columns"),
-    ("encryption.columns", "encrypted_columns"),
-    ("encryption.searchable", "searchable_columns"),
-    ("encryption", "encryption_mode"),
-    ("compression.columns", "compressed_columns"),
-    ("compression", "compression_mode"),
-)
-
-
-def model_field_for(path: str) -> str:
-    """The model field an error on table-dict key `path` belongs to (NON_FIELD_ERRORS when none)."""
-    for prefix, field in _FIELD_FOR_PATH:
-        if path == prefix or path.startswith((prefix + ".", prefix + "[")):
-            return field
-    top = path.split(".")[0].split("[")[0]
-    return top if top in table_schema.MODEL_FIELDS else NON_FIELD_ERRORS
-
-
 class TableConfig(models.Model):
     """One Snowflake table replicated into one PostgreSQL table.
 
@@ -215,7 +186,7 @@ class TableConfig(models.Model):
             errors.setdefault(field, []).append(message)
         if not errors:
             for error in self.validation_errors():
-                field = model_field_for(error.field)
+                field = table_schema.field_for_path(error.field) or NON_FIELD_ERRORS
                 # The YAML path tells which list item is meant; it is noise when it is the field itself.
                 label = f"{error.field}: " if error.field and error.field != field else ""
                 errors.setdefault(field, []).append(f"{label}{error.message}")
