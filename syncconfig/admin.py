@@ -58,12 +58,11 @@ def export_selected_as_yaml(
 @admin.register(TableConfig)
 class TableConfigAdmin(SimpleHistoryAdmin):
     form = TableConfigForm
-    inlines: list[Any] = []
-    actions = [export_selected_as_yaml]
+    actions: list[Any] = [export_selected_as_yaml]
     change_list_template = "admin/syncconfig/tableconfig/change_list.html"
     import_template = "admin/syncconfig/tableconfig/import.html"
 
-    list_display = (
+    list_display: tuple[str, ...] = (
         "name",
         "source",
         "target",

@@ -24,7 +24,7 @@ def mirrors(enum: type[StrEnum]) -> Callable[[Choices], Choices]:
     """Check, as the class is made, that the choices have exactly `enum`'s values, in its order."""
 
     def check(choices: Choices) -> Choices:
-        ours, theirs = list(choices.values), [member.value for member in enum]
+        ours, theirs = [member.value for member in choices], [member.value for member in enum]
         if ours != theirs:
             raise ImproperlyConfigured(
                 f"{choices.__qualname__} has {ours}, the pipeline's {enum.__name__} {theirs}"

@@ -14,8 +14,9 @@ from syncconfig.models import TableConfig
 from syncengine.admin import SyncRunInline, TableRunsAdminMixin, sync_now
 
 
-class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):
-    inlines = [*ConfigurationAdmin.inlines, SyncRunInline]  # the table's latest runs
+# The mixin comes first: its change form template and queryset wrap configuration's.
+class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore[misc]  # both type ModelAdmin's attributes
+    inlines = [SyncRunInline]  # the table's latest runs
     actions = [*ConfigurationAdmin.actions, sync_now]
     list_display = (*ConfigurationAdmin.list_display, "last_run", "last_success")
 

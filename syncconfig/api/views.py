@@ -129,9 +129,7 @@ class TableListView(ApiView):
         responses={200: paginated(TABLE_REF)},
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        assert page is not None
-        return self.get_paginated_response([table.to_table_dict() for table in page])
+        return self.paginated(self.get_queryset(), lambda page: [table.to_table_dict() for table in page])
 
     @extend_schema(
         tags=TAGS,
@@ -225,9 +223,7 @@ class TableHistoryView(ApiView):
             .select_related("history_user")
             .order_by("-history_date", "-history_id")
         )
-        page = self.paginate_queryset(records)
-        assert page is not None
-        return self.get_paginated_response(HistoryEntrySerializer(page, many=True).data)
+        return self.paginated(records, HistoryEntrySerializer)
 
 
 class TableExportView(ApiView):
