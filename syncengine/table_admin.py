@@ -23,8 +23,8 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
 
 def register(site: admin.AdminSite = admin.site) -> None:
     """Put the engine's table admin in place of configuration's (once, however often ready() runs)."""
-    if isinstance(site._registry.get(TableConfig), TableConfigAdmin):
-        return
     if site.is_registered(TableConfig):
+        if isinstance(site.get_model_admin(TableConfig), TableConfigAdmin):
+            return
         site.unregister(TableConfig)
     site.register(TableConfig, TableConfigAdmin)
