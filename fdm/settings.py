@@ -206,6 +206,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "syncconfig.api.openapi.add_table_components",
         "fdm.api.schema.postprocess",
     ],
     "ENUM_NAME_OVERRIDES": {

@@ -1,11 +1,63 @@
+"""The project's URLs: the admin, the REST API (/api/v1/...), the health endpoints (/health/live, /health/ready)
+and the metrics (/metrics).
+
+The top of the house: the only module of `fdm` that knows the apps. Each API area is a plain list of paths from
+the app that owns it; a new area is one more `path("<area>/", include(...))` line in `v1`.
+"""
+
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.exceptions import NotAuthenticated
+from rest_framework.renderers import JSONRenderer
+
+from fdm.api import health
+from fdm.apikeys import api as apikeys_api
+from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls
+
+# JSON first: the schema by default, and errors (401, 403) in the API's error body as application/json.
+schema_view = SpectacularAPIView.as_view(
+    renderer_classes=[JSONRenderer, OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+)
+
+
+class DocsView(SpectacularSwaggerView):
+    """The interactive docs: a person who is not logged in is sent to the admin's login page and back."""
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, NotAuthenticated):
+            return redirect_to_login(self.request.get_full_path(), login_url="/admin/login/")
+        return super().handle_exception(exc)
+
+
+keys_urls = [
+    path("keys/", apikeys_api.ApiKeyListView.as_view(), name="key-list"),
+    path("keys/<int:key_id>/", apikeys_api.ApiKeyDetailView.as_view(), name="key-detail"),
+    path("users/", apikeys_api.UserListView.as_view(), name="user-list"),
+    path("users/<str:username>/role/", apikeys_api.UserRoleView.as_view(), name="user-role"),
+]
+
+v1 = [
+    path("tables/", include("syncconfig.api.urls")),
+    path("pipeline/", include(pipeline_urls)),
+    path("metadata/", include(metadata_urls)),
+    path("data/", include(data_urls)),
+    path("admin/", include(keys_urls + admin_urls)),
+    path("schema/", schema_view, name="schema"),
+    path("docs/", DocsView.as_view(url_name="api:schema"), name="docs"),
+]
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
-    path("", include("fdm.api.urls")),  # /api/v1/..., /health/live, /health/ready
+    path("api/v1/", include((v1, "api"))),
+    path("health/live", health.LiveView.as_view(), name="health-live"),
+    path("health/ready", health.ReadyView.as_view(), name="health-ready"),
     path("", include("django_prometheus.urls")),  # /metrics
 ]
 

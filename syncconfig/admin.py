@@ -1,6 +1,7 @@
 """Admin for table configuration: list, edit (validated by the shared schema), history, YAML import and export.
 
-From the engine it takes the table's latest runs, the "Sync now" action and the change page's sync buttons.
+The engine extends this admin with the table's runs and the "Sync now" action and buttons
+(`syncengine.table_admin`): configuration knows nothing of runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from syncconfig.choices import ScheduleKind
 from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
 from syncconfig.models import TableConfig
 from syncconfig.reporting import change_text, import_summary_lines
-from syncengine.admin import SyncRunInline, TableRunsAdminMixin, sync_now
 
 EXPORT_FILENAME = "tables.yaml"
 
@@ -56,14 +56,13 @@ def export_selected_as_yaml(
 
 
 @admin.register(TableConfig)
-class TableConfigAdmin(TableRunsAdminMixin, SimpleHistoryAdmin):
+class TableConfigAdmin(SimpleHistoryAdmin):
     form = TableConfigForm
-    inlines = [SyncRunInline]  # the table's latest runs
-    actions = [export_selected_as_yaml, sync_now]
+    actions: list[Any] = [export_selected_as_yaml]
     change_list_template = "admin/syncconfig/tableconfig/change_list.html"
     import_template = "admin/syncconfig/tableconfig/import.html"
 
-    list_display = (
+    list_display: tuple[str, ...] = (
         "name",
         "source",
         "target",
@@ -72,8 +71,6 @@ class TableConfigAdmin(TableRunsAdminMixin, SimpleHistoryAdmin):
         "encryption_mode",
         "compression_mode",
         "enabled",
-        "last_run",
-        "last_success",
     )
     list_filter = (
         "sync_mode",

@@ -1,21 +1,48 @@
 """Choice sets for table configuration.
 
-The values are the ones the YAML file and the API use, and they equal the pipeline's enums in
-`syncengine.pipeline.spec` (a test keeps the two in step), so a stored value converts without a lookup table.
+The values are the ones the YAML file and the API use. Those the pipeline also knows take their values from its
+enums in `syncengine.pipeline.spec` (the Django-free core), so each value is written once and a stored value
+converts without a lookup table; here they only gain labels. `mirrors` refuses to load a choice set whose
+members differ from its enum's, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import StrEnum
+from typing import TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from syncengine.pipeline import spec as pipeline
 
+Choices = TypeVar("Choices", bound=type[models.TextChoices])
+
+
+def mirrors(enum: type[StrEnum]) -> Callable[[Choices], Choices]:
+    """Check, as the class is made, that the choices have exactly `enum`'s values, in its order."""
+
+    def check(choices: Choices) -> Choices:
+        ours, theirs = [member.value for member in choices], [member.value for member in enum]
+        if ours != theirs:
+            raise ImproperlyConfigured(
+                f"{choices.__qualname__} has {ours}, the pipeline's {enum.__name__} {theirs}"
+            )
+        return choices
+
+    return check
+
+
+@mirrors(pipeline.SyncMode)
 class SyncMode(models.TextChoices):
     """How each run reads the source: everything, or only rows at or after the watermark."""
 
-    FULL = "full", "Full"
-    INCREMENTAL = "incremental", "Incremental"
+    FULL = pipeline.SyncMode.FULL.value, "Full"
+    INCREMENTAL = pipeline.SyncMode.INCREMENTAL.value, "Incremental"
 
 
+@mirrors(pipeline.EncryptionMode)
 class EncryptionMode(models.TextChoices):
     """Which columns are encrypted at rest.
 
@@ -23,11 +50,12 @@ class EncryptionMode(models.TextChoices):
     column, which must stay comparable for upserts and for the next run's `>=` filter.
     """
 
-    OFF = "off", "Off"
-    ALL = "all", "All columns except keys and watermark"
-    COLUMNS = "columns", "Listed columns"
+    OFF = pipeline.EncryptionMode.OFF.value, "Off"
+    ALL = pipeline.EncryptionMode.ALL.value, "All columns except keys and watermark"
+    COLUMNS = pipeline.EncryptionMode.COLUMNS.value, "Listed columns"
 
 
+@mirrors(pipeline.CompressionMode)
 class CompressionMode(models.TextChoices):
     """Which columns are stored zstd-compressed.
 
@@ -35,17 +63,21 @@ class CompressionMode(models.TextChoices):
     ones large enough for compression to pay off.
     """
 
-    OFF = "off", "Off"
-    AUTO = "auto", "Large columns (semi-structured, binary, unbounded text)"
-    COLUMNS = "columns", "Listed columns"
+    OFF = pipeline.CompressionMode.OFF.value, "Off"
+    AUTO = pipeline.CompressionMode.AUTO.value, "Large columns (semi-structured, binary, unbounded text)"
+    COLUMNS = pipeline.CompressionMode.COLUMNS.value, "Listed columns"
 
 
+@mirrors(pipeline.DriftPolicy)
 class DriftPolicy(models.TextChoices):
     """What a run does when the source's columns differ from the target's (see the pipeline's DriftPolicy)."""
 
-    EVOLVE = "evolve", "Evolve: add new columns, keep dropped ones, widen compatible types"
-    STRICT = "strict", "Strict: stop the run on any difference"
-    IGNORE = "ignore", "Ignore: load only the columns both sides share"
+    EVOLVE = (
+        pipeline.DriftPolicy.EVOLVE.value,
+        "Evolve: add new columns, keep dropped ones, widen compatible types",
+    )
+    STRICT = pipeline.DriftPolicy.STRICT.value, "Strict: stop the run on any difference"
+    IGNORE = pipeline.DriftPolicy.IGNORE.value, "Ignore: load only the columns both sides share"
 
 
 class ScheduleKind(models.TextChoices):

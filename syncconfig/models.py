@@ -11,7 +11,6 @@ from simple_history.models import HistoricalRecords
 
 from syncconfig import schema as table_schema
 from syncconfig.choices import CompressionMode, DriftPolicy, EncryptionMode, ScheduleKind, SyncMode
-from syncengine.pipeline import spec as pipeline
 
 
 def _empty_list() -> list[str]:
@@ -20,35 +19,6 @@ def _empty_list() -> list[str]:
 
 def _empty_dict() -> dict[str, str]:
     return {}
-
-
-# Where an error on a table-dict key shows in the admin form; longest prefix first.
-_FIELD_FOR_PATH = (
-    ("snowflake.database", "snowflake_database"),
-    ("snowflake.schema", "snowflake_schema"),
-    ("snowflake.table", "snowflake_table"),
-    ("snowflake", "snowflake_table"),
-    ("postgres.schema", "postgres_schema"),
-    ("postgres.table", "postgres_table"),
-    ("postgres", "postgres_table"),
-    ("columns.include", "include_columns"),
-    ("columns.exclude", "exclude_columns"),
-    ("columns", "include_columns"),
-    ("encryption.columns", "encrypted_columns"),
-    ("encryption.searchable", "searchable_columns"),
-    ("encryption", "encryption_mode"),
-    ("compression.columns", "compressed_columns"),
-    ("compression", "compression_mode"),
-)
-
-
-def model_field_for(path: str) -> str:
-    """The model field an error on table-dict key `path` belongs to (NON_FIELD_ERRORS when none)."""
-    for prefix, field in _FIELD_FOR_PATH:
-        if path == prefix or path.startswith((prefix + ".", prefix + "[")):
-            return field
-    top = path.split(".")[0].split("[")[0]
-    return top if top in table_schema.MODEL_FIELDS else NON_FIELD_ERRORS
 
 
 class TableConfig(models.Model):
@@ -190,31 +160,6 @@ class TableConfig(models.Model):
         for field, value in table_schema.model_fields_from_table(table).items():
             setattr(self, field, value)
 
-    def to_pipeline_spec(self) -> pipeline.TableSpec:
-        """The typed, Django-free specification the pipeline runs on."""
-        return pipeline.TableSpec(
-            name=self.name,
-            source=pipeline.SourceRef(self.snowflake_database, self.snowflake_schema, self.snowflake_table),
-            target=pipeline.TargetRef(self.postgres_schema, self.postgres_table),
-            mode=pipeline.SyncMode(self.sync_mode),
-            watermark_column=self.incremental_column or None,
-            primary_key=tuple(self.primary_key),
-            include_columns=tuple(self.include_columns) if self.include_columns else None,
-            exclude_columns=tuple(self.exclude_columns),
-            column_names=dict(self.column_names),
-            encryption=pipeline.EncryptionSpec(
-                mode=pipeline.EncryptionMode(self.encryption_mode),
-                columns=tuple(self.encrypted_columns),
-                searchable=tuple(self.searchable_columns),
-            ),
-            compression=pipeline.CompressionSpec(
-                mode=pipeline.CompressionMode(self.compression_mode),
-                columns=tuple(self.compressed_columns),
-            ),
-            drift_policy=pipeline.DriftPolicy(self.schema_drift),
-            batch_size=self.batch_size,
-        )
-
     def _mode_problems(self) -> dict[str, str]:
         """Column lists that the chosen mode would ignore: the YAML form cannot express them, so refuse them."""
         problems = {}
@@ -241,7 +186,7 @@ class TableConfig(models.Model):
             errors.setdefault(field, []).append(message)
         if not errors:
             for error in self.validation_errors():
-                field = model_field_for(error.field)
+                field = table_schema.field_for_path(error.field) or NON_FIELD_ERRORS
                 # The YAML path tells which list item is meant; it is noise when it is the field itself.
                 label = f"{error.field}: " if error.field and error.field != field else ""
                 errors.setdefault(field, []).append(f"{label}{error.message}")

@@ -217,23 +217,6 @@ def table_delete(*, table: TableConfig, user: Any = None, reason: str | None = N
     table.delete()
 
 
-# The table-dict key path of each model field, for errors found by the model rather than the schema.
-_PATH_FOR_FIELD = {
-    "snowflake_database": "snowflake.database",
-    "snowflake_schema": "snowflake.schema",
-    "snowflake_table": "snowflake.table",
-    "postgres_schema": "postgres.schema",
-    "postgres_table": "postgres.table",
-    "include_columns": "columns.include",
-    "exclude_columns": "columns.exclude",
-    "encrypted_columns": "encryption.columns",
-    "searchable_columns": "encryption.searchable",
-    "encryption_mode": "encryption",
-    "compressed_columns": "compression.columns",
-    "compression_mode": "compression",
-}
-
-
 class TableRejected(Exception):
     """A table dict that the shared schema or the stored tables refuse; `errors` name each key path."""
 
@@ -269,7 +252,7 @@ def table_save_document(
     except ValidationError as exc:
         errors: list[ConfigError] = []
         for field_name, messages in exc.message_dict.items():
-            path = "" if field_name == NON_FIELD_ERRORS else _PATH_FOR_FIELD.get(field_name, field_name)
+            path = "" if field_name == NON_FIELD_ERRORS else table_schema.path_for_field(field_name)
             errors.extend(ConfigError(field=path, message=message) for message in messages)
         if table is not None:
             table.refresh_from_db()  # the caller's instance must not keep the refused values

@@ -18,6 +18,11 @@ class SyncEngineConfig(AppConfig):
         )
         post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")
 
-        from syncengine import metrics
+        from fdm.api.roles import Role, role_permission_add
+        from syncengine import health, metrics, table_admin
+
+        role_permission_add(Role.ADMIN, "syncengine.read_decrypted")  # admins read decrypted data
 
         metrics.register()  # once per process, however often ready() runs
+        health.register()
+        table_admin.register()

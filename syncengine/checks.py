@@ -1,28 +1,24 @@
 """Start-up checks: a process that would sync or read encrypted tables refuses to start without a usable
-keyring (`manage.py check`, `runserver`, `qcluster` and other commands run them; the WSGI entry point too)."""
+keyring (`manage.py check`, `runserver`, `qcluster` and other commands run them; the WSGI entry point too).
+Commands that only handle configuration skip them (`fdm.commands.SkipsKeyringCheck`)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from typing import Any
 
-from django.apps import AppConfig
-from django.core.checks import ERROR, CheckMessage, Error, register
-from django.core.checks.registry import registry
-from django.core.management.base import BaseCommand
+from django.core.checks import CheckMessage, Error, register
 from django.db import DatabaseError
 
-from syncengine.pipeline.protection.keyring import ENV_NAME, KeyringError, keyring_from_env
+from fdm.commands import KEYRING_CHECKS_TAG
+from syncengine import connections
+from syncengine.pipeline.protection.keyring import ENV_NAME, KeyringError
 
-TAG = "fdm"
 
-
-@register(TAG)
+@register(KEYRING_CHECKS_TAG)
 def check_keyring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E001: the keyring is set but malformed. E002: tables need encryption and no keyring is set."""
     try:
-        keyring = keyring_from_env(os.environ, required=False)
+        keyring = connections.keyring(required=False)
     except KeyringError as exc:
         return [Error(str(exc), hint="Generate a keyring with `manage.py generate_keyring`.", id="fdm.E001")]
     if keyring is not None:
@@ -49,29 +45,3 @@ def check_keyring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             id="fdm.E002",
         )
     ]
-
-
-class SkipsKeyringCheck(BaseCommand):
-    """Base of commands that only handle configuration (import or export tables, generate keys, create API
-    keys): they run every start-up check but the keyring's, so that an operator can set tables up before the
-    keyring exists."""
-
-    def check(
-        self,
-        app_configs: Sequence[AppConfig] | None = None,
-        tags: Sequence[str] | None = None,
-        display_num_errors: bool = False,
-        include_deployment_checks: bool = False,
-        fail_level: int = ERROR,
-        databases: Sequence[str] | None = None,
-    ) -> None:
-        if tags is None:
-            tags = sorted(registry.tags_available() - {TAG})
-        super().check(
-            app_configs=app_configs,
-            tags=tags,
-            display_num_errors=display_num_errors,
-            include_deployment_checks=include_deployment_checks,
-            fail_level=fail_level,
-            databases=databases,
-        )

@@ -27,7 +27,7 @@ from django_q.tasks import async_task
 
 from syncconfig.choices import EncryptionMode
 from syncconfig.models import TableConfig
-from syncengine import connections, recorder
+from syncengine import connections, recorder, specs
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.models import SyncRun, normalize_level
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled, TableBusy, TransientError
@@ -154,7 +154,7 @@ def run_execute(
         return run
 
     try:
-        spec = table.to_pipeline_spec()
+        spec = specs.table_spec(table)
         run.config_hash = recorder.config_hash(spec)
         run.save(update_fields=["config_hash"])
         source = connections.snowflake_settings()

@@ -7,12 +7,15 @@ fields (the field is a dotted path as the YAML uses it, `""` for the request as 
 errors that concern no field. The HTTP status carries the class of error: 400 bad input, 401 no or a bad
 key, 403 a role too low, 404 unknown object, 405 method, 409 a state that forbids the action (cancelling a
 finished run), 429 throttled, 503 a dependency (Snowflake, the target database) unreachable.
+
+The kit knows no app: an app whose domain errors reach a view registers how each becomes an `ApiError`
+(`register_error`, from its AppConfig.ready), and the handler converts them, so views need not catch them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -20,8 +23,6 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
-
-from syncconfig.schema import ConfigError
 
 logger = logging.getLogger("fdm.api")
 
@@ -48,25 +49,29 @@ class ApiError(exceptions.APIException):
         self.details = [{"field": field, "message": text} for field, text in details]
 
 
-def config_rejected(
-    errors: Iterable[ConfigError], *, message: str = "The table is invalid.", document: bool = False
-) -> ApiError:
-    """400 for problems the shared configuration schema found; each names its key path as the YAML does:
-    inside the table (`snowflake.table`), or for a whole document with the table's place (`tables[1] fx.name`)."""
-    return ApiError(
-        message,
-        code="validation_error",
-        status_code=status.HTTP_400_BAD_REQUEST,
-        details=[(error.location if document else error.field, error.message) for error in errors],
-    )
-
-
 def conflict(message: str) -> ApiError:
     return ApiError(message, code="conflict", status_code=status.HTTP_409_CONFLICT)
 
 
 def unavailable(message: str, *, code: str = "unavailable") -> ApiError:
     return ApiError(message, code=code, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+# Domain errors of the apps, by type, with what turns each into an API error.
+_CONVERTERS: dict[type[Exception], Callable[[Any], ApiError]] = {}
+
+
+def register_error(error_type: type[Exception], convert: Callable[[Any], ApiError]) -> None:
+    """Answer `error_type` (and its subclasses), raised anywhere in a view, with `convert(error)`."""
+    _CONVERTERS[error_type] = convert
+
+
+def _converted(exc: Exception) -> Exception:
+    for error_type in type(exc).__mro__:
+        convert = _CONVERTERS.get(error_type)
+        if convert is not None:
+            return convert(exc)
+    return exc
 
 
 def _flatten(detail: Any, path: str = "") -> list[dict[str, str]]:
@@ -94,6 +99,7 @@ def error_body(code: str, message: str, details: list[dict[str, str]] | None = N
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler with fdm's error body; anything unexpected becomes a logged 500 in the same shape."""
+    exc = _converted(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):

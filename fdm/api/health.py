@@ -1,10 +1,9 @@
 """Liveness and readiness for load balancers and Kubernetes.
 
 - `/health/live`: the process answers; always 200 `{"status": "ok"}`, without authentication, touching nothing.
-- `/health/ready`: 200 when every check passes, 503 otherwise. Checks: Django's database, the target database,
-  Snowflake (a login and `SELECT 1`), workers (a task finished recently: the stale-run reaper runs every
-  FDM_REAPER_INTERVAL_MINUTES, so a live cluster always finishes one), and freshness (no enabled table past its
-  `max_staleness_minutes`). A probe without credentials gets only the overall status, since probes (load
+- `/health/ready`: 200 when every check passes, 503 otherwise. Checks: Django's database here, and those the
+  apps register (`register_check`; the engine's, in `syncengine.health`: the target database, Snowflake,
+  workers and freshness). A probe without credentials gets only the overall status, since probes (load
   balancers, kubelets) cannot keep a secret; a viewer or above also gets each check with its message, which
   may name tables and hosts. Results are kept FDM_READY_CACHE_SECONDS, so that frequent probes do not open a
   Snowflake session each.
@@ -12,19 +11,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max
-from django.utils import timezone
-from django_q.models import Task
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -33,12 +27,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fdm.api.roles import Role, has_role
-from syncengine import connections, selectors
 
 CHECK_TIMEOUT_SECONDS = 5
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class CheckResult:
     name: str
     ok: bool
@@ -54,61 +47,14 @@ def check_database() -> CheckResult:
     return CheckResult("database", True, "reachable")
 
 
-def check_target_database() -> CheckResult:
-    with psycopg.connect(connections.target_dsn(), connect_timeout=CHECK_TIMEOUT_SECONDS) as conn:
-        conn.execute("SELECT 1")
-    return CheckResult("target_database", True, "reachable")
+# The checks, by name, in the order they run and are shown. Apps add theirs with `register_check`.
+CHECKS: dict[str, Callable[[], CheckResult]] = {"database": check_database}
 
 
-def check_snowflake() -> CheckResult:
-    source = dataclasses.replace(
-        connections.snowflake_settings(),
-        login_timeout=CHECK_TIMEOUT_SECONDS * 2,
-        network_timeout=CHECK_TIMEOUT_SECONDS * 2,
-    )
-    conn = source.connect()
-    try:
-        cursor = conn.cursor()
-        cursor.execute("SELECT 1")
-        cursor.close()
-    finally:
-        conn.close()
-    return CheckResult("snowflake", True, f"reachable at {source.where}")
+def register_check(name: str, check: Callable[[], CheckResult]) -> None:
+    """Add (or replace) a readiness check; it returns a CheckResult or raises, which fails it."""
+    CHECKS[name] = check
 
-
-def check_workers() -> CheckResult:
-    silence = timedelta(minutes=settings.FDM_REAPER_INTERVAL_MINUTES * 3)
-    last = Task.objects.aggregate(last=Max("stopped"))["last"]
-    if last is None:
-        return CheckResult(
-            "workers", False, "no worker has finished a task yet; is `manage.py qcluster` running?"
-        )
-    age = timezone.now() - last
-    if age > silence:
-        return CheckResult(
-            "workers",
-            False,
-            f"no task finished for {int(age.total_seconds())}s (limit {int(silence.total_seconds())}s); "
-            "is `manage.py qcluster` running?",
-        )
-    return CheckResult("workers", True, f"last task finished {int(age.total_seconds())}s ago")
-
-
-def check_freshness() -> CheckResult:
-    stale = selectors.tables_past_freshness(now=timezone.now())
-    if stale:
-        names = ", ".join(f"{table.name} (since {since:%Y-%m-%d %H:%M %Z})" for table, since in stale)
-        return CheckResult("freshness", False, f"past their freshness limit: {names}")
-    return CheckResult("freshness", True, "every table is within its freshness limit")
-
-
-CHECKS: tuple[tuple[str, Callable[[], CheckResult]], ...] = (
-    ("database", check_database),
-    ("target_database", check_target_database),
-    ("snowflake", check_snowflake),
-    ("workers", check_workers),
-    ("freshness", check_freshness),
-)
 
 _cache_lock = threading.Lock()
 _cached: tuple[float, list[CheckResult]] | None = None
@@ -123,7 +69,7 @@ def run_checks() -> list[CheckResult]:
         if _cached is not None and ttl > 0 and time.monotonic() - _cached[0] < ttl:
             return _cached[1]
     results = []
-    for name, check in CHECKS:
+    for name, check in CHECKS.items():
         try:
             results.append(check())
         except Exception as exc:

@@ -43,9 +43,16 @@ class Role(enum.IntEnum):
 
 
 ROLE_NAMES = tuple(role.label for role in Role)
-# Django permissions a role's group holds, for code that asks `user.has_perm` rather than the role.
-ROLE_PERMISSIONS = {Role.ADMIN: ("syncengine.read_decrypted",)}
+# Django permissions a role's group holds, for code that asks `user.has_perm` rather than the role. The apps
+# that define the permissions add them (`role_permission_add`, from their AppConfig.ready).
+ROLE_PERMISSIONS: dict[Role, tuple[str, ...]] = {}
 _CACHE_ATTRIBUTE = "_fdm_role"
+
+
+def role_permission_add(role: Role, permission: str) -> None:
+    """Let `role`'s group hold the Django permission "app_label.codename" whenever a user is given the role."""
+    if permission not in ROLE_PERMISSIONS.get(role, ()):
+        ROLE_PERMISSIONS[role] = (*ROLE_PERMISSIONS.get(role, ()), permission)
 
 
 def role_of(user: User | AnonymousUser | Any) -> Role | None:

@@ -1,30 +1,15 @@
-"""OpenAPI schema helpers: the table's schema from the shared pydantic model, and the error responses that
-every operation can return.
+"""OpenAPI schema helpers: the error responses that every operation can return, and the shape of a page.
 
-The table schema is generated from `syncconfig.schema.TableDocument`, the model that validates YAML, admin and
-API alike, so the documented shape cannot drift from the accepted one. Rules between keys (an incremental
-table needs an incremental column, ...) cannot be expressed in JSON Schema; they come back as 400.
+Apps add their own components with hooks of their own, listed beside `postprocess` in
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] (the table's schema: `syncconfig.api.openapi`).
 """
 
 from __future__ import annotations
 
-import json
-from functools import cache
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse
 
-from syncconfig import schema as table_schema
-
-TABLE_COMPONENT = "Table"
-_COMPONENT_NAMES = {
-    "TableDocument": TABLE_COMPONENT,
-    "SnowflakeSource": "TableSnowflakeSource",
-    "PostgresTarget": "TablePostgresTarget",
-    "ColumnSelection": "TableColumnSelection",
-    "EncryptionBlock": "TableEncryptionBlock",
-    "CompressionBlock": "TableCompressionBlock",
-}
 # Status codes any API operation may answer besides its own, with the error body.
 COMMON_ERRORS = {
     "400": "Bad input: the details name each field.",
@@ -76,29 +61,6 @@ def error_response(description: str) -> OpenApiResponse:
 _UNAUTHENTICATED_PATHS = ("/health/live",)
 
 
-@cache
-def table_components() -> dict[str, dict[str, Any]]:
-    """The table's JSON Schema and its nested parts, as OpenAPI components."""
-    raw = table_schema.TableDocument.model_json_schema(
-        by_alias=True, ref_template="#/components/schemas/{model}"
-    )
-    text = json.dumps(raw)
-    for model, component in _COMPONENT_NAMES.items():
-        text = text.replace(f'"#/components/schemas/{model}"', f'"#/components/schemas/{component}"')
-    schema = json.loads(text)
-    definitions = schema.pop("$defs", {})
-    # The name's rules are a validator in the model; stating them helps clients and generated examples.
-    schema["properties"]["name"].update(
-        {"pattern": table_schema.TABLE_NAME_PATTERN.pattern, "maxLength": table_schema.MAX_TABLE_NAME_LENGTH}
-    )
-    components = {_COMPONENT_NAMES[name]: definition for name, definition in definitions.items()}
-    components[TABLE_COMPONENT] = schema
-    return components
-
-
-TABLE_REF = {"$ref": f"#/components/schemas/{TABLE_COMPONENT}"}
-
-
 def paginated(item: dict[str, Any]) -> dict[str, Any]:
     """The schema of one page of a list of `item`."""
     return {
@@ -114,9 +76,8 @@ def paginated(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """drf-spectacular hook: add the table components, and the common error responses to every operation."""
+    """drf-spectacular hook: add the error body, and the common error responses to every operation."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
-    schemas.update(table_components())
     schemas["ErrorBody"] = ERROR_BODY
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():

@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.generics import GenericAPIView
+
+from fdm.api.pagination import PaginatedMixin
 
 
 class _NoFields(serializers.Serializer):
     """Stands in where a view declares no serializer, so that the browsable API can draw its raw-data form."""
 
 
-class ApiView(GenericAPIView):
-    """GenericAPIView (pagination, the browsable API) for views that parse and render through services rather
-    than through one model serializer; each view names its permission classes and documents its schema."""
+class ApiView(PaginatedMixin):
+    """GenericAPIView (pagination through `paginated`, the browsable API) for views that parse and render through
+    services rather than through one model serializer; each view names its permission classes and documents its
+    schema."""
 
     filter_backends: list[Any] = []  # filters are query parameters each view documents and parses itself
 

@@ -105,9 +105,7 @@ class ApiKeyListView(ApiView):
             raise serializers.ValidationError({"active": [f"must be true or false, got {raw!r}"]})
         active = None if raw == "" else raw in {"true", "1"}
         keys: QuerySet[ApiKey] = selectors.api_key_list(active=active)
-        page = self.paginate_queryset(keys)
-        assert page is not None
-        return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
+        return self.paginated(keys, ApiKeySerializer)
 
     @extend_schema(
         tags=TAGS,
@@ -189,9 +187,7 @@ class UserListView(ApiView):
         responses={200: UserSerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(User.objects.order_by("username"))
-        assert page is not None
-        return self.get_paginated_response(UserSerializer(page, many=True).data)
+        return self.paginated(User.objects.order_by("username"), UserSerializer)
 
 
 class UserRoleView(ApiView):

@@ -1,5 +1,6 @@
 """Table endpoints: /api/v1/tables/. A table is represented exactly as one entry of `config/tables.yaml`, and
-every write is validated by the same schema as the YAML import and the admin (`syncconfig.services`).
+every write is validated by the same schema as the YAML import and the admin (`syncconfig.services`); a table
+the services refuse (TableRejected) is answered with 400 by the API's error handler (`syncconfig.api.errors`).
 
 The YAML endpoints are `yaml-export/` and `yaml-import/`: a hyphen can never be part of a table's name, so no
 table can hide behind them.
@@ -19,12 +20,13 @@ from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from fdm.api.errors import config_rejected
 from fdm.api.pagination import PAGE_PARAMETERS, Pagination
 from fdm.api.permissions import IsOperator, IsViewer, ViewerReadsOperatorWrites
-from fdm.api.schema import TABLE_REF, paginated
+from fdm.api.schema import paginated
 from fdm.api.views import ApiView
 from syncconfig import selectors, services, yaml_io
+from syncconfig.api.errors import config_rejected
+from syncconfig.api.openapi import TABLE_REF
 from syncconfig.api.serializers import HistoryEntrySerializer, ImportResultSerializer
 from syncconfig.choices import ScheduleKind, SyncMode
 from syncconfig.models import TableConfig
@@ -127,9 +129,7 @@ class TableListView(ApiView):
         responses={200: paginated(TABLE_REF)},
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        assert page is not None
-        return self.get_paginated_response([table.to_table_dict() for table in page])
+        return self.paginated(self.get_queryset(), lambda page: [table.to_table_dict() for table in page])
 
     @extend_schema(
         tags=TAGS,
@@ -138,10 +138,7 @@ class TableListView(ApiView):
         responses={201: TABLE_REF},
     )
     def post(self, request: Request) -> Response:
-        try:
-            table = services.table_save_document(document=request.data, user=request.user, reason=API_REASON)
-        except services.TableRejected as exc:
-            raise config_rejected(exc.errors) from None
+        table = services.table_save_document(document=request.data, user=request.user, reason=API_REASON)
         return Response(
             table.to_table_dict(), status=status.HTTP_201_CREATED, headers={"Location": f"{table.name}/"}
         )
@@ -188,12 +185,9 @@ class TableDetailView(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _save(self, request: Request, table: TableConfig, document: Any) -> Response:
-        try:
-            table = services.table_save_document(
-                document=document, table=table, user=request.user, reason=API_REASON
-            )
-        except services.TableRejected as exc:
-            raise config_rejected(exc.errors) from None
+        table = services.table_save_document(
+            document=document, table=table, user=request.user, reason=API_REASON
+        )
         return Response(table.to_table_dict())
 
 
@@ -229,9 +223,7 @@ class TableHistoryView(ApiView):
             .select_related("history_user")
             .order_by("-history_date", "-history_id")
         )
-        page = self.paginate_queryset(records)
-        assert page is not None
-        return self.get_paginated_response(HistoryEntrySerializer(page, many=True).data)
+        return self.paginated(records, HistoryEntrySerializer)
 
 
 class TableExportView(ApiView):

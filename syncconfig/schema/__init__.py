@@ -9,7 +9,7 @@ accept, and every rejection reads the same:
 The schema works on the "table dict": the shape of one entry of `config/tables.yaml` (docs/configuration.md).
 `schema` checks shape and types strictly with pydantic; `rules` relates one key to another, so that each error
 points at the exact key and list item it is about; `messages` words pydantic's errors; `convert` moves between
-a validated table, the model's fields and the canonical dict.
+a validated table, the model's fields and the canonical dict; `fields` maps model fields to key paths.
 
 Public surface:
 - `validate_table(data)` and `validate_document(data)` return the parsed tables and a list of `ConfigError`.
@@ -17,11 +17,11 @@ Public surface:
 - `model_fields_from_table(table)` gives the model field values for a validated table.
 - `table_to_dict(table)` is the canonical dict (fixed key order, defaults omitted) that export writes.
 - `table_dict_changes(old, new)` lists what differs between two table dicts, key by key.
+- `path_for_field(field)` and `field_for_path(path)` translate between model fields and table-dict key paths.
 """
 
 from syncconfig.schema.convert import (
     KEY_DEFAULTS,
-    MODEL_FIELDS,
     model_fields_from_table,
     table_dict_changes,
     table_dict_from_fields,
@@ -47,6 +47,7 @@ from syncconfig.schema.document import (
     schedule_problem,
 )
 from syncconfig.schema.errors import ConfigError, describe, format_path
+from syncconfig.schema.fields import MODEL_FIELDS, field_for_path, path_for_field
 from syncconfig.schema.validate import DocumentValidation, TableValidation, validate_document, validate_table
 
 __all__ = [
@@ -71,8 +72,10 @@ __all__ = [
     "TableDocument",
     "TableValidation",
     "describe",
+    "field_for_path",
     "format_path",
     "model_fields_from_table",
+    "path_for_field",
     "schedule_problem",
     "table_dict_changes",
     "table_dict_from_fields",

@@ -13,33 +13,7 @@ from syncconfig.schema.document import (
     ColumnSelection,
     TableDocument,
 )
-
-# The model's field names, in the order the admin shows them; `table_dict_from_model` reads exactly these.
-MODEL_FIELDS = (
-    "name",
-    "snowflake_database",
-    "snowflake_schema",
-    "snowflake_table",
-    "postgres_schema",
-    "postgres_table",
-    "sync_mode",
-    "incremental_column",
-    "schedule",
-    "primary_key",
-    "include_columns",
-    "exclude_columns",
-    "encryption_mode",
-    "encrypted_columns",
-    "searchable_columns",
-    "compression_mode",
-    "compressed_columns",
-    "column_names",
-    "schema_drift",
-    "batch_size",
-    "max_staleness_minutes",
-    "enabled",
-    "notes",
-)
+from syncconfig.schema.fields import MODEL_FIELDS, block_fields
 
 
 def model_fields_from_table(table: TableDocument) -> dict[str, Any]:
@@ -111,12 +85,8 @@ def table_dict_from_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     """
     table: dict[str, Any] = {
         "name": fields["name"],
-        "snowflake": {
-            "database": fields["snowflake_database"],
-            "schema": fields["snowflake_schema"],
-            "table": fields["snowflake_table"],
-        },
-        "postgres": {"schema": fields["postgres_schema"], "table": fields["postgres_table"]},
+        "snowflake": {key: fields[field] for key, field in block_fields("snowflake").items()},
+        "postgres": {key: fields[field] for key, field in block_fields("postgres").items()},
         "sync_mode": fields["sync_mode"],
     }
     if fields["incremental_column"]:

@@ -27,7 +27,7 @@ from fdm.api.schema import error_response
 from fdm.api.views import ApiView
 from syncconfig import selectors as config_selectors
 from syncconfig.models import TableConfig
-from syncengine import connections
+from syncengine import connections, specs
 
 if TYPE_CHECKING:
     from snowflake.connector import SnowflakeConnection
@@ -129,7 +129,7 @@ def table_metadata(table: TableConfig) -> dict[str, Any]:
     from syncengine.pipeline.schema.target import inspect_target
     from syncengine.pipeline.typemap import holds
 
-    spec = table.to_pipeline_spec()
+    spec = specs.table_spec(table)
     log_lines: list[str] = []
 
     def log(level: str, message: str, **fields: object) -> None:
@@ -233,7 +233,7 @@ def row_counts(table: TableConfig) -> dict[str, Any]:
     from syncengine.pipeline.schema.target import qualified
     from syncengine.pipeline.source import classify_snowflake_error
 
-    spec = table.to_pipeline_spec()
+    spec = specs.table_spec(table)
     with snowflake_session() as source_conn:
         cursor = source_conn.cursor()
         try:

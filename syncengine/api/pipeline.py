@@ -114,9 +114,7 @@ class RunListView(ApiView):
         responses={200: RunSerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(self.get_queryset())
-        assert page is not None
-        return self.get_paginated_response(RunSerializer(page, many=True).data)
+        return self.paginated(self.get_queryset(), RunSerializer)
 
     @extend_schema(
         tags=TAGS,
@@ -242,11 +240,11 @@ class TableStatusListView(ApiView):
         responses={200: TableStatusSerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(config_selectors.table_list())
-        assert page is not None
-        pks = [table.pk for table in page]
-        return self.get_paginated_response(
-            table_statuses(TableConfig.objects.filter(pk__in=pks).order_by("name"))
+        return self.paginated(
+            config_selectors.table_list(),
+            lambda page: table_statuses(
+                TableConfig.objects.filter(pk__in=[t.pk for t in page]).order_by("name")
+            ),
         )
 
 

@@ -1,13 +1,12 @@
-"""Snowflake connection settings from the environment, the connection itself, and what its failures mean.
+"""Snowflake connection settings, the connection itself, and what its failures mean.
 
-Settings never echo a secret: errors name the setting (SNOWFLAKE_PASSWORD), not its value, and the
-dataclass keeps secrets out of its repr.
+The settings arrive typed (the Django side reads them from the environment: `syncengine.connections`). They
+never echo a secret: errors name the setting (SNOWFLAKE_PASSWORD), not its value, and the dataclass keeps
+secrets out of its repr.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,38 +54,10 @@ _TRANSIENT_HTTP_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _setting(environ: Mapping[str, str], name: str) -> str | None:
-    """A setting's value, or the contents of the file `NAME_FILE` points to (for secrets)."""
-    value = environ.get(name)
-    if value is not None and value.strip() != "":
-        return value.strip()
-    path = environ.get(f"{name}_FILE")
-    if path:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                content = handle.read().strip()
-        except OSError as exc:
-            raise ConfigurationError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
-        return content or None
-    return None
-
-
-def _int_setting(environ: Mapping[str, str], name: str, default: int | None) -> int | None:
-    value = _setting(environ, name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigurationError(f"{name}: expected a whole number, got {value!r}") from None
-    if number <= 0:
-        raise ConfigurationError(f"{name}: expected a positive number, got {number}")
-    return number
-
-
 @dataclass(frozen=True)
 class SnowflakeSettings:
-    """How to reach Snowflake. Built by `from_env`; `connect()` opens a session in UTC."""
+    """How to reach Snowflake; `connect()` opens a session in UTC. Fields are named after the SNOWFLAKE_*
+    settings they come from, which errors name."""
 
     account: str
     user: str
@@ -101,58 +72,6 @@ class SnowflakeSettings:
     session_parameters: dict[str, Any] = field(default_factory=dict)
     login_timeout: int = DEFAULT_LOGIN_TIMEOUT
     network_timeout: int = DEFAULT_NETWORK_TIMEOUT
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> SnowflakeSettings:
-        """Read SNOWFLAKE_* settings. Any of them may come from a file named by `<NAME>_FILE`.
-
-        Optional extensions: SNOWFLAKE_SESSION_PARAMETERS (a JSON object added to the session's parameters),
-        SNOWFLAKE_LOGIN_TIMEOUT and SNOWFLAKE_NETWORK_TIMEOUT (seconds).
-        """
-        account = _setting(environ, "SNOWFLAKE_ACCOUNT")
-        if account is None:
-            raise ConfigurationError("SNOWFLAKE_ACCOUNT is not set")
-        user = _setting(environ, "SNOWFLAKE_USER")
-        if user is None:
-            raise ConfigurationError("SNOWFLAKE_USER is not set")
-        password = _setting(environ, "SNOWFLAKE_PASSWORD")
-        private_key_file = _setting(environ, "SNOWFLAKE_PRIVATE_KEY_FILE")
-        if password is None and private_key_file is None:
-            raise ConfigurationError("set SNOWFLAKE_PRIVATE_KEY_FILE (key pair) or SNOWFLAKE_PASSWORD")
-        if password is not None and private_key_file is not None:
-            raise ConfigurationError(
-                "both SNOWFLAKE_PASSWORD and SNOWFLAKE_PRIVATE_KEY_FILE are set; keep only one"
-            )
-        protocol = _setting(environ, "SNOWFLAKE_PROTOCOL")
-        if protocol is not None and protocol.lower() not in ("http", "https"):
-            raise ConfigurationError(f"SNOWFLAKE_PROTOCOL: expected http or https, got {protocol!r}")
-        raw_parameters = _setting(environ, "SNOWFLAKE_SESSION_PARAMETERS")
-        session_parameters: dict[str, Any] = {}
-        if raw_parameters is not None:
-            try:
-                parsed = json.loads(raw_parameters)
-            except ValueError:
-                parsed = None
-            if not isinstance(parsed, dict):
-                raise ConfigurationError("SNOWFLAKE_SESSION_PARAMETERS: expected a JSON object")
-            session_parameters = parsed
-        return cls(
-            account=account,
-            user=user,
-            password=password,
-            private_key_file=private_key_file,
-            private_key_passphrase=_setting(environ, "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"),
-            role=_setting(environ, "SNOWFLAKE_ROLE"),
-            warehouse=_setting(environ, "SNOWFLAKE_WAREHOUSE"),
-            host=_setting(environ, "SNOWFLAKE_HOST"),
-            port=_int_setting(environ, "SNOWFLAKE_PORT", None),
-            protocol=protocol.lower() if protocol else None,
-            session_parameters=session_parameters,
-            login_timeout=_int_setting(environ, "SNOWFLAKE_LOGIN_TIMEOUT", DEFAULT_LOGIN_TIMEOUT)
-            or DEFAULT_LOGIN_TIMEOUT,
-            network_timeout=_int_setting(environ, "SNOWFLAKE_NETWORK_TIMEOUT", DEFAULT_NETWORK_TIMEOUT)
-            or DEFAULT_NETWORK_TIMEOUT,
-        )
 
     def _private_key_der(self) -> bytes:
         """The private key as unencrypted PKCS#8 DER, which is what the connector takes."""

@@ -1,6 +1,6 @@
 """The typed table specification the pipeline runs on.
 
-Built from the Django model by `syncconfig.models.TableConfig.to_pipeline_spec()`; the pipeline never sees a
+Built from the Django model by `syncengine.specs.table_spec(table)`; the pipeline never sees a
 model. Column names here are as configured (see `identifiers` for how they match source columns).
 """
 

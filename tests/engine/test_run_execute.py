@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 from django_q.models import OrmQ
 
-from syncengine import recorder, services
+from syncengine import recorder, services, specs
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.connections import target_dsn
 from syncengine.models import SyncRun
@@ -49,7 +49,7 @@ def test_a_run_records_counts_stages_and_watermark(orders, seed_source, target_r
     assert first.watermark_before is None
     assert first.watermark_after is not None
     assert first.checks["row_counts_match"] is True
-    assert first.config_hash == recorder.config_hash(orders.to_pipeline_spec())
+    assert first.config_hash == recorder.config_hash(specs.table_spec(orders))
     assert first.started_at <= first.finished_at
     assert [entry["message"] for entry in first.log][:2] == ["queued", "started"]
     assert "published" in [entry["message"] for entry in first.log]
@@ -151,8 +151,8 @@ def test_a_run_cancelled_mid_way_leaves_the_target_as_it_was(orders, seed_source
 
 
 def test_config_hash_is_stable_and_follows_the_spec(orders):
-    spec = orders.to_pipeline_spec()
-    assert recorder.config_hash(spec) == recorder.config_hash(orders.to_pipeline_spec())
+    spec = specs.table_spec(orders)
+    assert recorder.config_hash(spec) == recorder.config_hash(specs.table_spec(orders))
     assert len(recorder.config_hash(spec)) == 64
     assert recorder.config_hash(dataclasses.replace(spec, batch_size=7)) != recorder.config_hash(spec)
 

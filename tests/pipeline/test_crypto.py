@@ -30,7 +30,7 @@ from syncengine.pipeline.protection.crypto import (
     row_keys_from_values,
     unpad,
 )
-from syncengine.pipeline.protection.keyring import Keyring, KeyringError, keyring_from_env
+from syncengine.pipeline.protection.keyring import Keyring, KeyringError
 
 MASTER = bytes(range(32))
 KEYRING = Keyring(primary="k1", keys={"k1": MASTER})
@@ -283,17 +283,6 @@ def test_malformed_keyrings_are_refused_with_the_entry_named(text, message):
     with pytest.raises(KeyringError, match=message) as raised:
         Keyring.parse(text)
     assert "A" * 20 not in str(raised.value)
-
-
-def test_keyring_comes_from_the_environment_or_a_file(tmp_path):
-    keyring = Keyring.generate("k1")
-    path = tmp_path / "keys"
-    path.write_text(keyring.format() + "\n")
-    assert keyring_from_env({"FDM_ENCRYPTION_KEYS_FILE": str(path)}, required=True) == keyring
-    assert keyring_from_env({"FDM_ENCRYPTION_KEYS": keyring.format()}, required=True) == keyring
-    assert keyring_from_env({}, required=False) is None
-    with pytest.raises(KeyringError, match="FDM_ENCRYPTION_KEYS is not set"):
-        keyring_from_env({}, required=True)
 
 
 def test_a_keyring_never_shows_its_keys():

@@ -1,4 +1,5 @@
-"""Snowflake settings from the environment, connecting (password or key pair), and what failures mean."""
+"""Connecting to Snowflake (password or key pair) from typed settings, and what failures mean. Reading the
+settings from the environment is the Django side's (tests/engine/test_connections.py)."""
 
 from __future__ import annotations
 
@@ -16,89 +17,12 @@ from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.source import SnowflakeSettings, classify_connect_error, classify_snowflake_error
 
 SECRET = "s3cret-Value-9"
-BASE = {"SNOWFLAKE_ACCOUNT": "acme-prod", "SNOWFLAKE_USER": "fdm_loader", "SNOWFLAKE_PASSWORD": SECRET}
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def test_it_reads_every_setting():
-    settings = SnowflakeSettings.from_env(
-        BASE
-        | {
-            "SNOWFLAKE_ROLE": "LOADER",
-            "SNOWFLAKE_WAREHOUSE": "ETL_WH",
-            "SNOWFLAKE_HOST": "127.0.0.1",
-            "SNOWFLAKE_PORT": "8080",
-            "SNOWFLAKE_PROTOCOL": "HTTP",
-            "SNOWFLAKE_SESSION_PARAMETERS": '{"QUERY_TAG": "fdm"}',
-        }
-    )
-    assert (settings.account, settings.user, settings.password) == ("acme-prod", "fdm_loader", SECRET)
-    assert (settings.role, settings.warehouse, settings.host, settings.port, settings.protocol) == (
-        "LOADER",
-        "ETL_WH",
-        "127.0.0.1",
-        8080,
-        "http",
-    )
-    kwargs = settings.connect_kwargs()
-    assert kwargs["session_parameters"] == {"QUERY_TAG": "fdm", "TIMEZONE": "UTC"}
-    assert kwargs["arrow_number_to_decimal"] is True
-    assert SECRET not in repr(settings)
-
-
-def test_a_missing_account_names_the_setting_without_echoing_the_password():
-    with pytest.raises(ConfigurationError) as raised:
-        SnowflakeSettings.from_env({k: v for k, v in BASE.items() if k != "SNOWFLAKE_ACCOUNT"})
-    assert "SNOWFLAKE_ACCOUNT" in str(raised.value)
-    assert SECRET not in str(raised.value)
-
-
-@pytest.mark.parametrize(
-    ("environ", "named"),
-    [
-        ({"SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_PASSWORD": SECRET}, "SNOWFLAKE_USER"),
-        ({"SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u"}, "SNOWFLAKE_PASSWORD"),
-        (BASE | {"SNOWFLAKE_PRIVATE_KEY_FILE": "/keys/fdm.p8"}, "SNOWFLAKE_PRIVATE_KEY_FILE"),
-        (BASE | {"SNOWFLAKE_PORT": "eighty"}, "SNOWFLAKE_PORT"),
-        (BASE | {"SNOWFLAKE_PROTOCOL": "ftp"}, "SNOWFLAKE_PROTOCOL"),
-        (BASE | {"SNOWFLAKE_SESSION_PARAMETERS": "[1]"}, "SNOWFLAKE_SESSION_PARAMETERS"),
-        (
-            BASE | {"SNOWFLAKE_ACCOUNT": "", "SNOWFLAKE_ACCOUNT_FILE": "/nonexistent/account"},
-            "SNOWFLAKE_ACCOUNT_FILE",
-        ),
-    ],
-)
-def test_bad_settings_name_the_setting(environ, named):
-    with pytest.raises(ConfigurationError) as raised:
-        SnowflakeSettings.from_env(environ)
-    assert named in str(raised.value)
-    assert SECRET not in str(raised.value)
-
-
-def test_the_password_may_come_from_a_file(tmp_path):
-    secret_file = tmp_path / "password"
-    secret_file.write_text(SECRET + "\n")
-    environ = {k: v for k, v in BASE.items() if k != "SNOWFLAKE_PASSWORD"} | {
-        "SNOWFLAKE_PASSWORD_FILE": str(secret_file)
-    }
-    assert SnowflakeSettings.from_env(environ).password == SECRET
-
-
-def test_it_connects_from_the_environment(snowflake_env):
-    import os
-
-    settings = SnowflakeSettings.from_env(os.environ)
-    conn = settings.connect()
-    try:
-        cursor = conn.cursor()
-        assert cursor.execute("SELECT 1").fetchone() == (1,)
-    finally:
-        conn.close()
 
 
 def _key_file(tmp_path, passphrase: bytes | None) -> str:

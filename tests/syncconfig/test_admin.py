@@ -6,12 +6,13 @@ import json
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from syncconfig import schema as table_schema
 from syncconfig import services, yaml_io
-from syncconfig.admin import TableConfigAdmin, export_selected_as_yaml
+from syncconfig.admin import export_selected_as_yaml
 from syncconfig.models import TableConfig
 from syncengine.admin import INLINE_RUN_LIMIT, SyncRunInline, sync_now
 from tests.syncconfig.conftest import SEED_YAML, table
@@ -281,8 +282,9 @@ def test_import_needs_change_permission(client, django_user_model, config_dir):
 
 
 def test_the_table_admin_shows_runs_and_offers_sync_now():
-    assert TableConfigAdmin.inlines == [SyncRunInline]
-    assert TableConfigAdmin.actions == [export_selected_as_yaml, sync_now]
+    table_admin = type(admin.site.get_model_admin(TableConfig))
+    assert table_admin.inlines == [SyncRunInline]
+    assert table_admin.actions == [export_selected_as_yaml, sync_now]
 
 
 def test_the_add_and_change_pages_render(admin_client, transactions):

@@ -35,40 +35,6 @@ def test_the_seed_example_imports_unchanged():
     assert yaml_io.parse(services.tables_export()) == yaml_io.parse(SEED_YAML)
 
 
-def test_the_seed_becomes_the_pipeline_spec_the_engine_runs():
-    services.tables_import(document=SEED_YAML)
-    spec = TableConfig.objects.get(name="market_data").to_pipeline_spec()
-    assert spec.source.table == "MARKET_DATA" and spec.target.table == "market_data"
-    assert spec.mode == "incremental" and spec.watermark_column == "updated_at"
-    assert spec.encryption.mode == "all" and spec.compression.mode == "off"
-    assert spec.include_columns is None and spec.primary_key == ()
-    assert spec.drift_policy == "evolve" and spec.batch_size == 100_000
-
-
-def test_a_full_table_becomes_a_complete_pipeline_spec():
-    services.tables_import(
-        document={
-            "tables": [
-                table(
-                    columns={"exclude": ["INTERNAL_NOTE"]},
-                    column_names={"TXN_ID": "transaction_id"},
-                    schema_drift="ignore",
-                    batch_size=5000,
-                )
-            ]
-        }
-    )
-    spec = TableConfig.objects.get().to_pipeline_spec()
-    assert spec.primary_key == ("TXN_ID",)
-    assert spec.exclude_columns == ("INTERNAL_NOTE",)
-    assert spec.column_names == {"TXN_ID": "transaction_id"}
-    assert spec.encryption.columns == ("ACCOUNT_NUMBER", "IBAN") and spec.encryption.searchable == (
-        "ACCOUNT_NUMBER",
-    )
-    assert spec.compression.mode == "columns" and spec.compression.columns == ("DESCRIPTION",)
-    assert spec.drift_policy == "ignore" and spec.batch_size == 5000
-
-
 def test_a_file_with_one_bad_table_changes_nothing():
     services.tables_import(document={"tables": [table("a"), table("b")]})
     before = services.tables_export()

@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from fdm.commands import SkipsKeyringCheck
 from syncconfig import selectors, services
-from syncengine.checks import SkipsKeyringCheck
 
 
 class Command(SkipsKeyringCheck):

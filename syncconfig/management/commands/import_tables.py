@@ -7,9 +7,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
+from fdm.commands import SkipsKeyringCheck
 from syncconfig import services, yaml_io
 from syncconfig.reporting import import_summary_lines
-from syncengine.checks import SkipsKeyringCheck
 
 
 class Command(SkipsKeyringCheck):

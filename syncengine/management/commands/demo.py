@@ -96,11 +96,11 @@ class Command(BaseCommand):
             }
         )
 
-        from syncengine.pipeline.source import SnowflakeSettings
+        from syncengine.connections import snowflake_settings
         from syncengine.sampledata import seed_demo_dataset
 
         started = time.monotonic()
-        connection = SnowflakeSettings.from_env(os.environ).connect()
+        connection = snowflake_settings().connect()
         try:
             counts = seed_demo_dataset(connection, database=DEMO_DATABASE, rows=options["rows"])
         finally:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from django.core.management.base import CommandError
 
-from syncengine.checks import SkipsKeyringCheck
-from syncengine.pipeline.protection.keyring import ENV_NAME, Keyring, KeyringError, keyring_from_env
+from fdm.commands import SkipsKeyringCheck
+from syncengine import connections
+from syncengine.pipeline.protection.keyring import ENV_NAME, Keyring, KeyringError
 
 
 class Command(SkipsKeyringCheck):
@@ -31,7 +31,7 @@ class Command(SkipsKeyringCheck):
     def handle(self, *args, **options) -> None:
         try:
             if options["rotate"]:
-                current = keyring_from_env(os.environ, required=False)
+                current = connections.keyring(required=False)
                 if current is None:
                     raise CommandError(f"--rotate needs the current keyring in {ENV_NAME} or {ENV_NAME}_FILE")
                 keyring = current.with_new_primary(options["key_id"])

@@ -1,4 +1,5 @@
-"""The encryption keyring: master keys by id, read from the environment, never stored by fdm.
+"""The encryption keyring: master keys by id, handed in by the Django side (`syncengine.connections` reads
+them from the environment), never stored by fdm.
 
 Form (what `FDM_ENCRYPTION_KEYS`, or the file named by `FDM_ENCRYPTION_KEYS_FILE`, holds)::
 
@@ -130,29 +131,3 @@ def _decode_key(encoded: str, *, key_id: str, source: str) -> bytes:
             "(generate one with `manage.py generate_keyring`)"
         )
     return key
-
-
-def keyring_from_env(environ: Mapping[str, str], *, required: bool) -> Keyring | None:
-    """The keyring from FDM_ENCRYPTION_KEYS or the file FDM_ENCRYPTION_KEYS_FILE names.
-
-    Returns None when neither is set and `required` is false; a set but malformed keyring is always an error.
-    """
-    text = environ.get(ENV_NAME)
-    source = ENV_NAME
-    if not text:
-        path = environ.get(f"{ENV_NAME}_FILE")
-        if path:
-            source = f"{ENV_NAME}_FILE ({path})"
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    text = handle.read()
-            except OSError as exc:
-                raise KeyringError(f"{ENV_NAME}_FILE: cannot read {path}: {exc.strerror}") from None
-    if not text:
-        if required:
-            raise KeyringError(
-                f"{ENV_NAME} is not set, but a table is configured with encryption; set it (or "
-                f"{ENV_NAME}_FILE) to a keyring from `manage.py generate_keyring`"
-            )
-        return None
-    return Keyring.parse(text, source=source)

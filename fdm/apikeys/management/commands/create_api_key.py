@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from fdm.api.roles import ROLE_NAMES, Role
 from fdm.apikeys.services import service_key_create
-from syncengine.checks import SkipsKeyringCheck
+from fdm.commands import SkipsKeyringCheck
 
 
 class Command(SkipsKeyringCheck):

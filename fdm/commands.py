@@ -1,0 +1,42 @@
+"""The base of management commands that handle only configuration.
+
+Start-up checks that need the keyring are registered under `KEYRING_CHECKS_TAG` by the app that owns them
+(`syncengine.checks`); these commands run every check but those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.apps import AppConfig
+from django.core.checks import ERROR
+from django.core.checks.registry import registry
+from django.core.management.base import BaseCommand
+
+KEYRING_CHECKS_TAG = "fdm"
+
+
+class SkipsKeyringCheck(BaseCommand):
+    """Base of commands that only handle configuration (import or export tables, generate keys, create API
+    keys): they run every start-up check but the keyring's, so that an operator can set tables up before the
+    keyring exists."""
+
+    def check(
+        self,
+        app_configs: Sequence[AppConfig] | None = None,
+        tags: Sequence[str] | None = None,
+        display_num_errors: bool = False,
+        include_deployment_checks: bool = False,
+        fail_level: int = ERROR,
+        databases: Sequence[str] | None = None,
+    ) -> None:
+        if tags is None:
+            tags = sorted(registry.tags_available() - {KEYRING_CHECKS_TAG})
+        super().check(
+            app_configs=app_configs,
+            tags=tags,
+            display_num_errors=display_num_errors,
+            include_deployment_checks=include_deployment_checks,
+            fail_level=fail_level,
+            databases=databases,
+        )
