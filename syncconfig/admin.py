@@ -97,7 +97,8 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         ("Sync", {"fields": ("sync_mode", "incremental_column", "schedule", "primary_key", "schema_drift",
                              "batch_size", "max_staleness_minutes")}),
         ("Columns", {"fields": ("include_columns", "exclude_columns", "column_names")}),
-        ("Encryption", {"fields": ("encryption_mode", "encrypted_columns", "searchable_columns")}),
+        ("Encryption", {"fields": ("encryption_mode", "encrypted_columns", "searchable_columns",
+                                   "clear_columns")}),
         ("Compression", {"fields": ("compression_mode", "compressed_columns")}),
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )  # fmt: skip
@@ -112,9 +113,13 @@ class TableConfigAdmin(SimpleHistoryAdmin):
 
     # --- audited saves and deletes, one instance at a time ---
 
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.user = request.user  # a class made for this request: the protection rules depend on who edits
+        return form
+
     def save_model(self, request: HttpRequest, obj: TableConfig, form: Any, change: bool) -> None:
-        obj._change_reason = "admin edit" if change else "admin add"
-        super().save_model(request, obj, form, change)
+        services.table_save(table=obj, user=request.user, reason="admin edit" if change else "admin add")
 
     def delete_model(self, request: HttpRequest, obj: TableConfig) -> None:
         services.table_delete(table=obj, user=request.user, reason="admin delete")

@@ -7,7 +7,12 @@ class SyncConfigConfig(AppConfig):
 
     def ready(self) -> None:
         from fdm.api.errors import register_error
-        from syncconfig.api.errors import table_rejected
-        from syncconfig.services import TableRejected
+        from fdm.api.roles import Role, role_permission_add
+        from syncconfig.api.errors import protection_denied, table_rejected
+        from syncconfig.protection import PERMISSION
+        from syncconfig.services import ProtectionDenied, TableRejected
 
-        register_error(TableRejected, table_rejected)  # the API answers it with 400 and the key paths
+        # The API answers them with 400 (403 for protection) and the key paths.
+        register_error(ProtectionDenied, protection_denied)
+        register_error(TableRejected, table_rejected)
+        role_permission_add(Role.ADMIN, PERMISSION)  # only admins weaken the protection of sensitive columns

@@ -10,7 +10,7 @@ from typing import Any
 from django import forms
 
 from syncconfig import schema as table_schema
-from syncconfig import yaml_io
+from syncconfig import services, yaml_io
 from syncconfig.models import TableConfig
 
 LIST_FIELDS = (
@@ -71,6 +71,16 @@ class TableConfigForm(forms.ModelForm):
         help_text='A JSON object of target names for source columns, e.g. {"TXN_ID": "transaction_id"}.',
     )
 
+    clear_columns = forms.JSONField(
+        required=False,
+        initial=dict,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 40}),
+        label="Kept in clear",
+        help_text="Source columns that another table encrypts and this one may keep in clear text, as a JSON "
+        'object of reasons, e.g. {"IBAN": "bank file export, approved by the controller"}. Admins only.',
+    )
+    user: Any = None  # who edits: set by the admin for each request
+
     class Meta:
         model = TableConfig
         fields = list(table_schema.MODEL_FIELDS)
@@ -79,6 +89,21 @@ class TableConfigForm(forms.ModelForm):
         # An emptied box means "no overrides"; any other non-object value is for the schema to report.
         value = self.cleaned_data.get("column_names")
         return {} if value in (None, "") else value
+
+    def clean_clear_columns(self) -> Any:
+        value = self.cleaned_data.get("clear_columns")
+        return {} if value in (None, "") else value
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]  # the model's clean(): the shared schema
+        if self.errors:
+            return
+        try:
+            services.table_protection_check(table=self.instance, user=self.user)
+        except services.TableRejected as rejected:
+            for error in rejected.errors:
+                field = table_schema.field_for_path(error.field)
+                self.add_error(field if field in self.fields else None, error.message)
 
 
 class ImportUploadForm(forms.Form):

@@ -96,6 +96,12 @@ class TableConfig(models.Model):
         help_text='Target names for source columns, e.g. {"TXN_ID": "transaction_id"}. '
         "Others: lower-case of the Snowflake name.",
     )
+    clear_columns = models.JSONField(
+        default=_empty_dict,
+        blank=True,
+        help_text="Source columns that another table encrypts and this one may keep in clear text, each with "
+        'the reason, e.g. {"IBAN": "bank file export, approved by the controller"}. Needs the admin role.',
+    )
     schema_drift = models.CharField(
         max_length=16,
         choices=DriftPolicy.choices,
@@ -134,6 +140,9 @@ class TableConfig(models.Model):
                 deferrable=models.Deferrable.DEFERRED,
                 violation_error_message="Another table already writes to this PostgreSQL schema and table.",
             ),
+        ]
+        permissions = [
+            ("change_protection", "Can weaken the protection of sensitive columns"),
         ]
 
     def __str__(self) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from syncconfig import protection, selectors, yaml_io
 from syncconfig import schema as table_schema
-from syncconfig import selectors, yaml_io
 from syncconfig.models import TableConfig
 from syncconfig.schema import ConfigError
 
@@ -97,6 +97,26 @@ def _target_clashes(
     return errors
 
 
+def _protection_problems(
+    before: Mapping[str, Mapping[str, Any] | None],
+    after: Mapping[str, Mapping[str, Any]],
+    *,
+    user: Any,
+    index_of: Mapping[str, int],
+) -> list[ConfigError]:
+    """What an import that changes the tables in `before` (None: created) into `after` (absent: deleted) breaks
+    of the protection rules (syncconfig.protection), each error under its table."""
+    problems = []
+    for name in sorted(before):
+        found = [] if protection.may_weaken(user) else protection.weakenings(before[name], after.get(name))
+        if name in after:
+            found += protection.policy_gaps(after[name], after.values())
+        problems += [
+            ConfigError(error.field, error.message, table=name, index=index_of.get(name)) for error in found
+        ]
+    return problems
+
+
 def _read_document(
     document: str | bytes | Mapping[str, Any], *, env: str | None, source: str, config_dir: Path
 ) -> tuple[Any, list[ConfigError]]:
@@ -162,6 +182,9 @@ def tables_import(
             return result
 
         to_save: list[TableConfig] = []
+        before: dict[str, dict[str, Any] | None] = {
+            name: existing[name].to_table_dict() for name in result.deleted
+        }
         for table in tables:
             instance = existing.get(table.name)
             if instance is None:
@@ -175,11 +198,17 @@ def tables_import(
                     result.unchanged.append(table.name)
                     continue
                 result.updated.append(TableChange(table.name, changes))
+            before[table.name] = instance.to_table_dict() if instance.pk else None
             instance.apply_table(table)
             to_save.append(instance)
         result.created.sort()
         result.updated.sort(key=lambda change: change.name)
         result.unchanged.sort()
+        after = {table.name: table_schema.table_to_dict(table) for table in tables}
+        after.update((table.name, table.to_table_dict()) for table in kept)
+        result.errors = _protection_problems(before, after, user=user, index_of=index_of)
+        if result.errors:
+            return result
         if expect_digest is not None and expect_digest != result.digest:
             message = "the stored tables changed since the preview; review the new preview before applying it"
             result.errors = [ConfigError(field="", message=message)]
@@ -203,26 +232,59 @@ def tables_export(*, names: Iterable[str] | None = None) -> str:
     return yaml_io.dump_tables(selectors.table_dicts(tables=selectors.table_list(names=names)))
 
 
-def table_save(*, table: TableConfig, user: Any = None, reason: str | None = None) -> TableConfig:
-    """Validate and save one table (admin and API edits), recording who changed it and why."""
-    table.full_clean()
-    _mark(table, reason=reason, user=user)
-    table.save()
-    return table
-
-
-def table_delete(*, table: TableConfig, user: Any = None, reason: str | None = None) -> None:
-    """Delete one table, recording who deleted it and why."""
-    _mark(table, reason=reason, user=user)
-    table.delete()
-
-
 class TableRejected(Exception):
     """A table dict that the shared schema or the stored tables refuse; `errors` name each key path."""
 
     def __init__(self, errors: list[ConfigError]):
         self.errors = errors
         super().__init__("; ".join(str(error) for error in errors))
+
+
+class ProtectionDenied(TableRejected):
+    """A change that weakens the protection of sensitive columns, by someone not allowed to (see protection)."""
+
+
+def table_protection_check(
+    *, table: TableConfig | None, user: Any, before: TableConfig | None = None
+) -> None:
+    """Refuse a save of `table` (None: the deletion of `before`) that breaks the protection rules.
+
+    `before` defaults to the stored version of `table`. Raises ProtectionDenied when the change weakens
+    protection and `user` may not, TableRejected when the table would keep in clear a column that another
+    table encrypts (see syncconfig.protection).
+    """
+    if before is None and table is not None and table.pk is not None:
+        before = TableConfig.objects.filter(pk=table.pk).first()
+    after = table.to_table_dict() if table is not None else None
+    if not protection.may_weaken(user):
+        weakened = protection.weakenings(before.to_table_dict() if before else None, after)
+        if weakened:
+            raise ProtectionDenied(weakened)
+    if after is not None:
+        others = [t.to_table_dict() for t in selectors.tables_reading(after["snowflake"], exclude=table)]
+        gaps = protection.policy_gaps(after, others)
+        if gaps:
+            raise TableRejected(gaps)
+
+
+def table_save(*, table: TableConfig, user: Any = None, reason: str | None = None) -> TableConfig:
+    """Validate and save one table (admin and API edits), recording who changed it and why.
+
+    `user` None is a trusted caller (a command on the server); any other must hold the permission to weaken
+    protection for a change that does (syncconfig.protection).
+    """
+    table.full_clean()
+    table_protection_check(table=table, user=user)
+    _mark(table, reason=reason, user=user)
+    table.save()
+    return table
+
+
+def table_delete(*, table: TableConfig, user: Any = None, reason: str | None = None) -> None:
+    """Delete one table, recording who deleted it and why (an encrypting table: only by an admin)."""
+    table_protection_check(table=None, before=table, user=user)
+    _mark(table, reason=reason, user=user)
+    table.delete()
 
 
 def table_save_document(

@@ -8,7 +8,7 @@ from rest_framework import status
 
 from fdm.api.errors import ApiError
 from syncconfig.schema import ConfigError
-from syncconfig.services import TableRejected
+from syncconfig.services import ProtectionDenied, TableRejected
 
 
 def config_rejected(
@@ -27,3 +27,13 @@ def config_rejected(
 def table_rejected(error: TableRejected) -> ApiError:
     """A table dict that the services refused, wherever a view passes one to them."""
     return config_rejected(error.errors)
+
+
+def protection_denied(error: ProtectionDenied) -> ApiError:
+    """403: the change weakens the protection of sensitive columns and the caller's role is below admin."""
+    return ApiError(
+        "The change weakens the protection of sensitive columns, which needs the admin role.",
+        code="permission_denied",
+        status_code=status.HTTP_403_FORBIDDEN,
+        details=[(error.field, error.message) for error in error.errors],
+    )

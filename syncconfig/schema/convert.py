@@ -58,6 +58,7 @@ def model_fields_from_table(table: TableDocument) -> dict[str, Any]:
         "compression_mode": compression_mode.value,
         "compressed_columns": compressed,
         "column_names": dict(table.column_names),
+        "clear_columns": dict(table.clear_columns),
         "schema_drift": table.schema_drift,
         "batch_size": table.batch_size,
         "max_staleness_minutes": table.max_staleness_minutes,
@@ -131,6 +132,9 @@ def table_dict_from_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         names = fields["column_names"]
         # Sorted: the database's jsonb does not keep key order, and a stable export must not depend on it.
         table["column_names"] = dict(sorted(names.items())) if isinstance(names, Mapping) else names
+    if fields["clear_columns"]:
+        clear = fields["clear_columns"]
+        table["clear_columns"] = dict(sorted(clear.items())) if isinstance(clear, Mapping) else clear
     if fields["schema_drift"] != DEFAULT_DRIFT_POLICY:
         table["schema_drift"] = fields["schema_drift"]
     if fields["batch_size"] != DEFAULT_BATCH_SIZE:
@@ -160,6 +164,7 @@ KEY_DEFAULTS: dict[str, Any] = {
     "primary_key": [],
     "columns": None,
     "column_names": {},
+    "clear_columns": {},
     "schema_drift": DEFAULT_DRIFT_POLICY,
     "batch_size": DEFAULT_BATCH_SIZE,
     "max_staleness_minutes": None,

@@ -27,6 +27,7 @@ MAX_SCHEDULE_LENGTH = 100  # the column's size, and django-q2's
 MAX_STALENESS_MINUTES = 366 * 24 * 60  # a year: anything longer is not a freshness limit
 # The pipeline's own schemas in the target database (sync state, staging tables); no table may land there.
 FDM_SCHEMAS = ("_fdm", "_fdm_staging")
+MIN_REASON_LENGTH = 10  # an exception to the protection policy says why, in more than a word
 
 # The values of syncconfig.choices.SyncMode and DriftPolicy, as types (a test keeps them in step).
 SyncModeValue = Literal["full", "incremental"]
@@ -112,6 +113,12 @@ def _notes(value: str) -> str:
     return value
 
 
+def _reason(value: str) -> str:
+    if len(value.strip()) < MIN_REASON_LENGTH:
+        raise _fail(f"must give the reason in at least {MIN_REASON_LENGTH} characters")
+    return _notes(value)
+
+
 def _schedule(value: str) -> str:
     problem = schedule_problem(value)
     if problem:
@@ -125,6 +132,7 @@ PostgresSchema = Annotated[str, AfterValidator(_postgres_schema)]
 TableName = Annotated[str, AfterValidator(_table_name)]
 Schedule = Annotated[str, AfterValidator(_schedule)]
 Notes = Annotated[str, AfterValidator(_notes)]
+Reason = Annotated[str, AfterValidator(_reason)]
 
 
 class _Strict(BaseModel):
@@ -193,6 +201,8 @@ class TableDocument(_Strict):
     encryption: EncryptionSetting = False
     compression: CompressionSetting = False
     column_names: dict[SnowflakeName, PostgresName] = {}
+    # Source columns that another table encrypts and this one may keep in clear, each with the reason.
+    clear_columns: dict[SnowflakeName, Reason] = {}
     schema_drift: DriftPolicyValue = DEFAULT_DRIFT_POLICY
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE, le=MAX_BATCH_SIZE)
     max_staleness_minutes: int | None = Field(default=None, ge=1, le=MAX_STALENESS_MINUTES)

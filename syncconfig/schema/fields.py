@@ -23,6 +23,7 @@ MODEL_FIELDS = (
     "compression_mode",
     "compressed_columns",
     "column_names",
+    "clear_columns",
     "schema_drift",
     "batch_size",
     "max_staleness_minutes",

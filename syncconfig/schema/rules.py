@@ -5,6 +5,8 @@ Columns compare as Snowflake does: plain names ignore case (`txn_id` is `TXN_ID`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from syncconfig.choices import SyncMode
 from syncconfig.schema.document import CompressionBlock, EncryptionBlock, TableDocument
 from syncconfig.schema.errors import format_path
@@ -120,6 +122,8 @@ def key_rules(table: TableDocument) -> list[tuple[str, str]]:
             if problem := left_out(name):
                 problems.append((f"compression.columns[{i}]", problem))
 
+    problems.extend(_clear_column_rules(table, left_out))
+
     sources: dict[str, str] = {}
     targets: dict[str, str] = {}
     for source, target in table.column_names.items():
@@ -131,6 +135,32 @@ def key_rules(table: TableDocument) -> list[tuple[str, str]]:
             problems.append((path, f"target name {target!r} is also given to {targets[target]!r}"))
         targets.setdefault(target, source)
         if problem := left_out(source):
+            problems.append((path, problem))
+    return problems
+
+
+def _clear_column_rules(table: TableDocument, left_out: Callable[[str], str | None]) -> list[tuple[str, str]]:
+    """An exception to the protection policy must be about a column this table reads and keeps in clear."""
+    problems = []
+    encryption = table.encryption
+    encrypted = (
+        {snowflake_name(c) for c in encryption.columns or ()}
+        if isinstance(encryption, EncryptionBlock)
+        else set()
+    )
+    encrypts_all = encryption is True or (isinstance(encryption, EncryptionBlock) and bool(encryption.all))
+    kept_in_clear = {snowflake_name(c) for c in table.primary_key}
+    if table.incremental_column:
+        kept_in_clear.add(snowflake_name(table.incremental_column))
+    seen: dict[str, str] = {}
+    for name in table.clear_columns:
+        path = format_path(["clear_columns", name])
+        if snowflake_name(name) in seen:
+            problems.append((path, f"{name!r} and {seen[snowflake_name(name)]!r} name the same column"))
+        seen.setdefault(snowflake_name(name), name)
+        if snowflake_name(name) in encrypted or (encrypts_all and snowflake_name(name) not in kept_in_clear):
+            problems.append((path, f"{name!r} is encrypted by this table; remove it from clear_columns"))
+        elif problem := left_out(name):
             problems.append((path, problem))
     return problems
 

@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from fdm.api.roles import Role, role_set
 from syncconfig import schema as table_schema
 from syncconfig import services, yaml_io
 from syncconfig.admin import export_selected_as_yaml
@@ -53,6 +56,7 @@ def form_data(instance: TableConfig, **changes: Any) -> dict[str, str]:
     ):
         data[field] = "\n".join(getattr(instance, field))
     data["column_names"] = json.dumps(instance.column_names)
+    data["clear_columns"] = json.dumps(instance.clear_columns)
     data["max_staleness_minutes"] = (
         "" if instance.max_staleness_minutes is None else str(instance.max_staleness_minutes)
     )
@@ -292,3 +296,27 @@ def test_the_add_and_change_pages_render(admin_client, transactions):
     page = admin_client.get(change_url(transactions))
     assert page.status_code == 200
     assert "ACCOUNT_NUMBER\nIBAN</textarea>" in page.content.decode()
+
+
+def test_the_form_refuses_an_operator_who_turns_encryption_off(client, transactions):
+    operator = get_user_model().objects.create_user("ops", is_staff=True)
+    role_set(user=operator, role=Role.OPERATOR)  # may edit tables in the admin, not weaken their protection
+    operator.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_tableconfig", "change_tableconfig"])
+    )
+    client.force_login(operator)
+    off = form_data(transactions, encryption_mode="off", encrypted_columns="", searchable_columns="")
+    response = client.post(change_url(transactions), off)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert (
+        "turning encryption off weakens the protection of sensitive columns" in errors["encryption_mode"][0]
+    )
+    assert TableConfig.objects.get(pk=transactions.pk).encryption_mode == "columns"
+
+
+def test_the_form_lets_an_admin_turn_encryption_off(admin_client, transactions):
+    off = form_data(transactions, encryption_mode="off", encrypted_columns="", searchable_columns="")
+    response = admin_client.post(change_url(transactions), off)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert TableConfig.objects.get(pk=transactions.pk).encryption_mode == "off"
