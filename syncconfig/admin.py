@@ -17,13 +17,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from simple_history.admin import SimpleHistoryAdmin
 
-from syncconfig import services
+from syncconfig import services, yaml_io
 from syncconfig.choices import ScheduleKind
 from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
 from syncconfig.models import TableConfig
 from syncconfig.reporting import change_text, import_summary_lines
 
 EXPORT_FILENAME = "tables.yaml"
+# An upload of the largest document, or its confirm step (the document in base64), with the form around it.
+MAX_IMPORT_REQUEST_BYTES = yaml_io.MAX_DOCUMENT_BYTES * 4 // 3 + 64 * 1024
 
 
 class ScheduleKindFilter(admin.SimpleListFilter):
@@ -161,6 +163,13 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         }
         if request.method != "POST":
             return TemplateResponse(request, self.import_template, context)
+        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_IMPORT_REQUEST_BYTES:
+            # Refused from the header, before the body is read: a file this size cannot be a valid document.
+            limit = yaml_io.MAX_DOCUMENT_BYTES
+            context["form_errors"] = [
+                f"The file is larger than the limit of {limit} bytes; nothing was read."
+            ]
+            return TemplateResponse(request, self.import_template, context, status=413)
 
         if "confirm" in request.POST:
             confirm = ImportConfirmForm(request.POST)
@@ -195,7 +204,13 @@ class TableConfigAdmin(SimpleHistoryAdmin):
             result = None
 
         preview = services.tables_import(
-            document=document, env=env, dry_run=True, prune=prune, source=source, via="admin import"
+            document=document,
+            env=env,
+            dry_run=True,
+            prune=prune,
+            user=request.user,  # the preview shows what this user may not change too
+            source=source,
+            via="admin import",
         )
         context.update(
             preview=preview,

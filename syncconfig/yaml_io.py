@@ -28,6 +28,7 @@ from yaml.nodes import MappingNode, ScalarNode
 from syncconfig.schema import ConfigError, describe, format_path
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
+MAX_DEPTH = 32  # a tables document is 5 levels deep
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 OVERLAY_KEYS = ("defaults", "tables")
 EXPORT_HEADER = "# fdm table configuration. Keys and defaults: docs/configuration.md\n"
@@ -64,6 +65,7 @@ class StrictSafeLoader(yaml.SafeLoader):
     """PyYAML's safe loader with YAML 1.2 scalars, no aliases and no duplicate keys."""
 
     yaml_implicit_resolvers: dict[str | None, list[Any]] = {}
+    _depth: int
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(AliasEvent):
@@ -74,7 +76,15 @@ class StrictSafeLoader(yaml.SafeLoader):
                 f"aliases (*{event.anchor}) are not accepted; write the value out in full",
                 event.start_mark,
             )
-        return super().compose_node(parent, index)
+        # PyYAML composes nested nodes by recursion: refuse a deep document before it exhausts the stack.
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                message = f"lists and mappings nest more than {MAX_DEPTH} levels deep"
+                raise yaml.composer.ComposerError(None, None, message, self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, Any] = {}

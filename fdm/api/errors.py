@@ -19,10 +19,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from fdm.api.parsers import BodyTooLarge, body_limit
 
 logger = logging.getLogger("fdm.api")
 
@@ -102,6 +105,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     exc = _converted(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, RequestDataTooBig):
+        exc = BodyTooLarge(f"The request body is larger than the limit of {body_limit()} bytes.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)

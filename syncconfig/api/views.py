@@ -16,11 +16,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fdm.api.pagination import PAGE_PARAMETERS, Pagination
+from fdm.api.parsers import JSONParser, RawBodyParser
 from fdm.api.permissions import IsOperator, IsViewer, ViewerReadsOperatorWrites
 from fdm.api.schema import paginated
 from fdm.api.views import ApiView
@@ -41,13 +41,11 @@ DOCUMENT_SCHEMA = {
 TAGS = ["tables"]
 
 
-class YamlParser(BaseParser):
-    """Hands the raw YAML text to the import service, whose strict loader parses it."""
+class YamlParser(RawBodyParser):
+    """Hands the raw YAML text, at most a document's size limit, to the import service's strict loader."""
 
     media_type = "application/yaml"  # type: ignore[assignment]  # DRF declares it None
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> bytes:
-        return stream.read() if stream is not None else b""
+    limit = yaml_io.MAX_DOCUMENT_BYTES
 
 
 def _bool_param(request: Request, name: str) -> bool | None:
