@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from syncconfig import selectors
 from syncconfig.models import TableConfig
+from syncconfig.protection import Protection
 from syncengine.pipeline import spec as pipeline
+
+
+def encrypted_elsewhere(table: TableConfig) -> tuple[pipeline.EncryptedElsewhere, ...]:
+    """What the other tables reading the same Snowflake table encrypt (the per-source protection policy)."""
+    own = Protection.of(table.to_table_dict())
+    found = []
+    for other_table in selectors.tables_reading(table.to_table_dict()["snowflake"], exclude=table):
+        other = Protection.of(other_table.to_table_dict())
+        if other.source != own.source or not other.encrypts_any:
+            continue
+        found.append(
+            pipeline.EncryptedElsewhere(
+                table=other.name,
+                columns=tuple(sorted(other.label(column) for column in other.encrypted)),
+                every_column=other.encrypts_all,
+                keeps_declared_key=other.encrypts_all and not other_table.primary_key,
+            )
+        )
+    return tuple(found)
 
 
 def table_spec(table: TableConfig) -> pipeline.TableSpec:
@@ -29,4 +50,6 @@ def table_spec(table: TableConfig) -> pipeline.TableSpec:
         ),
         drift_policy=pipeline.DriftPolicy(table.schema_drift),
         batch_size=table.batch_size,
+        encrypted_elsewhere=encrypted_elsewhere(table),
+        clear_columns=tuple(table.clear_columns),
     )

@@ -68,6 +68,20 @@ class CompressionSpec:
 
 
 @dataclass(frozen=True)
+class EncryptedElsewhere:
+    """What another table on the same source encrypts: a run may not store those columns in clear.
+
+    `columns` are the encrypted names as configured there; with `every_column`, it encrypts every column but
+    `columns` (its key and incremental column), and with `keeps_declared_key` the source's declared key too.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    every_column: bool = False
+    keeps_declared_key: bool = False
+
+
+@dataclass(frozen=True)
 class TableSpec:
     name: str
     source: SourceRef
@@ -82,3 +96,6 @@ class TableSpec:
     compression: CompressionSpec = CompressionSpec()
     drift_policy: DriftPolicy = DriftPolicy.EVOLVE
     batch_size: int = 100_000
+    # The per-source protection policy: what other tables encrypt, and this table's recorded exceptions.
+    encrypted_elsewhere: tuple[EncryptedElsewhere, ...] = ()
+    clear_columns: tuple[str, ...] = ()
