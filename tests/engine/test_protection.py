@@ -6,8 +6,11 @@ admin page showing the keys in use."""
 
 from __future__ import annotations
 
+import csv
+import getpass
 import io
 import json
+import socket
 from decimal import Decimal
 
 import pytest
@@ -204,6 +207,36 @@ def test_the_decrypt_command_prints_rows_and_records_the_read(keyring, accounts)
     _user("nobody", decrypt=False)
     with pytest.raises(CommandError, match="needs the permission"):
         call_command("decrypt", accounts.name, "--user", "nobody")
+
+
+def test_the_decrypt_command_neutralises_formulas_in_csv_and_records_the_os_account(
+    keyring, accounts, snowflake
+):
+    name = f"FDM_ENGINE.PUBLIC.{accounts.snowflake_table}"
+    snowflake.execute(
+        f"INSERT INTO {name} VALUES (99, %s, %s, %s)",
+        (SECRETS[0], '=HYPERLINK("http://x.test","open")', "@SUM(A1)"),
+    )
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    _user("auditor", decrypt=True)
+    out = io.StringIO()
+    call_command(
+        "decrypt",
+        accounts.name,
+        "--user",
+        "auditor",
+        "--where",
+        "account_id=99",
+        "--format",
+        "csv",
+        stdout=out,
+    )
+    header, row = list(csv.reader(io.StringIO(out.getvalue())))
+    cells = dict(zip(header, row, strict=True))
+    assert cells["holder_name"] == '\'=HYPERLINK("http://x.test","open")'
+    assert cells["notes"] == "'@SUM(A1)"
+    assert cells["account_id"] == "99"
+    assert DecryptedRead.objects.get().client == f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def test_the_table_page_shows_protected_columns_keys_in_use_and_rotation_progress(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import getpass
 import json
 import socket
 from datetime import date, datetime, time
@@ -20,6 +21,9 @@ from syncconfig.selectors import table_get
 from syncengine import protected_data
 from syncengine.pipeline.errors import PipelineError
 from syncengine.pipeline.protection.reader import MAX_PAGE_SIZE
+
+# A cell a spreadsheet would run as a formula (CSV injection, OWASP): written with a leading apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class Command(BaseCommand):
@@ -73,7 +77,8 @@ class Command(BaseCommand):
                     after=after,
                     limit=min(MAX_PAGE_SIZE, wanted - printed),
                     via="command",
-                    client=socket.gethostname(),
+                    # The name given is not authenticated here: the OS account that ran the command is recorded too.
+                    client=f"{getpass.getuser()}@{socket.gethostname()}",
                 )
             except PermissionDenied as exc:
                 raise CommandError(f"{options['user']}: {exc}") from None
@@ -85,9 +90,7 @@ class Command(BaseCommand):
             for row in page.rows:
                 plain = {name: _plain(value) for name, value in row.items()}
                 if writer is not None:
-                    writer.writerow(
-                        {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in plain.items()}
-                    )
+                    writer.writerow({k: _csv_cell(v) for k, v in plain.items()})
                 else:
                     self.stdout.write(json.dumps(plain, ensure_ascii=False))
             printed += len(page.rows)
@@ -104,4 +107,16 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, bytes | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: JSON for documents, formulas neutralised; numbers as they are."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        try:
+            Decimal(value)
+        except ArithmeticError:
+            return "'" + value
     return value
