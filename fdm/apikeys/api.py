@@ -20,12 +20,14 @@ from rest_framework.response import Response
 from fdm.api.pagination import PAGE_PARAMETERS, Pagination
 from fdm.api.permissions import IsAdmin
 from fdm.api.roles import ROLE_NAMES, Role, role_of, role_set
+from fdm.api.schema import error_response
 from fdm.api.views import ApiView
 from fdm.apikeys import selectors, services
 from fdm.apikeys.models import ApiKey, Channel, ServiceAccount
 
 TAGS = ["admin"]
 MAX_ID = 2**63 - 1
+NOT_A_SERVICE_ACCOUNT = "The user is not a service account (a person, a superuser or a staff user)."
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
@@ -140,7 +142,7 @@ class ApiKeyListView(ApiView):
         "does, and a new key for it. The key is in this response only. A user that is not a service account "
         "(a person, a superuser, a staff user) is refused with 409 and left unchanged.",
         request=ApiKeyCreateSerializer,
-        responses={201: ApiKeyCreatedSerializer},
+        responses={201: ApiKeyCreatedSerializer, 409: error_response(NOT_A_SERVICE_ACCOUNT)},
     )
     def post(self, request: Request) -> Response:
         payload = ApiKeyCreateSerializer(data=request.data)
@@ -179,11 +181,25 @@ class ApiKeyDetailView(ApiView):
 
 class UserSerializer(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
+    service_account = serializers.SerializerMethodField()
 
     class Meta:
         model = User
-        fields = ("id", "username", "role", "is_active", "is_superuser", "last_login", "date_joined")
+        fields = (
+            "id",
+            "username",
+            "role",
+            "service_account",
+            "is_active",
+            "is_superuser",
+            "last_login",
+            "date_joined",
+        )
         read_only_fields = fields
+
+    @extend_schema_field({"type": "boolean", "description": "Whether API keys may be issued to the user."})
+    def get_service_account(self, user: User) -> bool:
+        return hasattr(user, "service_account")
 
     @extend_schema_field({"type": ["string", "null"], "description": "viewer, operator, admin or null"})
     def get_role(self, user: User) -> str | None:
@@ -217,7 +233,9 @@ class UserListView(ApiView):
         responses={200: UserSerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
-        return self.paginated(User.objects.order_by("username"), UserSerializer)
+        return self.paginated(
+            User.objects.select_related("service_account").order_by("username"), UserSerializer
+        )
 
 
 class UserRoleView(ApiView):
@@ -231,7 +249,10 @@ class UserRoleView(ApiView):
         description="A service account's role change is recorded in its history (and in the history of its "
         "keys); people's roles are set as they are in the admin.",
         request=UserRoleSerializer,
-        responses={200: UserSerializer},
+        responses={
+            200: UserSerializer,
+            409: error_response("A service account that has since been given a password or made staff."),
+        },
     )
     def put(self, request: Request, username: str) -> Response:
         user = _user_or_404(username)

@@ -103,6 +103,9 @@ def test_keys_for_service_accounts_still_work_and_record_who_created_them(admin,
     assert client.get("/api/v1/pipeline/runs/").status_code == 200
     listed = admin.get(f"/api/v1/admin/keys/{body['id']}/").json()
     assert listed["created_by"] == _admin_user(admin)
+    User.objects.create_user("alice", password="a password")
+    users = {u["username"]: u for u in admin.get("/api/v1/admin/users/?page_size=500").json()["results"]}
+    assert users["nightly"]["service_account"] is True and users["alice"]["service_account"] is False
 
 
 def test_creation_revocation_and_role_changes_leave_an_audit_trail_with_the_actor(admin, viewer):
