@@ -12,7 +12,8 @@ import pytest
 from django.contrib.auth.models import User
 from drf_spectacular.generators import SchemaGenerator
 
-from fdm.apikeys.services import api_key_create
+from fdm.api.roles import Role
+from fdm.apikeys.services import api_key_create, service_account_role_set, service_key_create
 from syncconfig.models import TableConfig
 from syncengine import services
 from syncengine.choices import RunTrigger
@@ -90,7 +91,7 @@ def expected_status(endpoint: Endpoint, role: str | None) -> int:
 
 @pytest.fixture
 def world(db, monkeypatch) -> dict[str, Any]:
-    """One of each object the paths name: a table, a queued run of it, an API key, a user."""
+    """One of each object the paths name: a table, a queued run of it, a service account's API key, a person."""
     for name in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_PASSWORD", "SNOWFLAKE_HOST"):
         monkeypatch.delenv(name, raising=False)
     body = table_dict()
@@ -100,7 +101,7 @@ def world(db, monkeypatch) -> dict[str, Any]:
     table = config_services.table_save_document(document=body)
     run = services.run_create(table=table, trigger=RunTrigger.API)
     someone = User.objects.create(username=f"someone-{uuid.uuid4().hex[:6]}")
-    key, _ = api_key_create(user=someone, name="some program")
+    key, _ = service_key_create(username=f"program-{uuid.uuid4().hex[:6]}", role=Role.VIEWER)
     return {"table": table, "body": body, "run": run, "key": key, "user": someone}
 
 
@@ -156,7 +157,8 @@ def test_the_matrix_covers_every_operation_of_the_schema():
 
 
 def test_a_user_without_a_role_is_refused_everywhere_but_health(db, client_for):
-    nobody = User.objects.create(username="nobody")
+    nobody = service_key_create(username="nobody", role=Role.VIEWER)[0].user
+    service_account_role_set(user=nobody, role=None)
     _, key = api_key_create(user=nobody, name="no role")
     client = client_for(None)
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")

@@ -9,20 +9,22 @@ from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from fdm.api.roles import ROLE_NAMES, Role
-from fdm.apikeys.services import service_key_create
+from fdm.apikeys.services import Actor, NotAServiceAccount, service_key_create
 from fdm.commands import SkipsKeyringCheck
 
 
 class Command(SkipsKeyringCheck):
     help = (
-        "Create (or reuse) the service user NAME with the given role and print a new API key for it. The key "
-        "is the last line of the output (scripts read it from there) and cannot be shown again; programs send "
-        "it as `Authorization: Api-Key <key>`."
+        "Create (or reuse) the service account NAME with the given role and print a new API key for it. The "
+        "key is the last line of the output (scripts read it from there) and cannot be shown again; programs "
+        "send it as `Authorization: Api-Key <key>`. An existing user that is not a service account (a person, "
+        "a superuser, a staff user) is refused. The key and any role change are recorded as made by the OS "
+        "user running the command."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("name", metavar="NAME", help="the service user's name, also the key's name")
-        parser.add_argument("--role", required=True, choices=ROLE_NAMES, help="the user's role")
+        parser.add_argument("name", metavar="NAME", help="the service account's name, also the key's name")
+        parser.add_argument("--role", required=True, choices=ROLE_NAMES, help="the account's role")
         parser.add_argument(
             "--expires-in-days",
             type=int,
@@ -39,7 +41,12 @@ class Command(SkipsKeyringCheck):
             raise CommandError("--expires-in-days must be a positive number")
         expires_at = timezone.now() + timedelta(days=days) if days else None
         role = Role.parse(options["role"])
-        record, key = service_key_create(username=name, role=role, expires_at=expires_at)
+        try:
+            record, key = service_key_create(
+                username=name, role=role, expires_at=expires_at, actor=Actor.from_shell()
+            )
+        except NotAServiceAccount as error:
+            raise CommandError(str(error)) from None
         expiry = f", expires {record.expires_at:%Y-%m-%d %H:%M %Z}" if record.expires_at else ""
         self.stdout.write(
             f"Created API key {record.prefix}… (id {record.pk}) for user {name!r} with role {role.label}"
