@@ -17,7 +17,7 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
 from fdm.api import health
-from fdm.apikeys import api as apikeys_api
+from fdm.apikeys import urls as apikeys_urls
 from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls
 
 # JSON first: the schema by default, and errors (401, 403) in the API's error body as application/json.
@@ -35,19 +35,12 @@ class DocsView(SpectacularSwaggerView):
         return super().handle_exception(exc)
 
 
-keys_urls = [
-    path("keys/", apikeys_api.ApiKeyListView.as_view(), name="key-list"),
-    path("keys/<int:key_id>/", apikeys_api.ApiKeyDetailView.as_view(), name="key-detail"),
-    path("users/", apikeys_api.UserListView.as_view(), name="user-list"),
-    path("users/<str:username>/role/", apikeys_api.UserRoleView.as_view(), name="user-role"),
-]
-
 v1 = [
     path("tables/", include("syncconfig.api.urls")),
     path("pipeline/", include(pipeline_urls)),
     path("metadata/", include(metadata_urls)),
     path("data/", include(data_urls)),
-    path("admin/", include(keys_urls + admin_urls)),
+    path("admin/", include(apikeys_urls.urlpatterns + admin_urls)),
     path("schema/", schema_view, name="schema"),
     path("docs/", DocsView.as_view(url_name="api:schema"), name="docs"),
 ]

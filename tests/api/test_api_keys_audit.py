@@ -11,11 +11,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
-from django.urls import include, path
 from django.utils import timezone
 
 from fdm.api.roles import Role, role_of, role_set
-from fdm.apikeys import api as apikeys_api
 from fdm.apikeys.management.commands.create_api_key import Command as CreateApiKey
 from fdm.apikeys.models import ApiKey, ServiceAccount
 from fdm.apikeys.services import (
@@ -26,13 +24,7 @@ from fdm.apikeys.services import (
 )
 from tests.api.conftest import error_of
 
-# The history endpoint, mounted as fdm.urls mounts the other key endpoints (fdm/apikeys/urls.py lists them all).
-urlpatterns = [
-    path("api/v1/admin/keys/<int:key_id>/history/", apikeys_api.ApiKeyHistoryView.as_view()),
-    path("", include("fdm.urls")),
-]
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+pytestmark = pytest.mark.django_db
 
 
 def _groups(user: User) -> set[str]:

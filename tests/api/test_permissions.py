@@ -68,6 +68,7 @@ ENDPOINTS = [
     Endpoint("get", "/api/v1/admin/keys/", "admin", 200),
     Endpoint("post", "/api/v1/admin/keys/", "admin", 201, body="new-key"),
     Endpoint("get", "/api/v1/admin/keys/{key}/", "admin", 200),
+    Endpoint("get", "/api/v1/admin/keys/{key}/history/", "admin", 200),
     Endpoint("delete", "/api/v1/admin/keys/{key}/", "admin", 200),
     Endpoint("get", "/api/v1/admin/users/", "admin", 200),
     Endpoint("put", "/api/v1/admin/users/{user}/role/", "admin", 200, body={"role": "viewer"}),
