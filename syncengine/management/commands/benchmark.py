@@ -6,8 +6,8 @@ import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 
-from syncengine.benchmark import run_benchmark
 from syncengine.connections import target_dsn
+from syncengine.dev.benchmark import run_benchmark
 
 
 def _positive(value: str) -> int:

@@ -97,7 +97,7 @@ class Command(BaseCommand):
         )
 
         from syncengine.connections import snowflake_settings
-        from syncengine.sampledata import seed_demo_dataset
+        from syncengine.dev.sampledata import seed_demo_dataset
 
         started = time.monotonic()
         connection = snowflake_settings().connect()

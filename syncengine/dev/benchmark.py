@@ -36,6 +36,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from syncengine.dev.sampledata import insert_transactions, seed_transactions
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.runner import run_sync
@@ -50,7 +51,6 @@ from syncengine.pipeline.spec import (
     TableSpec,
     TargetRef,
 )
-from syncengine.sampledata import insert_transactions, seed_transactions
 
 DATABASE = "FDM_BENCH"
 SCHEMA = "PUBLIC"
