@@ -1,5 +1,6 @@
-"""Shared fixtures: the Snowflake emulator (fakesnow in server mode, reached by the real connector) and
-throwaway PostgreSQL databases on the real server named by DATABASE_URL."""
+"""Shared fixtures: the Snowflake emulator (fakesnow in server mode, reached by the real connector, started by
+syncengine.dev.emulator as the demo and the benchmark start it) and throwaway PostgreSQL databases on the real
+server named by DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from syncengine.dev.emulator import emulator, emulator_environment
+
 pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixtures
 
 # fdm sends nothing anywhere but 127.0.0.1 here: the connector's login-time platform probes (cloud metadata
@@ -17,28 +20,19 @@ pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixture
 # fdm's own logins turn them off by themselves (tests/pipeline/test_network.py proves it without this).
 os.environ["SNOWFLAKE_DISABLE_PLATFORM_DETECTION"] = "true"
 
-# Sessions against the emulator: it has no ALTER SESSION, which the connector and fdm issue.
-EMULATOR_SESSION_PARAMETERS = {"nop_regexes": ["^ALTER SESSION.*"]}
-
 
 @pytest.fixture(scope="session")
 def snowflake_server() -> Iterator[dict]:
     """Connection keyword arguments for a running fakesnow server (shared in-memory databases)."""
-    import fakesnow
-
-    with fakesnow.server(session_parameters=EMULATOR_SESSION_PARAMETERS) as kwargs:
+    with emulator() as kwargs:
         yield kwargs
 
 
 @pytest.fixture
 def snowflake_env(snowflake_server, monkeypatch) -> dict:
     """Point fdm's SNOWFLAKE_* environment at the emulator."""
-    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", snowflake_server["account"])
-    monkeypatch.setenv("SNOWFLAKE_USER", snowflake_server["user"])
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", snowflake_server["password"])
-    monkeypatch.setenv("SNOWFLAKE_HOST", snowflake_server["host"])
-    monkeypatch.setenv("SNOWFLAKE_PORT", str(snowflake_server["port"]))
-    monkeypatch.setenv("SNOWFLAKE_PROTOCOL", snowflake_server["protocol"])
+    for name, value in emulator_environment(snowflake_server).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_FILE", raising=False)
     return snowflake_server
 
