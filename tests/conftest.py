@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from django.conf import settings as django_settings
 
 from syncengine.dev.emulator import emulator, emulator_environment
 
@@ -19,6 +20,10 @@ pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixture
 # addresses) stay off for every connection the tests open, worker processes included (they inherit this).
 # fdm's own logins turn them off by themselves (tests/pipeline/test_network.py proves it without this).
 os.environ["SNOWFLAKE_DISABLE_PLATFORM_DETECTION"] = "true"
+
+# Processes the tests start (workers, commands) sign and verify with this process's secret key: django-q2 signs
+# the tasks it queues with it. Without SECRET_KEY the settings make up a key per process (they keep none).
+os.environ.setdefault("SECRET_KEY", django_settings.SECRET_KEY)
 
 
 @pytest.fixture(scope="session")
