@@ -7,27 +7,24 @@ import secrets
 import warnings
 from pathlib import Path
 
-import environ
-
 from fdm.env import ConfigurationError, env_bool, env_int, env_list, env_str
+from fdm.local_state import (
+    database_settings,
+    embedded_database_url,
+    read_secret_key,
+    running_embedded_database_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(env_str("FDM_STATE_DIR", str(BASE_DIR / ".fdm")))  # embedded database, demo state
+STATE_DIR = Path(
+    env_str("FDM_STATE_DIR", str(BASE_DIR / ".fdm"))
+)  # local runs: embedded database, demo state
 
 
 def _secret_key() -> str:
-    configured = env_str("SECRET_KEY")
-    if configured:
-        return configured
-    # Local default: a random key kept under .fdm/ so that sessions survive restarts. Never committed.
-    key_file = STATE_DIR / "secret_key"
-    if key_file.exists():
-        return key_file.read_text().strip()
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    key_file.write_text(key)
-    key_file.chmod(0o600)
-    return key
+    """SECRET_KEY; else the key that local runs keep under FDM_STATE_DIR (fdm.local_state.ensure_secret_key);
+    else a random key for this process only (tests, CI, one-off commands). Reading settings writes nothing."""
+    return env_str("SECRET_KEY") or read_secret_key(STATE_DIR) or secrets.token_urlsafe(50)
 
 
 SECRET_KEY = _secret_key()
@@ -39,6 +36,7 @@ FDM_ENV = env_str("FDM_ENV")  # dev | staging | prod: picks config/environments/
 FDM_CONFIG_DIR = Path(env_str("FDM_CONFIG_DIR", str(BASE_DIR / "config")))
 
 INSTALLED_APPS = [
+    "fdm",  # first: its runserver (which prepares local state) overrides staticfiles' one
     "django_prometheus",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -91,19 +89,17 @@ WSGI_APPLICATION = "fdm.wsgi.application"
 ASGI_APPLICATION = "fdm.asgi.application"
 
 
-def _database_url() -> str:
-    url = env_str("DATABASE_URL")
-    if url:
-        return url
-    from fdm.embedded_pg import embedded_database_url
-
-    return embedded_database_url(STATE_DIR / "pgdata")
-
-
-DATABASE_URL = _database_url()
-DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
-DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+# Unset DATABASE_URL: the embedded PostgreSQL under FDM_STATE_DIR, found through its postmaster.pid when it runs.
+# Settings never start it: `demo` and `runserver` do (fdm.local_state.ensure_embedded_database); any other
+# command that needs it while it is stopped says how to start it (manage.py).
+EMBEDDED_PGDATA = STATE_DIR / "pgdata"
+EMBEDDED_DATABASE = not env_str("DATABASE_URL")
+DATABASE_URL = (
+    env_str("DATABASE_URL")
+    or running_embedded_database_url(EMBEDDED_PGDATA)
+    or embedded_database_url(EMBEDDED_PGDATA)
+)
+DATABASES = {"default": database_settings(DATABASE_URL)}
 # Where synced tables are written; unset means the same database as Django's (see syncengine.connections).
 TARGET_DATABASE_URL = env_str("TARGET_DATABASE_URL")
 

@@ -1,5 +1,6 @@
-"""Shared fixtures: the Snowflake emulator (fakesnow in server mode, reached by the real connector) and
-throwaway PostgreSQL databases on the real server named by DATABASE_URL."""
+"""Shared fixtures: the Snowflake emulator (fakesnow in server mode, reached by the real connector, started by
+syncengine.dev.emulator as the demo and the benchmark start it) and throwaway PostgreSQL databases on the real
+server named by DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from django.conf import settings as django_settings
+
+from syncengine.dev.emulator import emulator, emulator_environment
 
 pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixtures
 
@@ -17,28 +21,23 @@ pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixture
 # fdm's own logins turn them off by themselves (tests/pipeline/test_network.py proves it without this).
 os.environ["SNOWFLAKE_DISABLE_PLATFORM_DETECTION"] = "true"
 
-# Sessions against the emulator: it has no ALTER SESSION, which the connector and fdm issue.
-EMULATOR_SESSION_PARAMETERS = {"nop_regexes": ["^ALTER SESSION.*"]}
+# Processes the tests start (workers, commands) sign and verify with this process's secret key: django-q2 signs
+# the tasks it queues with it. Without SECRET_KEY the settings make up a key per process (they keep none).
+os.environ.setdefault("SECRET_KEY", django_settings.SECRET_KEY)
 
 
 @pytest.fixture(scope="session")
 def snowflake_server() -> Iterator[dict]:
     """Connection keyword arguments for a running fakesnow server (shared in-memory databases)."""
-    import fakesnow
-
-    with fakesnow.server(session_parameters=EMULATOR_SESSION_PARAMETERS) as kwargs:
+    with emulator() as kwargs:
         yield kwargs
 
 
 @pytest.fixture
 def snowflake_env(snowflake_server, monkeypatch) -> dict:
     """Point fdm's SNOWFLAKE_* environment at the emulator."""
-    monkeypatch.setenv("SNOWFLAKE_ACCOUNT", snowflake_server["account"])
-    monkeypatch.setenv("SNOWFLAKE_USER", snowflake_server["user"])
-    monkeypatch.setenv("SNOWFLAKE_PASSWORD", snowflake_server["password"])
-    monkeypatch.setenv("SNOWFLAKE_HOST", snowflake_server["host"])
-    monkeypatch.setenv("SNOWFLAKE_PORT", str(snowflake_server["port"]))
-    monkeypatch.setenv("SNOWFLAKE_PROTOCOL", snowflake_server["protocol"])
+    for name, value in emulator_environment(snowflake_server).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("SNOWFLAKE_PRIVATE_KEY_FILE", raising=False)
     return snowflake_server
 

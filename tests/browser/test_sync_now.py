@@ -11,8 +11,8 @@ from syncconfig import services, yaml_io
 from syncconfig.models import TableConfig
 from syncengine.choices import RunStatus
 from syncengine.connections import target_dsn
+from syncengine.dev.sampledata import seed_demo_dataset
 from syncengine.models import SyncRun
-from syncengine.sampledata import seed_demo_dataset
 from tests.browser.support import DEMO_CONFIG
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -12,9 +12,9 @@ from decimal import Decimal
 import psycopg
 import pytest
 
+from syncengine.dev.sampledata import insert_transactions, seed_transactions
 from syncengine.pipeline.errors import RunCancelled, TransientError, TypeOverflowError
 from syncengine.pipeline.spec import DriftPolicy
-from syncengine.sampledata import insert_transactions, seed_transactions
 
 from .conftest import staging_tables
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from syncengine.sampledata import insert_transactions, seed_demo_dataset
+from syncengine.dev.sampledata import insert_transactions, seed_demo_dataset
 
 
 def test_the_demo_dataset_has_keys_and_incremental_columns(source, make_spec, sync, target):

@@ -1,4 +1,4 @@
-"""`python manage.py demo`: the whole product on embedded defaults, in one command.
+"""The demo: the whole product on embedded defaults, in one command (`python manage.py demo`).
 
 1. Migrate Django's database (the embedded PostgreSQL under .fdm/ unless DATABASE_URL is set).
 2. Start the Snowflake emulator (fakesnow in server mode) and seed it with sample financial tables.
@@ -14,128 +14,104 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from io import TextIOBase
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from rich.console import Console
 from rich.table import Table
+
+from syncengine.dev.emulator import emulator, emulator_environment, free_port
 
 DEMO_CONFIG = Path(settings.BASE_DIR) / "config" / "demo" / "tables.yaml"
 DEMO_DATABASE = "DEMO_DB"
 
 
-class Command(BaseCommand):
-    # The start-up checks need the keyring, which this command provides before it starts anything.
-    requires_system_checks: list[str] = []
-    help = (
-        "Run fdm end to end on embedded defaults: start the Snowflake emulator with sample financial data, "
-        "sync it into PostgreSQL through the worker queue, and serve the admin."
-    )
+@dataclass(frozen=True)
+class DemoOptions:
+    rows: int = 300_000  # transactions to generate
+    port: int = 8000  # the admin's web server
+    snowflake_port: int = 0  # the emulator's; 0 picks a free one
+    serve: bool = True  # serve the admin after the syncs
+    timeout: int = 600  # seconds to wait for the syncs
 
-    def add_arguments(self, parser):
-        parser.add_argument(
-            "--rows", type=int, default=300_000, help="transactions to generate (default 300000)"
-        )
-        parser.add_argument("--port", type=int, default=8000, help="admin web server port (default 8000)")
-        parser.add_argument(
-            "--snowflake-port", type=int, default=0, help="emulator port (default: a free one)"
-        )
-        parser.add_argument(
-            "--no-serve", action="store_true", help="stop after the syncs instead of serving the admin"
-        )
-        parser.add_argument(
-            "--timeout", type=int, default=600, help="seconds to wait for the syncs (default 600)"
-        )
 
-    def handle(self, *args, **options):
-        console = Console()
-        children: list[subprocess.Popen] = []
+def run_demo(options: DemoOptions, *, stdout: TextIOBase) -> None:
+    """Run the numbered steps of this module's docstring; Ctrl-C, or the end, stops every process started."""
+    console = Console()
+    with ExitStack() as started:
         try:
-            self._run(console, children, options)
+            _run(console, started, options, stdout)
         except KeyboardInterrupt:
             console.print("\nStopping.")
-        finally:
-            for child in reversed(children):
-                _stop(child)
 
-    def _run(self, console: Console, children: list[subprocess.Popen], options: dict) -> None:
-        console.rule("fdm demo")
-        console.print(f"Django database: {_describe_database()}")
-        console.print(f"Encryption keyring: {_demo_keyring()}")
-        call_command("migrate", interactive=False, verbosity=0)
 
-        port = options["snowflake_port"] or _free_port()
-        console.print(f"Starting the Snowflake emulator on 127.0.0.1:{port} ...")
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "fakesnow", "-s", "-p", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        _wait_for_port(port, timeout=60)
-        # Every process started from here (workers, web server) reaches the emulator through the same settings
-        # a real deployment uses.
-        os.environ.update(
-            {
-                "SNOWFLAKE_ACCOUNT": "fakesnow",
-                "SNOWFLAKE_USER": "fake",
-                "SNOWFLAKE_PASSWORD": "snow",
-                "SNOWFLAKE_HOST": "127.0.0.1",
-                "SNOWFLAKE_PORT": str(port),
-                "SNOWFLAKE_PROTOCOL": "http",
-                # The emulator has no ALTER SESSION; this asks it to accept and ignore such statements.
-                "SNOWFLAKE_SESSION_PARAMETERS": '{"nop_regexes": ["^ALTER SESSION.*"]}',
-            }
-        )
+def _run(console: Console, started: ExitStack, options: DemoOptions, stdout: TextIOBase) -> None:
+    console.rule("fdm demo")
+    console.print(f"Django database: {_describe_database()}")
+    console.print(f"Encryption keyring: {_demo_keyring()}")
+    call_command("migrate", interactive=False, verbosity=0)
 
-        from syncengine.connections import snowflake_settings
-        from syncengine.sampledata import seed_demo_dataset
+    port = options.snowflake_port or free_port()
+    console.print(f"Starting the Snowflake emulator on 127.0.0.1:{port} ...")
+    kwargs = started.enter_context(emulator(port=port))
+    # Every process started from here (workers, web server) reaches the emulator through the same settings a
+    # real deployment uses.
+    os.environ.update(emulator_environment(kwargs))
 
-        started = time.monotonic()
-        connection = snowflake_settings().connect()
-        try:
-            counts = seed_demo_dataset(connection, database=DEMO_DATABASE, rows=options["rows"])
-        finally:
-            connection.close()
-        console.print(
-            f"Seeded {DEMO_DATABASE} in {time.monotonic() - started:.1f} s: {_format_counts(counts)}"
-        )
+    from syncengine.connections import snowflake_settings
+    from syncengine.dev.sampledata import seed_demo_dataset
 
-        call_command("import_tables", str(DEMO_CONFIG), stdout=self.stdout)
-        password = _reset_admin_login()
+    seeding_started = time.monotonic()
+    connection = snowflake_settings().connect()
+    try:
+        counts = seed_demo_dataset(connection, database=DEMO_DATABASE, rows=options.rows)
+    finally:
+        connection.close()
+    console.print(
+        f"Seeded {DEMO_DATABASE} in {time.monotonic() - seeding_started:.1f} s: {_format_counts(counts)}"
+    )
 
-        console.print("Starting the worker cluster (python manage.py qcluster) ...")
-        children.append(subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR))
-        runs = _enqueue_all()
-        finished = _wait_for_runs(console, runs, timeout=options["timeout"])
-        console.print(_runs_table(finished))
-        console.print(_target_table())
+    call_command("import_tables", str(DEMO_CONFIG), stdout=stdout)
+    password = _reset_admin_login()
 
-        failed = [run for run in finished if run.status != "succeeded"]
-        login = f"Admin: http://127.0.0.1:{options['port']}/admin/  user: admin  password: {password}"
-        if options["no_serve"]:
-            console.print(login)
-            if failed:
-                raise CommandError(f"{len(failed)} demo sync(s) did not succeed; see the runs above")
-            return
+    console.print("Starting the worker cluster (python manage.py qcluster) ...")
+    _start(started, [sys.executable, "manage.py", "qcluster"])
+    runs = _enqueue_all()
+    finished = _wait_for_runs(console, runs, timeout=options.timeout)
+    console.print(_runs_table(finished))
+    console.print(_target_table())
 
-        console.rule("serving")
+    failed = [run for run in finished if run.status != "succeeded"]
+    login = f"Admin: http://127.0.0.1:{options.port}/admin/  user: admin  password: {password}"
+    if not options.serve:
         console.print(login)
-        console.print("Press Ctrl-C to stop the web server, the workers and the emulator.")
-        web = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{options['port']}", "--noreload"],
-            cwd=settings.BASE_DIR,
-        )
-        children.append(web)
-        web.wait()
+        if failed:
+            raise CommandError(f"{len(failed)} demo sync(s) did not succeed; see the runs above")
+        return
+
+    console.rule("serving")
+    console.print(login)
+    console.print("Press Ctrl-C to stop the web server, the workers and the emulator.")
+    web = _start(
+        started, [sys.executable, "manage.py", "runserver", f"127.0.0.1:{options.port}", "--noreload"]
+    )
+    web.wait()
+
+
+def _start(started: ExitStack, command: list[str]) -> subprocess.Popen:
+    """Start a child process of the demo in the project directory; stopped when the demo ends."""
+    process = subprocess.Popen(command, cwd=settings.BASE_DIR)
+    started.callback(_stop, process)
+    return process
 
 
 def _describe_database() -> str:
@@ -143,22 +119,6 @@ def _describe_database() -> str:
     if os.environ.get("DATABASE_URL"):
         return f"{db.get('HOST') or 'local socket'}:{db.get('PORT') or 5432}/{db['NAME']} (DATABASE_URL)"
     return f"embedded PostgreSQL under {settings.STATE_DIR / 'pgdata'}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise CommandError(f"the Snowflake emulator did not start on port {port} within {timeout:.0f} s")
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gc
-import multiprocessing
 import os
 import platform
 import resource
@@ -36,6 +35,8 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from syncengine.dev.emulator import emulator
+from syncengine.dev.sampledata import insert_transactions, seed_transactions
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.runner import run_sync
@@ -50,13 +51,11 @@ from syncengine.pipeline.spec import (
     TableSpec,
     TargetRef,
 )
-from syncengine.sampledata import insert_transactions, seed_transactions
 
 DATABASE = "FDM_BENCH"
 SCHEMA = "PUBLIC"
 TABLE = "TRANSACTIONS"
 DELTA_TIMESTAMP = "2030-01-01 00:00:00"
-EMULATOR_SESSION_PARAMETERS: dict[str, Any] = {"nop_regexes": ["^ALTER SESSION.*"]}
 STAGING_DDL = (
     "txn_id numeric(38,0), account_id numeric(38,0), amount numeric(18,2), currency text, description text, "
     "category text, booked_at timestamp, value_date date, is_reversal boolean, metadata jsonb, updated_at timestamp"
@@ -130,37 +129,6 @@ class PeakMemory:
         self._done.set()
         self._thread.join()
         self.peak_mb = max(self.peak_mb, _rss_mb())
-
-
-def _serve_emulator(pipe: Any) -> None:
-    """Child process: run the emulator until the parent says stop. Its request log goes nowhere."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    import fakesnow
-
-    with fakesnow.server(session_parameters=EMULATOR_SESSION_PARAMETERS) as kwargs:
-        pipe.send(kwargs)
-        pipe.recv()
-
-
-@contextmanager
-def emulator() -> Iterator[dict[str, Any]]:
-    context = multiprocessing.get_context("spawn")
-    parent, child = context.Pipe()
-    process = context.Process(target=_serve_emulator, args=(child,), daemon=True)
-    process.start()
-    try:
-        if not parent.poll(120):
-            raise RuntimeError("the Snowflake emulator did not start within 120 s")
-        yield parent.recv()
-    finally:
-        if process.is_alive():
-            parent.send("stop")
-            process.join(30)
-        if process.is_alive():
-            process.terminate()
-            process.join()
 
 
 @contextmanager

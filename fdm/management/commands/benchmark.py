@@ -6,8 +6,8 @@ import argparse
 
 from django.core.management.base import BaseCommand, CommandError
 
-from syncengine.benchmark import run_benchmark
 from syncengine.connections import target_dsn
+from syncengine.dev.benchmark import run_benchmark
 
 
 def _positive(value: str) -> int:
@@ -34,6 +34,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        from django.conf import settings
+
+        from fdm.local_state import ensure_embedded_database
+
+        if settings.EMBEDDED_DATABASE and not settings.TARGET_DATABASE_URL:
+            ensure_embedded_database()  # its server holds the scratch database
         try:
             report = run_benchmark(
                 server_dsn=target_dsn(),

@@ -1,0 +1,49 @@
+"""`python manage.py demo`: the whole product on embedded defaults, in one command (syncengine.dev.demo)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    # The start-up checks need the keyring, which this command provides before it starts anything.
+    requires_system_checks: list[str] = []
+    help = (
+        "Run fdm end to end on embedded defaults: start the Snowflake emulator with sample financial data, "
+        "sync it into PostgreSQL through the worker queue, and serve the admin."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--rows", type=int, default=300_000, help="transactions to generate (default 300000)"
+        )
+        parser.add_argument("--port", type=int, default=8000, help="admin web server port (default 8000)")
+        parser.add_argument(
+            "--snowflake-port", type=int, default=0, help="emulator port (default: a free one)"
+        )
+        parser.add_argument(
+            "--no-serve", action="store_true", help="stop after the syncs instead of serving the admin"
+        )
+        parser.add_argument(
+            "--timeout", type=int, default=600, help="seconds to wait for the syncs (default 600)"
+        )
+
+    def handle(self, *args, **options):
+        from fdm.local_state import prepare_local_run
+        from syncengine.dev.demo import DemoOptions, run_demo
+        from syncengine.dev.emulator import EmulatorError
+
+        prepare_local_run()
+        try:
+            run_demo(
+                DemoOptions(
+                    rows=options["rows"],
+                    port=options["port"],
+                    snowflake_port=options["snowflake_port"],
+                    serve=not options["no_serve"],
+                    timeout=options["timeout"],
+                ),
+                stdout=self.stdout,
+            )
+        except EmulatorError as exc:
+            raise CommandError(str(exc)) from exc
