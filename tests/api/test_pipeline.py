@@ -115,7 +115,6 @@ def test_table_status_shows_last_run_last_success_freshness_and_watermark(viewer
     assert viewer.get("/api/v1/pipeline/tables/nope/").status_code == 404
 
 
-
 def test_the_status_endpoints_cost_a_fixed_number_of_queries_however_many_tables_and_runs(viewer, table):
     def queries(url: str) -> int:
         with CaptureQueriesContext(connection) as captured:
