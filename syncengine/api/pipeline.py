@@ -177,20 +177,20 @@ def _summary(run: SyncRun | None) -> dict[str, Any] | None:
 def table_statuses(tables: QuerySet[TableConfig]) -> list[dict[str, Any]]:
     """Each table's status as the API shows it, in three queries whatever the number of tables."""
     statuses = selectors.table_statuses(tables=tables, now=timezone.now())
-    next_runs = schedules.tables_next_run(tables=[status.table for status in statuses])
-    return [_status_body(status, next_runs.get(status.table.pk)) for status in statuses]
+    next_runs = schedules.tables_next_run(tables=[each.table for each in statuses])
+    return [_status_body(each, next_runs.get(each.table.pk)) for each in statuses]
 
 
-def _status_body(status: selectors.TableStatus, next_run: datetime | None) -> dict[str, Any]:
-    table, success, freshness = status.table, status.last_success, status.freshness
+def _status_body(table_status: selectors.TableStatus, next_run: datetime | None) -> dict[str, Any]:
+    table, success, freshness = table_status.table, table_status.last_success, table_status.freshness
     return {
         "table": table.name,
         "enabled": table.enabled,
         "schedule": table.schedule,
         "next_run_at": serializers.DateTimeField().to_representation(next_run) if next_run else None,
-        "last_run": _summary(status.last_run),
+        "last_run": _summary(table_status.last_run),
         "last_success": _summary(success),
-        "active_run": _summary(status.active_run),
+        "active_run": _summary(table_status.active_run),
         "freshness_seconds": freshness.seconds if freshness.ever_succeeded else None,
         "max_staleness_minutes": table.max_staleness_minutes,
         "stale": freshness.past_limit,
