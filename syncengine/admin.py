@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -23,7 +23,7 @@ from django.template.loader import select_template
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from syncengine import services
+from syncengine import selectors, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
 
@@ -420,18 +420,8 @@ class TableRunsAdminMixin(admin.ModelAdmin):
     change_form_template = "admin/syncengine/table_change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # The list's "last run" and "last success" columns: two correlated subqueries on the
-        # (table, -queued_at) index, not a query per row.
-        runs = SyncRun.objects.filter(table=OuterRef("pk")).order_by("-queued_at", "-id")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                last_run_id=Subquery(runs.values("pk")[:1]),
-                last_run_status=Subquery(runs.values("status")[:1]),
-                last_success_at=Subquery(runs.filter(status=RunStatus.SUCCEEDED).values("finished_at")[:1]),
-            )
-        )
+        # The list's "last run" and "last success" columns come with the tables, not a query per row.
+        return selectors.tables_with_latest_runs(super().get_queryset(request), details=True)
 
     @admin.display(description="last run", ordering="last_run_id")
     def last_run(self, table: Any) -> str:
@@ -445,11 +435,11 @@ class TableRunsAdminMixin(admin.ModelAdmin):
             status.label,
         )
 
-    @admin.display(description="last success", ordering="last_success_at")
+    @admin.display(description="last success", ordering="last_success_finished_at")
     def last_success(self, table: Any) -> str:
-        if table.last_success_at is None:
+        if table.last_success_finished_at is None:
             return "never"
-        return f"{naturaltime(table.last_success_at)}"
+        return f"{naturaltime(table.last_success_finished_at)}"
 
     def get_urls(self):
         sync_now_url = path(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.db import models
 
 
@@ -28,6 +30,18 @@ class RunStatus(models.TextChoices):
     def active(cls) -> frozenset[str]:
         """States in which a run still holds, or waits for, a worker."""
         return frozenset({cls.QUEUED, cls.RUNNING})
+
+    @classmethod
+    def outcomes(cls) -> tuple[RunStatus, ...]:
+        """Terminal states that say something about the table's data. A skipped run only says that another run
+        held the table (or that it was disabled), so it never hides the outcome of the run before it."""
+        return (cls.SUCCEEDED, cls.FAILED, cls.CANCELLED)
+
+    @classmethod
+    def in_order(cls, statuses: Collection[str] | None = None) -> tuple[RunStatus, ...]:
+        """`statuses` (every state when None) in the order of a run's life, for output that must not shuffle
+        (the sets above have no order)."""
+        return tuple(status for status in cls if statuses is None or status in statuses)
 
 
 class RunTrigger(models.TextChoices):

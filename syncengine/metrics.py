@@ -19,28 +19,33 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Max, Min, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Max, Min, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.models import Schedule, Task
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 
 from syncconfig.models import TableConfig
+from syncengine import selectors
 from syncengine.choices import RunStatus
 from syncengine.models import SyncRun
 from syncengine.schedules import shape_for
 
 logger = logging.getLogger("syncengine.metrics")
 
-# Outcomes that say something about a table's data. A skipped run only says that another run held the table
-# (or that it was disabled), so it never hides the outcome of the run before it.
-OUTCOMES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
-# Counted by `fdm_runs_total`: a run never leaves these states, so the counts only grow (while runs are kept).
-FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.CANCELLED)
-IN_PROGRESS = (RunStatus.QUEUED, RunStatus.RUNNING)
 ROW_KINDS = ("extracted", "loaded", "inserted", "updated", "deleted")
 BYTE_KINDS = ("extracted", "loaded")
 STAGES = ("extract", "transform", "load", "publish")
+# What a scrape reads of a table's latest runs.
+RUN_FIELDS = (
+    "id",
+    "status",
+    "started_at",
+    "finished_at",
+    *(f"rows_{kind}" for kind in ROW_KINDS),
+    *(f"bytes_{kind}" for kind in BYTE_KINDS),
+    *(f"{stage}_seconds" for stage in STAGES),
+)
 
 
 @dataclass(frozen=True)
@@ -185,9 +190,9 @@ class Snapshot:
 class FinishedRunCounts:
     """Finished runs counted by (table name, status), without reading the whole history at every scrape.
 
-    A finished run never changes status, and runs are not deleted. So once the runs up to some id have been
-    counted (`settled_id`), that count only grows when one of the runs that were still queued or running then
-    (`open_ids`, a handful) finishes. A scrape reads those, folds in the runs queued more than SETTLE_AFTER
+    A finished run never changes status. So once the runs up to some id have been counted (`settled_id`),
+    that count only grows when one of the runs that were still queued or running then (`open_ids`, a handful)
+    finishes, until old runs are purged (`runs_purge`), which the periodic full recount follows. A scrape reads those, folds in the runs queued more than SETTLE_AFTER
     ago (a primary-key range), and counts the few newer ones afresh. The margin keeps a run whose inserting
     transaction has not committed yet from being passed over. The whole history is read on a process's first
     scrape and again every RECOUNT_AFTER, so the counts also follow a database restored from a backup.
@@ -230,7 +235,7 @@ class FinishedRunCounts:
         )
         still_open = set()
         for pk, table_name, status in rows:
-            if status in FINISHED:
+            if status in RunStatus.terminal():
                 self._settled[(table_name, status)] += 1
             else:
                 still_open.add(pk)
@@ -243,7 +248,9 @@ class FinishedRunCounts:
             return
         settling = newer.filter(pk__lte=settled_id)
         finished = self._finished_counts(settling)
-        still_open = set(settling.filter(status__in=IN_PROGRESS).values_list("pk", flat=True).order_by())
+        still_open = set(
+            settling.filter(status__in=RunStatus.active()).values_list("pk", flat=True).order_by()
+        )
         # Only once both reads succeeded: a range folded twice would be counted twice.
         self._settled.update(finished)
         self._open_ids |= still_open
@@ -251,7 +258,11 @@ class FinishedRunCounts:
 
     @staticmethod
     def _finished_counts(runs: QuerySet[SyncRun]) -> Counter[tuple[str, str]]:
-        rows = runs.filter(status__in=FINISHED).values("table_name", "status").annotate(count=Count("id"))
+        rows = (
+            runs.filter(status__in=RunStatus.terminal())
+            .values("table_name", "status")
+            .annotate(count=Count("id"))
+        )
         return Counter({(row["table_name"], row["status"]): row["count"] for row in rows.order_by()})
 
 
@@ -293,34 +304,26 @@ class SyncCollector:
 def read_snapshot(*, now: datetime) -> Snapshot:
     """Read what a scrape reports, except the run counts (`FinishedRunCounts`), in five small queries.
 
-    1. Tables, each with the ids of its latest successful run and its latest outcome: correlated subqueries
-       that walk the (table, -queued_at) index from the newest run.
+    1. Tables, each with the ids of its latest successful run and its latest outcome
+       (`selectors.tables_with_latest_runs`).
     2. Those runs, by primary key.
     3. Queued and running runs, grouped by table and status (the status index; there are few).
     4. The task queue: the latest finished task (its result table is capped by Q_CLUSTER save_limit), and the
        most overdue schedule.
     """
-
-    def latest(statuses: tuple[str, ...]) -> Subquery:
-        newest = (
-            SyncRun.objects.filter(table=OuterRef("pk"), status__in=statuses)
-            .order_by("-queued_at", "-id")
-            .values("pk")[:1]
-        )
-        return Subquery(newest)
-
-    annotated: list[Any] = list(
-        TableConfig.objects.only("id", "name", "enabled", "schedule", "max_staleness_minutes", "created_at")
-        .annotate(last_success_id=latest((RunStatus.SUCCEEDED,)), last_outcome_id=latest(OUTCOMES))
-        .order_by("name")
+    tables = TableConfig.objects.only(
+        "id", "name", "enabled", "schedule", "max_staleness_minutes", "created_at"
     )
-    latest_runs = {t.pk: (t.last_success_id, t.last_outcome_id) for t in annotated}
+    annotated: list[Any] = list(
+        selectors.tables_with_latest_runs(tables, last_run_among=RunStatus.outcomes()).order_by("name")
+    )
+    latest_runs = {t.pk: (t.last_success_id, t.last_run_id) for t in annotated}
     run_ids = {run_id for pair in latest_runs.values() for run_id in pair if run_id is not None}
-    runs = {run.pk: run for run in _runs_by_id(run_ids)}
+    runs = selectors.runs_by_id(ids=run_ids, only=RUN_FIELDS)
 
     snapshot = Snapshot(now=now, tables=annotated, runs=runs, latest_runs=latest_runs)
     active = (
-        SyncRun.objects.filter(status__in=IN_PROGRESS)
+        SyncRun.objects.filter(status__in=RunStatus.active())
         .values("table_id", "status")
         .annotate(
             count=Count("id"),
@@ -361,16 +364,15 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
 
         last_success_id, last_outcome_id = snapshot.latest_runs.get(table.pk, (None, None))
         success = snapshot.runs.get(last_success_id) if last_success_id is not None else None
-        if success is not None and success.finished_at is not None:
-            add(TABLE_LAST_SUCCESS, [name], success.finished_at.timestamp())
-            add(TABLE_FRESHNESS, [name], _seconds(now, success.finished_at))
+        last_success_finished = success.finished_at if success is not None else None
+        add(TABLE_FRESHNESS, [name], selectors.Freshness.of(table, last_success_finished, now).seconds)
+        if success is not None and last_success_finished is not None:
+            add(TABLE_LAST_SUCCESS, [name], last_success_finished.timestamp())
             _add_success_details(add, name, success)
-        else:
-            add(TABLE_FRESHNESS, [name], _seconds(now, table.created_at))
 
         outcome = snapshot.runs.get(last_outcome_id) if last_outcome_id is not None else None
         if outcome is not None:
-            for status in OUTCOMES:
+            for status in RunStatus.outcomes():
                 add(TABLE_LAST_RUN_STATUS, [name, status.value], 1 if outcome.status == status else 0)
             if outcome.finished_at is not None:
                 add(TABLE_LAST_RUN, [name], outcome.finished_at.timestamp())
@@ -379,14 +381,14 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     table_names = sorted({t.name for t in snapshot.tables} | set(snapshot.finished))
     for name in table_names:
         counts = snapshot.finished.get(name, {})
-        for status in FINISHED:
+        for status in RunStatus.in_order(RunStatus.terminal()):
             add(RUNS, [name, status.value], counts.get(status, 0))
 
     in_progress: dict[str, int] = defaultdict(int)
     for per_status in snapshot.active.values():
         for active_status, count in per_status.items():
             in_progress[active_status] += count
-    for status in IN_PROGRESS:
+    for status in RunStatus.in_order(RunStatus.active()):
         add(RUNS_IN_PROGRESS, [status.value], in_progress[status])
     oldest_due = snapshot.oldest_due
     add(RUN_OLDEST_QUEUED_AGE, [], max(_seconds(now, oldest_due), 0.0) if oldest_due else 0.0)
@@ -413,13 +415,6 @@ def _add_success_details(
             add(TABLE_LAST_SUCCESS_DURATION, [name, stage], seconds)
     if run.started_at is not None and run.finished_at is not None:
         add(TABLE_LAST_SUCCESS_DURATION, [name, "total"], _seconds(run.finished_at, run.started_at))
-
-
-def _runs_by_id(ids: set[int]) -> QuerySet[SyncRun]:
-    fields = ["id", "status", "started_at", "finished_at"]
-    fields += [f"rows_{kind}" for kind in ROW_KINDS] + [f"bytes_{kind}" for kind in BYTE_KINDS]
-    fields += [f"{stage}_seconds" for stage in STAGES]
-    return SyncRun.objects.filter(pk__in=ids).only(*fields).order_by()
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:

@@ -21,6 +21,41 @@ from syncengine.redaction import redact, redact_value
 LOG_HEAD_ENTRIES = 50
 
 
+# What closing a run writes: its outcome and what the pipeline measured. Not the fields other processes write
+# meanwhile (`task_id`, set by the process that enqueued the run once the queue accepted it, possibly after a
+# fast worker claimed it; `cancel_requested`, set by an operator), nor those saved as they change (`log`,
+# `config_hash`, the claim's `started_at` and `executor`).
+FINISH_FIELDS = (
+    "status",
+    "finished_at",
+    "heartbeat_at",
+    "stage",
+    "progress_rows",
+    "mode",
+    "rows_extracted",
+    "rows_loaded",
+    "rows_inserted",
+    "rows_updated",
+    "rows_deleted",
+    "bytes_extracted",
+    "bytes_loaded",
+    "bytes_before_compression",
+    "bytes_after_compression",
+    "extract_seconds",
+    "transform_seconds",
+    "load_seconds",
+    "publish_seconds",
+    "watermark_before",
+    "watermark_after",
+    "drift",
+    "checks",
+    "error_message",
+    "error_traceback",
+    "error_kind",
+    "skip_reason",
+)
+
+
 class SyncRun(models.Model):
     """One execution of one table's sync, from the request to its outcome.
 
@@ -168,7 +203,8 @@ class SyncRun(models.Model):
         error_kind: str = "",
         skip_reason: str = "",
     ) -> None:
-        """Close the run with a terminal `status`, recording `error` (an exception or a message) if given.
+        """Close the run with a terminal `status`, recording `error` (an exception or a message) if given, and
+        save its outcome (FINISH_FIELDS: status, times, what the recorder mapped onto it, the error).
 
         For an exception, `message` (when given) replaces its text, and the traceback is kept; `error_kind`
         defaults to what the exception's `terminal` attribute says.
@@ -194,12 +230,7 @@ class SyncRun(models.Model):
             self.error_message = redact(message or str(error))
         if error_kind:
             self.error_kind = error_kind
-        # Everything but `cancel_requested`, which an operator may set from another process at any moment.
-        self.save(
-            update_fields=[
-                f.name for f in self._meta.concrete_fields if f.name not in {"id", "cancel_requested"}
-            ]
-        )
+        self.save(update_fields=FINISH_FIELDS)
 
     def append_log(self, level: str, message: str, **fields: Any) -> None:
         """Add a structured entry ({ts, level, message, fields}) to the run's log and save it.

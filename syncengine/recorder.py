@@ -1,23 +1,37 @@
-"""Maps what the pipeline returns or raises onto the run record."""
+"""The run record's side of a run: what the pipeline reports while it runs (`RunCallbacks`: progress, heartbeat,
+log, cancel requests), and what it returns or raises, mapped onto the record when the run closes."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 
 from syncengine.choices import ErrorKind, RunStatus
-from syncengine.models import SyncRun
+from syncengine.models import SyncRun, normalize_level
 from syncengine.pipeline.errors import PipelineError
 from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.spec import TableSpec
 
+logger = logging.getLogger("syncengine.runs")
+
 # SQLSTATE classes that retrying cannot fix: bad credentials (28), a missing database (3D).
 _TERMINAL_SQLSTATE_CLASSES = ("28", "3D")
+
+# How often a running run writes its progress and heartbeat, and looks for a cancel request: often enough
+# for a live progress view and a prompt cancel, rarely enough not to load the database on fast batches.
+PROGRESS_INTERVAL_SECONDS = 1.0
+CANCEL_POLL_INTERVAL_SECONDS = 1.0
+
+ProgressCallback = Callable[[str, int], None]
 
 
 def config_hash(spec: TableSpec) -> str:
@@ -108,6 +122,55 @@ def record_cancel(run: SyncRun, reason: str) -> None:
     """Close the run as cancelled; the pipeline left the target as it was."""
     run.append_log("warning", f"cancelled: {reason}")
     run.finish(RunStatus.CANCELLED, message=reason)
+
+
+class RunCallbacks:
+    """The pipeline's view of its run record: progress, heartbeat, log and cancel requests.
+
+    Writes are throttled, and only this process writes the run while it runs (others set
+    `cancel_requested` alone), so the in-memory record stays authoritative.
+    """
+
+    def __init__(self, run: SyncRun, *, on_progress: ProgressCallback | None):
+        self.run = run
+        self.on_progress = on_progress
+        self._last_progress_write = 0.0
+        self._last_cancel_check = 0.0
+        self._cancel_seen = False
+
+    def progress(self, stage: str, rows: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(stage, rows)
+        now = time.monotonic()
+        if stage == self.run.stage and now - self._last_progress_write < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_progress_write = now
+        self.run.stage = stage[:16]
+        self.run.progress_rows = rows
+        self.run.heartbeat_at = timezone.now()
+        SyncRun.objects.filter(pk=self.run.pk).update(
+            stage=self.run.stage, progress_rows=rows, heartbeat_at=self.run.heartbeat_at
+        )
+
+    def log(self, level: str | int, message: str, **fields: object) -> None:
+        level_name = normalize_level(level)
+        logger.log(
+            logging.getLevelName(level_name.upper()), "%s #%s: %s", self.run.table_name, self.run.pk, message
+        )
+        self.run.append_log(level_name, message, **fields)
+
+    def should_cancel(self) -> bool:
+        if self._cancel_seen:
+            return True
+        now = time.monotonic()
+        if now - self._last_cancel_check < CANCEL_POLL_INTERVAL_SECONDS:
+            return False
+        self._last_cancel_check = now
+        self._cancel_seen = SyncRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+        if self._cancel_seen:
+            self.run.cancel_requested = True
+            self.run.append_log("warning", "cancel requested; stopping at the next batch boundary")
+        return self._cancel_seen
 
 
 def _json_safe(value: Any) -> Any:

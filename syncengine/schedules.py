@@ -11,6 +11,7 @@ renaming a table updates its schedule instead of leaving the old one behind. The
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -132,6 +133,12 @@ def table_schedule_sync(
             schedule.next_run = shape.first_run(now)
         schedule.save(using=using)
         return "updated"
+
+
+def tables_next_run(*, tables: Iterable[TableConfig]) -> dict[int, datetime]:
+    """When each table's schedule fires next, by table id; tables without a schedule are left out."""
+    rows = Schedule.objects.filter(func=SCHEDULED_SYNC_TASK, args__in=[str(table.pk) for table in tables])
+    return {int(args): next_run for args, next_run in rows.values_list("args", "next_run") if next_run}
 
 
 def table_schedule_delete(*, table_id: int, using: str = DEFAULT_DB_ALIAS) -> int:

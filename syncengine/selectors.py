@@ -1,19 +1,50 @@
-"""Reads of run history."""
+"""Reads of run history: runs, each table's latest runs, and how fresh its data is."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from syncconfig.models import TableConfig
 from syncengine.choices import RunStatus
 from syncengine.models import SyncRun
 
+MAX_RUN_ID = 2**63 - 1  # a bigint primary key: a larger id cannot exist (and PostgreSQL would refuse it)
 
-def runs_for_table(*, table: TableConfig, limit: int = 10) -> QuerySet[SyncRun]:
-    """The table's latest runs, newest first."""
-    return SyncRun.objects.filter(table=table).order_by("-queued_at", "-id")[:limit]
+
+def run_get(*, run_id: int) -> SyncRun | None:
+    """The run with this id (and who asked for it), or None."""
+    if run_id > MAX_RUN_ID:
+        return None
+    return SyncRun.objects.select_related("requested_by").filter(pk=run_id).first()
+
+
+def run_list(
+    *,
+    tables: Collection[str] = (),
+    statuses: Collection[str] = (),
+    triggers: Collection[str] = (),
+    queued_after: datetime | None = None,
+    queued_before: datetime | None = None,
+) -> QuerySet[SyncRun]:
+    """Runs, newest first, narrowed by table name, status, trigger and when they were queued (an empty
+    filter narrows nothing; `queued_after` is inclusive, `queued_before` is not)."""
+    runs = SyncRun.objects.select_related("requested_by").order_by("-queued_at", "-id")
+    if tables:
+        runs = runs.filter(table_name__in=tables)
+    if statuses:
+        runs = runs.filter(status__in=statuses)
+    if triggers:
+        runs = runs.filter(trigger__in=triggers)
+    if queued_after:
+        runs = runs.filter(queued_at__gte=queued_after)
+    if queued_before:
+        runs = runs.filter(queued_at__lt=queued_before)
+    return runs
 
 
 def run_active_for_table(*, table_id: int) -> SyncRun | None:
@@ -25,47 +56,111 @@ def run_active_for_table(*, table_id: int) -> SyncRun | None:
     )
 
 
-def run_latest_succeeded(*, table: TableConfig) -> SyncRun | None:
-    return SyncRun.objects.filter(table=table, status=RunStatus.SUCCEEDED).order_by("-finished_at").first()
+def runs_by_id(*, ids: Collection[int], only: Sequence[str] = ()) -> dict[int, SyncRun]:
+    """The runs with these ids, by id; `only` limits the columns read."""
+    runs = SyncRun.objects.filter(pk__in=ids).order_by()
+    return {run.pk: run for run in (runs.only(*only) if only else runs)}
 
 
-def tables_with_run_ids(*, tables: QuerySet[TableConfig] | None = None) -> QuerySet[TableConfig]:
-    """Tables annotated with the ids of their latest run (`last_run_id`), latest successful run
-    (`last_success_id`) and oldest queued or running run (`active_run_id`): correlated subqueries on the
-    (table, -queued_at) index, one query for any number of tables."""
-    from django.db.models import OuterRef, Subquery
+def tables_with_latest_runs(
+    tables: QuerySet[TableConfig] | None = None,
+    *,
+    last_run_among: Collection[str] | None = None,
+    active_run: bool = False,
+    details: bool = False,
+) -> QuerySet[TableConfig]:
+    """Tables (all when None) annotated with their latest runs, one query for any number of tables.
 
-    runs = SyncRun.objects.filter(table=OuterRef("pk"))
-    newest = runs.order_by("-queued_at", "-id").values("pk")[:1]
-    succeeded = runs.filter(status=RunStatus.SUCCEEDED).order_by("-queued_at", "-id").values("pk")[:1]
-    active = runs.filter(status__in=RunStatus.active()).order_by("queued_at", "id").values("pk")[:1]
+    - `last_run_id`: the latest run whose status is in `last_run_among` (any run when None);
+    - `last_success_id`: the latest successful run;
+    - with `active_run`, `active_run_id`: the oldest queued or running run;
+    - with `details`, `last_run_status` and `last_success_finished_at`, for pages that show them without
+      reading the runs.
+
+    "Latest" is the latest queued. Each is a correlated subquery that walks the (table, -queued_at) index from
+    the newest run and stops at the first match; the optional ones cost a walk each, hence opt-in (the oldest
+    active run is searched from the oldest run, the whole history of a table that has none).
+    """
+    runs = SyncRun.objects.filter(table=OuterRef("pk")).order_by("-queued_at", "-id")
+    latest = runs if last_run_among is None else runs.filter(status__in=last_run_among)
+    succeeded = runs.filter(status=RunStatus.SUCCEEDED)
+    annotations: dict[str, Subquery] = {
+        "last_run_id": Subquery(latest.values("pk")[:1]),
+        "last_success_id": Subquery(succeeded.values("pk")[:1]),
+    }
+    if active_run:
+        active = runs.filter(status__in=RunStatus.active()).order_by("queued_at", "id")
+        annotations["active_run_id"] = Subquery(active.values("pk")[:1])
+    if details:
+        annotations["last_run_status"] = Subquery(latest.values("status")[:1])
+        annotations["last_success_finished_at"] = Subquery(succeeded.values("finished_at")[:1])
     base = tables if tables is not None else TableConfig.objects.all()
-    return base.annotate(
-        last_run_id=Subquery(newest), last_success_id=Subquery(succeeded), active_run_id=Subquery(active)
-    )
+    return base.annotate(**annotations)
 
 
-def runs_by_id(*, ids: set[int]) -> dict[int, SyncRun]:
-    return {run.pk: run for run in SyncRun.objects.filter(pk__in=ids).order_by()}
+@dataclass(frozen=True)
+class Freshness:
+    """How old a table's data is: since its latest successful run finished or, before its first success,
+    since it was configured; and whether that is past its `max_staleness_minutes` (an enabled table only)."""
+
+    since: datetime
+    seconds: float
+    ever_succeeded: bool
+    past_limit: bool
+
+    @classmethod
+    def of(cls, table: TableConfig, last_success_finished: datetime | None, now: datetime) -> Freshness:
+        since = last_success_finished or table.created_at
+        age = now - since
+        limit = table.max_staleness_minutes
+        return cls(
+            since=since,
+            seconds=age.total_seconds(),
+            ever_succeeded=last_success_finished is not None,
+            past_limit=bool(table.enabled and limit is not None and age > timedelta(minutes=limit)),
+        )
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    """Where a table stands: its latest run, latest success, active run and freshness."""
+
+    table: TableConfig
+    last_run: SyncRun | None
+    last_success: SyncRun | None
+    active_run: SyncRun | None
+    freshness: Freshness
+
+
+def table_statuses(*, tables: QuerySet[TableConfig], now: datetime) -> list[TableStatus]:
+    """Each table's status, in two queries whatever the number of tables: the tables with their latest runs'
+    ids, then those runs."""
+    annotated: list[Any] = list(tables_with_latest_runs(tables, active_run=True))
+    ids = {i for t in annotated for i in (t.last_run_id, t.last_success_id, t.active_run_id) if i is not None}
+    runs = runs_by_id(ids=ids)
+    statuses = []
+    for table in annotated:
+        success = runs.get(table.last_success_id)
+        statuses.append(
+            TableStatus(
+                table=table,
+                last_run=runs.get(table.last_run_id),
+                last_success=success,
+                active_run=runs.get(table.active_run_id),
+                freshness=Freshness.of(table, success.finished_at if success is not None else None, now),
+            )
+        )
+    return statuses
 
 
 def tables_past_freshness(*, now: datetime) -> list[tuple[TableConfig, datetime]]:
     """Enabled tables with a freshness limit whose latest successful run finished longer ago than the limit
     allows (or, never having succeeded, that were configured longer ago), each with that moment."""
-    from django.db.models import OuterRef, Subquery
-
-    last_success = (
-        SyncRun.objects.filter(table=OuterRef("pk"), status=RunStatus.SUCCEEDED)
-        .order_by("-queued_at", "-id")
-        .values("finished_at")[:1]
-    )
+    tables = TableConfig.objects.filter(enabled=True, max_staleness_minutes__isnull=False)
     stale: list[tuple[TableConfig, datetime]] = []
-    tables = TableConfig.objects.filter(enabled=True, max_staleness_minutes__isnull=False).annotate(
-        last_success_at=Subquery(last_success)
-    )
-    for table in tables.order_by("name"):
-        since = table.last_success_at or table.created_at
-        assert table.max_staleness_minutes is not None
-        if now - since > timedelta(minutes=table.max_staleness_minutes):
-            stale.append((table, since))
+    annotated: list[Any] = list(tables_with_latest_runs(tables, details=True).order_by("name"))
+    for table in annotated:
+        freshness = Freshness.of(table, table.last_success_finished_at, now)
+        if freshness.past_limit:
+            stale.append((table, freshness.since))
     return stale

@@ -1,4 +1,5 @@
-"""Writes for runs: enqueue, execute, retry, cancel, and fail the ones whose worker is gone.
+"""Writes for runs: enqueue, execute, retry, cancel and purge (the reaper, `syncengine.reaper`, fails the ones
+whose worker is gone).
 
 "Run now" anywhere (admin, API, command line) calls `run_enqueue`, which records a queued run and hands its
 id to the task queue; a worker calls `run_execute`. The `sync_table` command calls `run_execute` in its own
@@ -10,17 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
-from django.db.models import QuerySet
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -29,7 +24,7 @@ from syncconfig.choices import EncryptionMode
 from syncconfig.models import TableConfig
 from syncengine import connections, recorder, specs
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
-from syncengine.models import SyncRun, normalize_level
+from syncengine.models import SyncRun
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled, TableBusy, TransientError
 from syncengine.schedules import table_schedule_delete
 from syncengine.selectors import run_active_for_table
@@ -39,13 +34,6 @@ logger = logging.getLogger("syncengine.runs")
 EXECUTE_TASK = "syncengine.tasks.execute_run"
 DISPATCH_TASK = "syncengine.tasks.dispatch_run"
 RETRY_SCHEDULE_PREFIX = "fdm-retry:"
-
-# How often a running run writes its progress and heartbeat, and looks for a cancel request: often enough
-# for a live progress view and a prompt cancel, rarely enough not to load the database on fast batches.
-PROGRESS_INTERVAL_SECONDS = 1.0
-CANCEL_POLL_INTERVAL_SECONDS = 1.0
-
-ProgressCallback = Callable[[str, int], None]
 
 
 def run_create(
@@ -120,7 +108,7 @@ def run_enqueue_scheduled(*, table_id: int) -> SyncRun | None:
 def run_execute(
     *,
     run_id: int,
-    on_progress: ProgressCallback | None = None,
+    on_progress: recorder.ProgressCallback | None = None,
     retry_transient: bool = True,
 ) -> SyncRun:
     """Execute a queued run in this process and record its outcome; never raises for a failed sync.
@@ -168,7 +156,7 @@ def run_execute(
     # only enqueue runs never need.
     from syncengine.pipeline.runner import run_sync
 
-    callbacks = _RunCallbacks(run, on_progress=on_progress)
+    callbacks = recorder.RunCallbacks(run, on_progress=on_progress)
     try:
         result = run_sync(
             spec,
@@ -272,147 +260,6 @@ def run_cancel(*, run: SyncRun) -> SyncRun:
     SyncRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
     run.refresh_from_db()
     return run
-
-
-def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
-    """Fail runs that will never finish by themselves; returns them.
-
-    1. Running runs with no sign of life (heartbeat, or start) for longer than the task timeout plus
-       `FDM_RUN_STALE_GRACE_SECONDS`: the task queue stops any task at its timeout, so the worker was killed
-       (out of memory, SIGKILL, a lost machine). The pipeline publishes in one transaction, so the target
-       still holds what it held before the run; the next scheduled run picks up from the same watermark.
-    2. Running runs silent for `FDM_RUN_ORPHAN_GRACE_SECONDS` whose table lock nobody holds in the target
-       database: a run holds that lock from its start to its end on its own session, so its process is gone
-       (the session ended with it). This finds a killed worker in minutes rather than after the task timeout.
-       An unreachable target leaves these to rule 1. A run that releases its lock just as it is checked
-       saves its own outcome right after, over the reaper's.
-    3. Queued runs that no worker took within `FDM_RUN_QUEUED_MAX_AGE` seconds of being due: no worker is
-       running, or their task was lost.
-    Each is locked (skipping rows another reaper holds) and re-checked, then failed as transient.
-    """
-    now = now or timezone.now()
-    timeout = settings.SYNC_TIMEOUT_SECONDS
-    stale_cutoff = now - timedelta(seconds=timeout + settings.FDM_RUN_STALE_GRACE_SECONDS)
-    queued_cutoff = now - timedelta(seconds=settings.FDM_RUN_QUEUED_MAX_AGE)
-    failed: list[SyncRun] = []
-    with transaction.atomic():
-        for silent in _running_silent_since(stale_cutoff):
-            last_seen = silent.last_seen
-            message = (
-                f"{silent.table_name}: the worker stopped reporting at {last_seen:%Y-%m-%d %H:%M:%S %Z} and is "
-                f"presumed dead (killed, out of memory, or stopped at the {timeout}s task timeout); "
-                "nothing was published by this run"
-            )
-            silent.append_log("error", message, last_seen=last_seen.isoformat(), executor=silent.executor)
-            silent.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
-            failed.append(silent)
-        failed.extend(_fail_orphaned_runs(now=now, exclude={run.pk for run in failed}))
-        stale_queued = (
-            SyncRun.objects.select_for_update(skip_locked=True)
-            .annotate(due=Coalesce("not_before", "queued_at"))
-            .filter(status=RunStatus.QUEUED, due__lt=queued_cutoff)
-        )
-        for untaken in stale_queued:
-            message = (
-                f"{untaken.table_name}: no worker started this run within "
-                f"{settings.FDM_RUN_QUEUED_MAX_AGE}s of {untaken.due:%Y-%m-%d %H:%M:%S %Z}; "
-                "is `manage.py qcluster` running?"
-            )
-            untaken.append_log("error", message)
-            untaken.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
-            Schedule.objects.filter(name=f"{RETRY_SCHEDULE_PREFIX}{untaken.pk}").delete()
-            failed.append(untaken)
-    for run in failed:
-        logger.warning("%s", run.error_message)
-    return failed
-
-
-def _running_silent_since(cutoff: datetime) -> QuerySet[Any]:  # runs annotated with last_seen
-    """Running runs with no sign of life (heartbeat, else start) since `cutoff`, locked for the reaper; rows
-    another reaper holds are skipped. Each carries its `last_seen`."""
-    return (
-        SyncRun.objects.select_for_update(skip_locked=True)
-        .annotate(last_seen=Coalesce("heartbeat_at", "started_at", "queued_at"))
-        .filter(status=RunStatus.RUNNING, last_seen__lt=cutoff)
-    )
-
-
-def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
-    """Rule 2 of `runs_fail_stale`, inside its transaction."""
-    from syncengine.pipeline.locks import held_table_lock_keys, table_lock_key
-
-    cutoff = now - timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS)
-    silent = list(_running_silent_since(cutoff).exclude(pk__in=exclude))
-    if not silent:
-        return []
-    try:
-        with psycopg.connect(connections.target_dsn(), connect_timeout=10, autocommit=True) as target:
-            held = held_table_lock_keys(target)
-    except psycopg.Error as exc:
-        logger.warning("reaper: cannot read locks in the target database (%s)", type(exc).__name__)
-        return []
-    orphaned: list[SyncRun] = []
-    for run in silent:
-        if table_lock_key(run.table_name) in held:
-            continue  # still at work: a long publish or a slow source query sends no heartbeat
-        message = (
-            f"{run.table_name}: the worker's session ended at or after {run.last_seen:%Y-%m-%d %H:%M:%S %Z} "
-            "without recording an outcome (the table's lock in the target database is free); the worker is "
-            "presumed dead and nothing was published by this run"
-        )
-        run.append_log("error", message, last_seen=run.last_seen.isoformat(), executor=run.executor)
-        run.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
-        orphaned.append(run)
-    return orphaned
-
-
-class _RunCallbacks:
-    """The pipeline's view of its run record: progress, heartbeat, log and cancel requests.
-
-    Writes are throttled, and only this process writes the run while it runs (others set
-    `cancel_requested` alone), so the in-memory record stays authoritative.
-    """
-
-    def __init__(self, run: SyncRun, *, on_progress: ProgressCallback | None):
-        self.run = run
-        self.on_progress = on_progress
-        self._last_progress_write = 0.0
-        self._last_cancel_check = 0.0
-        self._cancel_seen = False
-
-    def progress(self, stage: str, rows: int) -> None:
-        if self.on_progress is not None:
-            self.on_progress(stage, rows)
-        now = time.monotonic()
-        if stage == self.run.stage and now - self._last_progress_write < PROGRESS_INTERVAL_SECONDS:
-            return
-        self._last_progress_write = now
-        self.run.stage = stage[:16]
-        self.run.progress_rows = rows
-        self.run.heartbeat_at = timezone.now()
-        SyncRun.objects.filter(pk=self.run.pk).update(
-            stage=self.run.stage, progress_rows=rows, heartbeat_at=self.run.heartbeat_at
-        )
-
-    def log(self, level: str | int, message: str, **fields: object) -> None:
-        level_name = normalize_level(level)
-        logger.log(
-            logging.getLevelName(level_name.upper()), "%s #%s: %s", self.run.table_name, self.run.pk, message
-        )
-        self.run.append_log(level_name, message, **fields)
-
-    def should_cancel(self) -> bool:
-        if self._cancel_seen:
-            return True
-        now = time.monotonic()
-        if now - self._last_cancel_check < CANCEL_POLL_INTERVAL_SECONDS:
-            return False
-        self._last_cancel_check = now
-        self._cancel_seen = SyncRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
-        if self._cancel_seen:
-            self.run.cancel_requested = True
-            self.run.append_log("warning", "cancel requested; stopping at the next batch boundary")
-        return self._cancel_seen
 
 
 def _push_to_queue(run: SyncRun) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncengine import services
+from syncengine import reaper, services
 
 
 def execute_run(run_id: int) -> str:
@@ -24,4 +24,4 @@ def scheduled_sync(table_id: int) -> str | None:
 
 def reap_stale_runs() -> int:
     """Fail runs whose worker is gone or that no worker took; returns how many."""
-    return len(services.runs_fail_stale())
+    return len(reaper.runs_fail_stale())

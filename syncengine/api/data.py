@@ -167,7 +167,7 @@ def _read(
 ):
     from syncengine.pipeline.errors import ConfigurationError, PipelineError, TransientError
     from syncengine.pipeline.protection.crypto import DecryptionError
-    from syncengine.pipeline.protection.reader import ReadError
+    from syncengine.pipeline.protection.reader import ReadError, TableNotSynced
 
     try:
         return protected_data.table_rows_read(
@@ -182,9 +182,9 @@ def _read(
         )
     except PermissionDenied as exc:
         raise ApiError(str(exc), code="permission_denied", status_code=403) from None
+    except TableNotSynced as exc:
+        raise ApiError(str(exc), code="not_synced", status_code=404) from None
     except ReadError as exc:
-        if "has not been synced" in exc.message:
-            raise ApiError(str(exc), code="not_synced", status_code=404) from None
         raise ApiError(
             str(exc), code="invalid_filter", status_code=400, details=[(exc.column or "", exc.message)]
         ) from None

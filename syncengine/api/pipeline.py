@@ -3,12 +3,11 @@ the queued run; a worker executes it. Poll `runs/{id}/` until its status is term
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.utils import timezone
-from django_q.models import Schedule
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -23,7 +22,7 @@ from fdm.api.schema import error_response
 from fdm.api.views import ApiView
 from syncconfig import selectors as config_selectors
 from syncconfig.models import TableConfig
-from syncengine import selectors, services
+from syncengine import schedules, selectors, services
 from syncengine.api.serializers import (
     RunCreateSerializer,
     RunDetailSerializer,
@@ -32,18 +31,12 @@ from syncengine.api.serializers import (
 )
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
-from syncengine.schedules import SCHEDULED_SYNC_TASK
 
 TAGS = ["pipeline"]
 
 
-MAX_ID = 2**63 - 1  # a bigint primary key: a larger id cannot exist (and PostgreSQL would refuse it)
-
-
 def _run_or_404(run_id: int) -> SyncRun:
-    run = (
-        SyncRun.objects.select_related("requested_by").filter(pk=run_id).first() if run_id <= MAX_ID else None
-    )
+    run = selectors.run_get(run_id=run_id)
     if run is None:
         raise NotFound(f"No run with id {run_id}.")
     return run
@@ -76,23 +69,14 @@ class RunListView(ApiView):
         return [IsOperator()] if self.request.method == "POST" else [IsViewer()]
 
     def get_queryset(self) -> QuerySet[SyncRun]:
-        runs = SyncRun.objects.select_related("requested_by").order_by("-queued_at", "-id")
         request = cast(Request, self.request)
-        tables = [v for raw in request.query_params.getlist("table") for v in raw.split(",") if v]
-        if tables:
-            runs = runs.filter(table_name__in=tables)
-        statuses = _choices_param(request, "status", list(RunStatus.values))
-        if statuses:
-            runs = runs.filter(status__in=statuses)
-        triggers = _choices_param(request, "trigger", list(RunTrigger.values))
-        if triggers:
-            runs = runs.filter(trigger__in=triggers)
-        after, before = _datetime_param(request, "queued_after"), _datetime_param(request, "queued_before")
-        if after:
-            runs = runs.filter(queued_at__gte=after)
-        if before:
-            runs = runs.filter(queued_at__lt=before)
-        return runs
+        return selectors.run_list(
+            tables=[v for raw in request.query_params.getlist("table") for v in raw.split(",") if v],
+            statuses=_choices_param(request, "status", list(RunStatus.values)),
+            triggers=_choices_param(request, "trigger", list(RunTrigger.values)),
+            queued_after=_datetime_param(request, "queued_after"),
+            queued_before=_datetime_param(request, "queued_before"),
+        )
 
     @extend_schema(
         tags=TAGS,
@@ -128,9 +112,10 @@ class RunListView(ApiView):
         payload = RunCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         name = payload.validated_data["table"]
-        table = TableConfig.objects.filter(name=name).first()
-        if table is None:
-            raise ValidationError({"table": [f"no table named {name!r}"]})
+        try:
+            table = config_selectors.table_get(name=name)
+        except TableConfig.DoesNotExist:
+            raise ValidationError({"table": [f"no table named {name!r}"]}) from None
         run = services.run_enqueue(
             table=table,
             trigger=RunTrigger.API,
@@ -190,39 +175,27 @@ def _summary(run: SyncRun | None) -> dict[str, Any] | None:
 
 
 def table_statuses(tables: QuerySet[TableConfig]) -> list[dict[str, Any]]:
-    """Each table's status, in three queries whatever the number of tables."""
-    now = timezone.now()
-    annotated: list[Any] = list(selectors.tables_with_run_ids(tables=tables))
-    ids = {i for t in annotated for i in (t.last_run_id, t.last_success_id, t.active_run_id) if i is not None}
-    runs = selectors.runs_by_id(ids=ids)
-    next_runs = dict(
-        Schedule.objects.filter(
-            func=SCHEDULED_SYNC_TASK, args__in=[str(t.pk) for t in annotated]
-        ).values_list("args", "next_run")
-    )
-    out = []
-    for table in annotated:
-        success = runs.get(table.last_success_id) if table.last_success_id else None
-        finished = success.finished_at if success is not None else None
-        since = finished or table.created_at
-        limit = table.max_staleness_minutes
-        next_run = next_runs.get(str(table.pk))
-        out.append(
-            {
-                "table": table.name,
-                "enabled": table.enabled,
-                "schedule": table.schedule,
-                "next_run_at": serializers.DateTimeField().to_representation(next_run) if next_run else None,
-                "last_run": _summary(runs.get(table.last_run_id) if table.last_run_id else None),
-                "last_success": _summary(success),
-                "active_run": _summary(runs.get(table.active_run_id) if table.active_run_id else None),
-                "freshness_seconds": (now - finished).total_seconds() if finished else None,
-                "max_staleness_minutes": limit,
-                "stale": bool(table.enabled and limit is not None and now - since > timedelta(minutes=limit)),
-                "watermark": success.watermark_after if success is not None else None,
-            }
-        )
-    return out
+    """Each table's status as the API shows it, in three queries whatever the number of tables."""
+    statuses = selectors.table_statuses(tables=tables, now=timezone.now())
+    next_runs = schedules.tables_next_run(tables=[each.table for each in statuses])
+    return [_status_body(each, next_runs.get(each.table.pk)) for each in statuses]
+
+
+def _status_body(table_status: selectors.TableStatus, next_run: datetime | None) -> dict[str, Any]:
+    table, success, freshness = table_status.table, table_status.last_success, table_status.freshness
+    return {
+        "table": table.name,
+        "enabled": table.enabled,
+        "schedule": table.schedule,
+        "next_run_at": serializers.DateTimeField().to_representation(next_run) if next_run else None,
+        "last_run": _summary(table_status.last_run),
+        "last_success": _summary(success),
+        "active_run": _summary(table_status.active_run),
+        "freshness_seconds": freshness.seconds if freshness.ever_succeeded else None,
+        "max_staleness_minutes": table.max_staleness_minutes,
+        "stale": freshness.past_limit,
+        "watermark": success.watermark_after if success is not None else None,
+    }
 
 
 class TableStatusListView(ApiView):
@@ -242,9 +215,7 @@ class TableStatusListView(ApiView):
     def get(self, request: Request) -> Response:
         return self.paginated(
             config_selectors.table_list(),
-            lambda page: table_statuses(
-                TableConfig.objects.filter(pk__in=[t.pk for t in page]).order_by("name")
-            ),
+            lambda page: table_statuses(config_selectors.table_list(names=[t.name for t in page])),
         )
 
 
@@ -255,8 +226,7 @@ class TableStatusView(ApiView):
 
     @extend_schema(tags=TAGS, summary="Status of a table", responses={200: TableStatusSerializer})
     def get(self, request: Request, name: str) -> Response:
-        tables = TableConfig.objects.filter(name=name)
-        statuses = table_statuses(tables)
+        statuses = table_statuses(config_selectors.table_list(names=[name]))
         if not statuses:
             raise NotFound(f"No table named {name!r}.")
         return Response(statuses[0])

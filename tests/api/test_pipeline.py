@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -111,3 +113,26 @@ def test_table_status_shows_last_run_last_success_freshness_and_watermark(viewer
     listed = viewer.get("/api/v1/pipeline/tables/").json()
     assert [t["table"] for t in listed["results"]] == ["payments"]
     assert viewer.get("/api/v1/pipeline/tables/nope/").status_code == 404
+
+
+def test_the_status_endpoints_cost_a_fixed_number_of_queries_however_many_tables_and_runs(viewer, table):
+    def queries(url: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert viewer.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    def runs_of(table_config, statuses) -> None:
+        for status in statuses:
+            run = services.run_create(table=table_config, trigger=RunTrigger.SCHEDULE)
+            SyncRun.objects.filter(pk=run.pk).update(status=status, finished_at=timezone.now())
+
+    runs_of(table, [RunStatus.SUCCEEDED])
+    viewer.get("/api/v1/pipeline/tables/")  # the key's first use of the day also records when it was used
+    few = (queries("/api/v1/pipeline/tables/"), queries("/api/v1/pipeline/tables/payments/"))
+    for number in range(5):
+        more = config_services.table_save_document(document=table_dict(f"more_{number}", schedule="hourly"))
+        runs_of(more, [RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.RUNNING])
+    many = (queries("/api/v1/pipeline/tables/"), queries("/api/v1/pipeline/tables/payments/"))
+    # The key and its roles (2); the list's count and page (2); tables with their latest run ids, those runs,
+    # and the schedules' next runs (3).
+    assert few == many == (7, 5)

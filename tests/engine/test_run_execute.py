@@ -133,7 +133,7 @@ def test_a_transient_failure_is_retried_until_the_last_attempt(orders, django_ca
 def test_a_run_cancelled_mid_way_leaves_the_target_as_it_was(orders, seed_source, target_rows, monkeypatch):
     assert execute(orders).status == RunStatus.SUCCEEDED
     seed_source(orders.snowflake_table, rows=40, start=26)
-    monkeypatch.setattr(services, "CANCEL_POLL_INTERVAL_SECONDS", 0)
+    monkeypatch.setattr(recorder, "CANCEL_POLL_INTERVAL_SECONDS", 0)
     orders.batch_size = 10
     orders.save()
 

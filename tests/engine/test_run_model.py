@@ -83,6 +83,18 @@ def test_finish_keeps_a_cancel_request_made_meanwhile(run):
     assert SyncRun.objects.get(pk=run.pk).cancel_requested is True
 
 
+def test_finish_keeps_the_task_id_the_enqueuing_process_writes_meanwhile(run):
+    # A fast worker claims the run before the process that enqueued it has stored the queue's task id.
+    worker_copy = SyncRun.objects.get(pk=run.pk)
+    worker_copy.start(executor="host:1")
+    SyncRun.objects.filter(pk=run.pk).update(task_id="task-42")
+    worker_copy.finish(RunStatus.SUCCEEDED)
+
+    stored = SyncRun.objects.get(pk=run.pk)
+    assert stored.task_id == "task-42"
+    assert (stored.status, stored.executor) == (RunStatus.SUCCEEDED, "host:1")
+
+
 def test_duration_runs_from_start_to_finish(run):
     assert run.duration is None
     run.start()

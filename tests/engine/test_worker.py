@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule
 
-from syncengine import services
+from syncengine import reaper, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.connections import target_dsn
 from syncengine.models import SyncRun
@@ -94,10 +94,10 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_and_the_target_intact(
 
     # ... until the reaper runs: the table's lock died with the worker's session, so once the run has been
     # silent for the orphan grace period (minutes, not the hour-long task timeout) it is failed.
-    assert services.runs_fail_stale() == []
+    assert reaper.runs_fail_stale() == []
     soon = timezone.now() + timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS + 1)
     assert soon < timezone.now() + timedelta(seconds=settings.SYNC_TIMEOUT_SECONDS)
-    assert [reaped.pk for reaped in services.runs_fail_stale(now=soon)] == [run.pk]
+    assert [reaped.pk for reaped in reaper.runs_fail_stale(now=soon)] == [run.pk]
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "session ended" in run.error_message and "presumed dead" in run.error_message

@@ -43,6 +43,10 @@ class ReadError(TerminalError):
     filtered, a value that is not of the column's type. Says which."""
 
 
+class TableNotSynced(ReadError):
+    """The target table does not exist yet: no run has created it."""
+
+
 @dataclass
 class Page:
     columns: list[str]
@@ -79,7 +83,7 @@ class _Source:
 def describe(conn: psycopg.Connection, *, table_name: str, schema: str, table: str) -> _Source:
     target = inspect_target(conn, schema, table)
     if target is None:
-        raise ReadError(
+        raise TableNotSynced(
             f"{schema}.{table} does not exist yet: the table has not been synced", table=table_name
         )
     return _Source(table_name=table_name, target=target, catalog=read_catalog(conn, table_name))
