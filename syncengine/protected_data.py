@@ -36,6 +36,10 @@ def can_read_decrypted(user: Any) -> bool:
     return bool(user is not None and user.is_active and user.has_perm(READ_DECRYPTED))
 
 
+class EncryptedFilterInUrl(reader.ReadError):
+    """A filter on an encrypted column arrived where its value would be logged (a URL's query string)."""
+
+
 def table_rows_read(
     *,
     table: TableConfig,
@@ -46,13 +50,16 @@ def table_rows_read(
     limit: int = 100,
     via: str,
     client: str = "",
+    encrypted_filters: bool = True,
 ) -> reader.Page:
     """A page of the table's rows as PostgreSQL holds them, protected columns decoded.
 
     1. `decrypt` needs the permission `syncengine.read_decrypted` (PermissionDenied otherwise), and so does a
-       filter on an encrypted column.
+       filter on an encrypted column; with `encrypted_filters` False such a filter is refused outright
+       (EncryptedFilterInUrl), for callers whose filters travel in URLs.
     2. Read the page from the target database (`pipeline.reader`), with the keyring from the environment.
-    3. When encrypted columns were returned in clear, record who read which table's columns, when and how.
+    3. When encrypted columns were returned in clear or filtered on (the candidates are decrypted to compare,
+       so a masked answer still tells whether a value exists), record who read what, when and how.
     """
     allowed = can_read_decrypted(user)
     if decrypt and not allowed:
@@ -60,72 +67,76 @@ def table_rows_read(
     filters = dict(filters or {})
     keyring = connections.keyring(required=False)
     try:
-        page = _read_page(
-            table=table,
-            keyring=keyring,
-            decrypt=decrypt,
-            filters=filters,
-            after=after,
-            limit=limit,
-            allowed=allowed,
-        )
+        with connect(connections.target_dsn(), application_name=f"fdm read {table.name}") as conn:
+            _check_filters(conn, table, filters, allowed=allowed, encrypted_filters=encrypted_filters)
+            page = reader.read_rows(
+                conn,
+                table_name=table.name,
+                schema=table.postgres_schema,
+                table=table.postgres_table,
+                keyring=keyring,
+                decrypt=decrypt,
+                filters=filters,
+                after=after,
+                limit=limit,
+            )
     except psycopg.Error as exc:  # the target failed mid-read: transient or terminal, as for a sync
         raise classify_postgres_error(exc, table=table.name) from exc
-    if page.decrypted_columns:
-        DecryptedRead.objects.create(
-            user=user if getattr(user, "pk", None) else None,
-            username=getattr(user, "username", "") or "",
-            table_name=table.name,
-            columns=page.decrypted_columns,
-            filtered_columns=sorted(filters),
-            row_count=len(page.rows),
-            via=via,
-            client=client[:200],
-        )
-        logger.info(
-            "%s read %d decrypted row(s) of %s (%s) via %s",
-            getattr(user, "username", "?"),
-            len(page.rows),
-            table.name,
-            ", ".join(page.decrypted_columns),
-            via,
-        )
+    if page.decrypted_columns or page.searched_columns:
+        _audit(user, table, page, filters=filters, via=via, client=client)
     return page
 
 
-def _read_page(
-    *,
+def _check_filters(
+    conn: psycopg.Connection,
     table: TableConfig,
-    keyring: Keyring | None,
-    decrypt: bool,
-    filters: dict[str, str],
-    after: Sequence[Any] | None,
-    limit: int,
+    filters: Mapping[str, str],
+    *,
     allowed: bool,
-) -> reader.Page:
-    with connect(connections.target_dsn(), application_name=f"fdm read {table.name}") as conn:
-        if filters and not allowed:
-            catalog = read_catalog(conn, table.name)
-            encrypted = (
-                {column.target_name for column in catalog.columns if column.encrypted} if catalog else set()
-            )
-            refused = sorted(encrypted & set(filters))
-            if refused:
-                raise PermissionDenied(
-                    f"filtering on encrypted column(s) {', '.join(refused)} needs the permission "
-                    "syncengine.read_decrypted"
-                )
-        return reader.read_rows(
-            conn,
-            table_name=table.name,
-            schema=table.postgres_schema,
-            table=table.postgres_table,
-            keyring=keyring,
-            decrypt=decrypt,
-            filters=filters,
-            after=after,
-            limit=limit,
+    encrypted_filters: bool,
+) -> None:
+    if not filters:
+        return
+    catalog = read_catalog(conn, table.name)
+    encrypted = {column.target_name for column in catalog.columns if column.encrypted} if catalog else set()
+    refused = sorted(encrypted & set(filters))
+    if not refused:
+        return
+    if not allowed:
+        raise PermissionDenied(
+            f"filtering on encrypted column(s) {', '.join(refused)} needs the permission syncengine.read_decrypted"
         )
+    if not encrypted_filters:
+        raise EncryptedFilterInUrl(
+            f"a filter on encrypted column {refused[0]!r} must not travel in a URL, where proxies and servers log "
+            "it: send it in the body of a POST to the table's search endpoint",
+            table=table.name,
+            column=refused[0],
+        )
+
+
+def _audit(
+    user: Any, table: TableConfig, page: reader.Page, *, filters: Mapping[str, str], via: str, client: str
+) -> None:
+    DecryptedRead.objects.create(
+        user=user if getattr(user, "pk", None) else None,
+        username=getattr(user, "username", "") or "",
+        table_name=table.name,
+        columns=page.decrypted_columns,
+        filtered_columns=sorted(filters),
+        row_count=len(page.rows),
+        via=via,
+        client=client[:200],
+    )
+    logger.info(
+        "%s read %d row(s) of %s (decrypted: %s; searched: %s) via %s",
+        getattr(user, "username", "?"),
+        len(page.rows),
+        table.name,
+        ", ".join(page.decrypted_columns) or "-",
+        ", ".join(page.searched_columns) or "-",
+        via,
+    )
 
 
 @dataclass

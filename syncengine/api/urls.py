@@ -23,4 +23,5 @@ admin_urls = [
 
 data_urls = [
     path("<str:name>/", data.TableDataView.as_view(), name="table-data"),
+    path("<str:name>/search/", data.TableSearchView.as_view(), name="table-search"),
 ]

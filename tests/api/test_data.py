@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from syncengine import services
+from syncengine.api.data import encode_cursor
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead
 from syncengine.pipeline.protection.keyring import Keyring
@@ -80,22 +81,83 @@ def test_cursors_walk_every_row_once(synced, viewer):
     assert seen == [str(i) for i in range(1, 31)]
 
 
-def test_a_searchable_encrypted_column_filters_through_its_blind_index(synced, admin, viewer):
-    body = admin.get(f"/api/v1/data/{synced.name}/", {"currency": "EUR", "page_size": 100}).json()
+def search(client, table, **body):
+    return client.post(f"/api/v1/data/{table.name}/search/", body, format="json")
+
+
+def test_a_searchable_encrypted_column_filters_through_its_blind_index_in_a_post_body(synced, admin, viewer):
+    body = search(admin, synced, filters={"currency": "EUR"}, page_size=100).json()
     assert len(body["results"]) == 30
-    assert admin.get(f"/api/v1/data/{synced.name}/", {"currency": "USD"}).json()["results"] == []
-    refused = viewer.get(f"/api/v1/data/{synced.name}/", {"currency": "EUR"})
+    assert search(admin, synced, filters={"currency": "USD"}).json()["results"] == []
+    refused = search(viewer, synced, filters={"currency": "EUR"})
     assert refused.status_code == 403 and "read_decrypted" in error_of(refused)["message"]
+
+
+def test_an_encrypted_filter_in_a_url_is_refused_so_that_no_log_keeps_the_value(synced, admin):
+    response = admin.get(f"/api/v1/data/{synced.name}/", {"currency": "EUR"})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "encrypted_filter_in_url" and error["details"][0]["field"] == "currency"
+    assert not DecryptedRead.objects.exists()
+
+
+def test_a_masked_search_on_an_encrypted_column_is_audited(synced, admin):
+    body = search(admin, synced, filters={"currency": "EUR"}, masked=True, page_size=3).json()
+    assert [row["currency"] for row in body["results"]] == ["[encrypted]"] * 3
+    audit = DecryptedRead.objects.get()
+    assert (audit.columns, audit.filtered_columns, audit.row_count) == ([], ["currency"], 3)
+
+
+def test_a_search_pages_with_its_next_cursor_and_keeps_its_filters_out_of_links(synced, admin):
+    seen, cursor = [], None
+    while True:
+        body = search(admin, synced, filters={"currency": "EUR"}, page_size=8, cursor=cursor).json()
+        assert body["next"] is None
+        seen.extend(row["txn_id"] for row in body["results"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+        assert "EUR" not in cursor
+    assert seen == [str(i) for i in range(1, 31)]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"filters": ["currency"]}, ""),
+        ({"filter": {}}, ""),
+        ({"filters": {"currency": {"a": 1}}}, "filters.currency"),
+    ],
+)
+def test_a_bad_search_body_is_a_400(synced, admin, body, field):
+    response = admin.post(f"/api/v1/data/{synced.name}/search/", body, format="json")
+    assert response.status_code == 400
+    assert error_of(response)["details"][0]["field"] == field
+
+
+def test_a_search_on_an_encrypted_column_without_a_blind_index_says_so(synced, admin):
+    response = search(admin, synced, filters={"amount": "1.25"})
+    assert response.status_code == 400
+    assert "not searchable" in error_of(response)["details"][0]["message"]
+
+
+def test_cursors_are_signed_for_their_table_and_must_fit_its_key(synced, admin, make_table):
+    other = encode_cursor(make_table().name, ["3"])
+    response = admin.get(f"/api/v1/data/{synced.name}/", {"cursor": other})
+    assert error_of(response)["code"] == "invalid_cursor"
+    too_long = encode_cursor(synced.name, ["3", "4"])  # a key that changed between two pages
+    response = admin.get(f"/api/v1/data/{synced.name}/", {"cursor": too_long})
+    assert response.status_code == 400 and "does not fit the table's key" in error_of(response)["message"]
 
 
 @pytest.mark.parametrize(
     ("query", "code", "field"),
     [
         ({"nope": "1"}, "invalid_filter", ""),
-        ({"amount": "1.25"}, "invalid_filter", "amount"),
+        ({"amount": "1.25"}, "encrypted_filter_in_url", "amount"),
         ({"txn_id": "not-a-number"}, "invalid_filter", ""),
         ({"cursor": "%%%"}, "invalid_cursor", "cursor"),
-        ({"cursor": "WyJ4Il0"}, "invalid_filter", ""),  # ["x"]: a cursor that does not fit the key's type
+        ({"cursor": "WyJ4Il0"}, "invalid_cursor", "cursor"),  # ["x"]: readable, but not signed by this API
         ({"page_size": "0"}, "validation_error", "page_size"),
         ({"masked": "maybe"}, "validation_error", "masked"),
     ],

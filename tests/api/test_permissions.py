@@ -65,6 +65,7 @@ ENDPOINTS = [
     Endpoint("get", "/api/v1/metadata/tables/{table}/row-counts/", "viewer", 503),
     # The table has never been synced: past the permission check, 404 says so.
     Endpoint("get", "/api/v1/data/{table}/", "viewer", 404),
+    Endpoint("post", "/api/v1/data/{table}/search/", "viewer", 404, body={"filters": {}}),
     Endpoint("get", "/api/v1/admin/keys/", "admin", 200),
     Endpoint("post", "/api/v1/admin/keys/", "admin", 201, body="new-key"),
     Endpoint("get", "/api/v1/admin/keys/{key}/", "admin", 200),

@@ -149,6 +149,12 @@ def test_encrypted_and_compressed_columns_are_stored_as_bytea_and_read_back_exac
         result.bytes_before_compression
         == protection["description"]["bytes_plain"] + protection["metadata"]["bytes_plain"]
     )
+    # Plaintext sizes of encrypted columns would undo their padding for anyone who reads run records.
+    for encrypted in ("account_number", "iban", "amount"):
+        assert protection[encrypted] == {
+            "encrypted": True,
+            "bytes_stored": protection[encrypted]["bytes_stored"],
+        }
 
 
 def test_plaintext_of_encrypted_columns_is_nowhere_in_the_target(source, make_spec, sync, target):

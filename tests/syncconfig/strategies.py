@@ -23,6 +23,9 @@ POSTGRES_NAME = st.one_of(
 SCHEDULE = st.sampled_from(
     ["hourly", "daily", "manual", "0 6 * * *", "*/15 6-22 * * 1-5", "30 1 1 * *", "@weekly"]
 )
+REASON = st.text(
+    alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=10, max_size=40
+).filter(lambda reason: len(reason.strip()) >= 10)
 NOTES = st.text(alphabet=st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=40)
 
 
@@ -84,6 +87,17 @@ def table_dicts(draw: Any, name: str, target: tuple[str, str] | None = None) -> 
             block["searchable"] = searchable
         table["encryption"] = block if encrypted else False
 
+    # Exceptions to the protection policy: columns this table reads and keeps in clear, each with a reason.
+    block = table["encryption"]
+    kept_in_clear = [
+        c
+        for c in others
+        if block is False or (isinstance(block, dict) and c not in block.get("columns", others))
+    ]
+    clear = _subset(draw, kept_in_clear)
+    if clear:
+        table["clear_columns"] = {column: draw(REASON) for column in sorted(clear)}
+
     compression = draw(st.sampled_from(["off", "auto", "columns"]))
     compressed = _subset(draw, others, min_size=1) if compression == "columns" else []
     table["compression"] = {"columns": compressed} if compressed else compression == "auto"
@@ -111,7 +125,11 @@ def table_dicts(draw: Any, name: str, target: tuple[str, str] | None = None) -> 
 
 @st.composite
 def documents(draw: Any, min_tables: int = 0, max_tables: int = 4) -> dict[str, Any]:
-    """A valid document: distinct names and distinct targets."""
+    """A valid document: distinct names, distinct targets and distinct sources (two tables on one source must
+    agree on what they encrypt: tests/api/test_protection_policy.py covers that)."""
     name = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
     names = draw(st.lists(name, min_size=min_tables, max_size=max_tables, unique=True))
-    return {"tables": [draw(table_dicts(name, target=("synced", name))) for name in sorted(names)]}
+    tables = [draw(table_dicts(name, target=("synced", name))) for name in sorted(names)]
+    for table in tables:
+        table["snowflake"]["table"] = f"SRC_{table['name'].upper()}"
+    return {"tables": tables}

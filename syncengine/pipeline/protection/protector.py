@@ -110,9 +110,18 @@ class Protector:
         return {dictionary.dict_id for dictionary in used if dictionary is not None}
 
     def checks(self) -> dict[str, Any]:
-        """Per-column byte counts for the run record: plaintext, compressed, stored."""
-        return {
-            name: {
+        """Per-column byte counts for the run record: plaintext, compressed, stored.
+
+        An encrypted column records only what it stores (ciphertext, which anyone with the database sees):
+        its plaintext and compressed sizes would undo the padding for anyone who can read run records.
+        """
+        checks: dict[str, Any] = {}
+        encrypted = {column.target_name for column in self.plan.columns if column.encrypted}
+        for name, stats in self.stats.items():
+            if name in encrypted:
+                checks[name] = {"encrypted": True, "bytes_stored": stats.bytes_stored}
+                continue
+            checks[name] = {
                 "bytes_plain": stats.bytes_plain,
                 "bytes_compressed": stats.bytes_compressed,
                 "bytes_stored": stats.bytes_stored,
@@ -120,8 +129,17 @@ class Protector:
                 if stats.bytes_compressed
                 else None,
             }
-            for name, stats in self.stats.items()
-        }
+        return checks
+
+    def compression_totals(self) -> tuple[int, int]:
+        """Bytes before and after compression over the compressed columns that are not encrypted (the
+        encrypted ones' sizes stay out of run records, as in `checks`)."""
+        clear = [
+            self.stats[column.target_name]
+            for column in self.plan.columns
+            if column.compressed and not column.encrypted
+        ]
+        return sum(s.bytes_plain for s in clear), sum(s.bytes_compressed for s in clear)
 
 
 def _value_bytes(array: pa.Array) -> int:

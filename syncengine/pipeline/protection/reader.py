@@ -55,6 +55,9 @@ class Page:
     decrypted_columns: list[str] = field(default_factory=list)  # encrypted columns returned in clear
     masked_columns: list[str] = field(default_factory=list)
     key: list[str] = field(default_factory=list)  # the columns the pages are ordered by
+    searched_columns: list[str] = field(
+        default_factory=list
+    )  # encrypted columns filtered on (decrypted to compare)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,12 @@ def read_rows(
             )
 
     key = list(source.target.primary_key)
+    if after is not None and len(after) != (len(key) or 1):
+        raise ReadError(
+            "the cursor does not fit the table's key (it changed since the page was read); start from the first "
+            "page",
+            table=table_name,
+        )
     aad_key = list(source.catalog.row_key) if source.catalog else key
     order = [quote_postgres(name) for name in key] if key else ["ctid"]
     conditions: list[str] = []
@@ -218,6 +227,7 @@ def read_rows(
         decrypted_columns=encrypted if decrypt else [],
         masked_columns=[] if decrypt else encrypted,
         key=key,
+        searched_columns=sorted(exact),
     )
 
 
