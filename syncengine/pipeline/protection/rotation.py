@@ -108,7 +108,7 @@ def table_usage(conn: psycopg.Connection, table_name: str, *, primary: str | Non
     return key_usage(conn, catalog, primary=primary)
 
 
-def rotate_table(
+def rotate_table(  # noqa: PLR0913 - the key rotation service's call; every option is keyword-only
     conn: psycopg.Connection,
     *,
     table_name: str,
