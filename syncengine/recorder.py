@@ -80,13 +80,13 @@ def describe(exc: BaseException, *, table_name: str) -> str:
 def record_success(run: SyncRun, result: SyncResult) -> None:
     """Store the result's counts, per-stage seconds, watermark, drift and checks, and close the run."""
     run.mode = result.mode
-    run.rows_extracted = result.rows_extracted
-    run.rows_loaded = result.rows_loaded
+    run.rows_extracted = result.extract.rows
+    run.rows_loaded = result.load.rows
     run.rows_inserted = result.rows_inserted
     run.rows_updated = result.rows_updated
     run.rows_deleted = result.rows_deleted
-    run.bytes_extracted = result.bytes_extracted
-    run.bytes_loaded = result.bytes_loaded
+    run.bytes_extracted = result.extract.bytes
+    run.bytes_loaded = result.load.bytes
     run.bytes_before_compression = result.bytes_before_compression
     run.bytes_after_compression = result.bytes_after_compression
     run.extract_seconds = result.extract.seconds
@@ -97,7 +97,7 @@ def record_success(run: SyncRun, result: SyncResult) -> None:
     run.watermark_after = _json_safe(result.watermark_after)
     run.drift = _json_safe(list(result.drift))
     run.checks = _json_safe(dict(result.checks))
-    run.progress_rows = result.rows_extracted
+    run.progress_rows = result.extract.rows
     if result.target_created:
         run.append_log("info", "target table created", target=run.table_name)
     run.finish(RunStatus.SUCCEEDED)

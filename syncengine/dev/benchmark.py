@@ -279,7 +279,7 @@ def _sync(spec: TableSpec, settings: SnowflakeSettings, dsn: str, **kwargs: Any)
             f"{result.bytes_after_compression / 2**20:,.1f} MB "
             f"({result.bytes_before_compression / result.bytes_after_compression:.1f}x)"
         )
-    return result.rows_extracted, detail
+    return result.extract.rows, detail
 
 
 def _protected_variants(spec: TableSpec) -> list[tuple[str, TableSpec]]:

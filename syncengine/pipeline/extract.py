@@ -8,7 +8,7 @@ never the whole table), timestamps at microsecond precision (PostgreSQL's, and s
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from contextlib import suppress
 from dataclasses import dataclass
 from queue import Empty, Full, Queue
@@ -20,14 +20,13 @@ from snowflake.connector import errors as sf_errors
 from snowflake.connector.cursor import SnowflakeCursor
 
 from syncengine.pipeline.errors import SourceSchemaError
+from syncengine.pipeline.hooks import Log
 from syncengine.pipeline.identifiers import quote_snowflake, snowflake_name
 from syncengine.pipeline.schema.columns import TablePlan
 from syncengine.pipeline.source import classify_snowflake_error
 from syncengine.pipeline.spec import SourceRef
 from syncengine.pipeline.typemap import SourceColumn
 from syncengine.pipeline.watermark import Watermark
-
-Log = Callable[..., None]
 
 
 @dataclass(frozen=True)

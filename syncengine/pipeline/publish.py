@@ -1,5 +1,5 @@
 """Publishing: moving the staged rows into the target table. Every function here runs inside the one
-transaction that also applies drift DDL and advances the watermark (see `runner`), so readers see either the
+transaction that also applies drift DDL and advances the watermark (`publish_run`), so readers see either the
 old rows or the new ones, never a mix.
 
 - full: TRUNCATE then INSERT ... SELECT. TRUNCATE keeps the table itself, so operator-added indexes, grants,
@@ -13,13 +13,25 @@ old rows or the new ones, never a mix.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
+from syncengine.pipeline import locks
+from syncengine.pipeline.bootstrap import create_schema_if_missing
+from syncengine.pipeline.errors import ValidationFailed
 from syncengine.pipeline.identifiers import quote_postgres
+from syncengine.pipeline.load import STAGING_SCHEMA, drop_staging
+from syncengine.pipeline.plan import RunPlan
+from syncengine.pipeline.postgres import classify_postgres_error
+from syncengine.pipeline.protection import catalog, dictionaries
+from syncengine.pipeline.protection.protector import Protector
+from syncengine.pipeline.schema.target import qualified
+from syncengine.pipeline.stage import Staged
+from syncengine.pipeline.watermark import SyncState, Watermark, write_state
 
 
 @dataclass
@@ -28,6 +40,36 @@ class Published:
     updated: int = 0
     deleted: int = 0
     unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class Relations:
+    """The staging table and the target it is published into (quoted, schema-qualified names), with the column
+    names both share, the target's key and its incremental column."""
+
+    target: str
+    staging: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...] = ()
+    watermark: str | None = None
+
+    @classmethod
+    def of(cls, plan: RunPlan, staging_table: str) -> Relations:
+        return cls(
+            target=qualified(plan.spec.target.schema, plan.spec.target.table),
+            staging=qualified(STAGING_SCHEMA, staging_table),
+            columns=tuple(column.name for column in plan.load_columns),
+            key=plan.key,
+            watermark=plan.watermark_name,
+        )
+
+
+@dataclass
+class PublishOutcome:
+    published: Published
+    watermark: Watermark | None  # the watermark written with the rows
+    checks: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 def _names(columns: Sequence[str], prefix: str = "") -> str:
@@ -76,38 +118,23 @@ def suspend_primary_key(conn: psycopg.Connection, target: str) -> str | None:
     return f"ALTER TABLE {target} ADD CONSTRAINT {quote_postgres(name)} {definition}"
 
 
-def publish_full(
-    conn: psycopg.Connection,
-    *,
-    target: str,
-    staging: str,
-    columns: Sequence[str],
-    key: Sequence[str],
-    watermark: str | None,
-    deduplicate: bool,
-) -> Published:
+def publish_full(conn: psycopg.Connection, relations: Relations, *, deduplicate: bool) -> Published:
     # The rows being replaced are reported as deleted, so a run record shows what a full reload threw away.
+    target, columns = relations.target, relations.columns
     replaced = count(conn, target)
     conn.execute(f"TRUNCATE {target}")
     restore_key = suspend_primary_key(conn, target)
-    source = staged_rows_sql(staging, columns, key, watermark if deduplicate else None)
+    watermark = relations.watermark if deduplicate else None
+    source = staged_rows_sql(relations.staging, columns, relations.key, watermark)
     cursor = conn.execute(f"INSERT INTO {target} ({_names(columns)}) {source}")  # noqa: S608 - identifiers quoted
     if restore_key is not None:
         conn.execute(restore_key)
     return Published(inserted=cursor.rowcount, deleted=replaced)
 
 
-def publish_upsert(
-    conn: psycopg.Connection,
-    *,
-    target: str,
-    staging: str,
-    columns: Sequence[str],
-    key: Sequence[str],
-    watermark: str | None,
-    distinct_keys: int,
-) -> Published:
+def publish_upsert(conn: psycopg.Connection, relations: Relations, *, distinct_keys: int) -> Published:
     """Insert new keys, update keys whose values changed, leave identical rows alone; count each."""
+    target, columns, key = relations.target, relations.columns, relations.key
     others = [name for name in columns if name not in key]
     if others:
         assignments = ", ".join(
@@ -117,7 +144,7 @@ def publish_upsert(
         on_conflict = f"DO UPDATE SET {assignments} WHERE ({_names(others, 't.')}) IS DISTINCT FROM ({_names(others, 'EXCLUDED.')})"
     else:
         on_conflict = "DO NOTHING"
-    source = staged_rows_sql(staging, columns, key, watermark)
+    source = staged_rows_sql(relations.staging, columns, key, relations.watermark)
     row = conn.execute(
         f"WITH upserted AS (INSERT INTO {target} AS t ({_names(columns)}) {source} "  # noqa: S608 - identifiers quoted
         f"ON CONFLICT ({_names(key)}) {on_conflict} RETURNING (xmax = 0) AS inserted) "
@@ -127,31 +154,137 @@ def publish_upsert(
     return Published(inserted=inserted, updated=updated, unchanged=distinct_keys - inserted - updated)
 
 
-def keys_missing_after_upsert(
-    conn: psycopg.Connection, *, target: str, staging: str, key: Sequence[str]
-) -> int:
+def keys_missing_after_upsert(conn: psycopg.Connection, relations: Relations) -> int:
     """Staged keys that are not in the target after the upsert: must be none."""
-    matches = " AND ".join(f"t.{quote_postgres(name)} = s.{quote_postgres(name)}" for name in key)
+    matches = " AND ".join(f"t.{quote_postgres(name)} = s.{quote_postgres(name)}" for name in relations.key)
     row = conn.execute(
-        f"SELECT count(*) FROM {staging} s WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE {matches})"  # noqa: S608
+        f"SELECT count(*) FROM {relations.staging} s "  # noqa: S608 - identifiers quoted
+        f"WHERE NOT EXISTS (SELECT 1 FROM {relations.target} t WHERE {matches})"
     ).fetchone()
     return int(row[0]) if row else 0
 
 
-def publish_replace_slice(
-    conn: psycopg.Connection,
-    *,
-    target: str,
-    staging: str,
-    columns: Sequence[str],
-    watermark: str,
-    since: Any,
-) -> Published:
+def publish_replace_slice(conn: psycopg.Connection, relations: Relations, *, since: Any) -> Published:
+    """Requires `relations.watermark`: the slice at or above `since` is replaced."""
+    assert relations.watermark is not None
+    target, columns = relations.target, relations.columns
     deleted = conn.execute(
-        f"DELETE FROM {target} WHERE {quote_postgres(watermark)} >= %s",  # noqa: S608 - identifiers quoted
+        f"DELETE FROM {target} WHERE {quote_postgres(relations.watermark)} >= %s",  # noqa: S608 - identifiers quoted
         (since,),
     ).rowcount
     inserted = conn.execute(
-        f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {staging}"  # noqa: S608
+        f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {relations.staging}"  # noqa: S608
     ).rowcount
     return Published(inserted=inserted, deleted=deleted)
+
+
+def publish_run(
+    conn: psycopg.Connection,
+    plan: RunPlan,
+    staged: Staged,
+    *,
+    protector: Protector | None,
+    lock_timeout: float,
+) -> PublishOutcome:
+    """One transaction that publishes the staged rows and advances the watermark.
+
+    1. Bound the wait for the target's lock (`lock_timeout` seconds; running out is a transient failure).
+    2. Run the drift DDL (creating the target's schema when the table is new).
+    3. Check that every extracted row was staged, publish them (full, upsert or replace slice) and check the
+       counts the target reports.
+    4. Finish the drift DDL, write the protection catalog and blind indexes, prune unused dictionaries.
+    5. Write the watermark and drop the staging table.
+    Any failure rolls all of it back: the target stays as it was.
+    """
+    spec = plan.spec
+    relations = Relations.of(plan, staged.table)
+    outcome = PublishOutcome(published=Published(), watermark=plan.watermark_after(staged.newest))
+    source_names = {column.name: column.plan.source_name for column in plan.load_columns}
+    started = time.perf_counter()
+    try:
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",))
+            if plan.drift.creates_table:
+                locks.lock_bootstrap(conn)
+                create_schema_if_missing(conn, spec.target.schema)
+            for statement in plan.drift.ddl:
+                conn.execute(statement)
+            outcome.published = _publish_rows(conn, plan, relations, staged, outcome.checks)
+            _finish_table(conn, plan, protector, outcome.checks)
+            published = outcome.published
+            outcome.checks["rows_published"] = published.inserted + published.updated + published.unchanged
+            outcome.checks["row_counts_match"] = True
+            write_state(conn, _state_after(plan, outcome))
+            drop_staging(conn, staged.table)
+    except psycopg.Error as exc:
+        raise classify_postgres_error(exc, table=spec.name, source_names=source_names) from exc
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _publish_rows(
+    conn: psycopg.Connection, plan: RunPlan, relations: Relations, staged: Staged, checks: dict[str, Any]
+) -> Published:
+    """Publish in the plan's mode, verifying the counts on both sides; records its checks in `checks`."""
+    table = plan.spec.name
+    in_staging = count(conn, relations.staging)
+    checks["rows_staged"] = in_staging
+    if in_staging != staged.extract.rows:
+        raise ValidationFailed(f"{staged.extract.rows} rows extracted but {in_staging} staged", table=table)
+    duplicates = int(staged.checks.get("duplicates_resolved", 0) or 0)
+    expected = in_staging - duplicates
+    if plan.since is None:
+        published = publish_full(conn, relations, deduplicate=duplicates > 0)
+        in_target = count(conn, relations.target)
+        if published.inserted != expected or in_target != expected:
+            raise ValidationFailed(
+                f"{expected} rows staged but {published.inserted} inserted and {in_target} in the target",
+                table=table,
+            )
+    elif relations.key:
+        distinct = int(staged.checks.get("distinct_keys", expected) or 0)
+        published = publish_upsert(conn, relations, distinct_keys=distinct)
+        missing = keys_missing_after_upsert(conn, relations)
+        if missing or published.unchanged < 0:
+            raise ValidationFailed(
+                f"{distinct} keys staged but {missing} missing from the target after publishing", table=table
+            )
+        checks["rows_unchanged"] = published.unchanged
+    else:
+        published = publish_replace_slice(conn, relations, since=plan.since.value)
+        if published.inserted != in_staging:
+            raise ValidationFailed(f"{in_staging} rows staged but {published.inserted} inserted", table=table)
+    return published
+
+
+def _finish_table(
+    conn: psycopg.Connection, plan: RunPlan, protector: Protector | None, checks: dict[str, Any]
+) -> None:
+    """With the rows in: the drift DDL that follows them, blind indexes, the protection catalog and, after a
+    full load, dropping the dictionaries no stored frame uses any more."""
+    spec = plan.spec
+    for statement in plan.drift.finish_ddl:
+        conn.execute(statement)
+    protection = protector.plan if protector else None
+    if protection is not None:
+        for statement in catalog.blind_index_ddl(spec.target.schema, spec.target.table, protection):
+            conn.execute(statement)
+    catalog.write_catalog(
+        conn, table_name=spec.name, schema=spec.target.schema, table=spec.target.table, plan=protection
+    )
+    if plan.since is None:
+        keep = protector.dictionary_ids if protector else set()
+        checks["dictionaries_dropped"] = dictionaries.prune_dictionaries(conn, spec.name, keep=keep)
+
+
+def _state_after(plan: RunPlan, outcome: PublishOutcome) -> SyncState:
+    spec = plan.spec
+    return SyncState(
+        table_name=spec.name,
+        target_schema=spec.target.schema,
+        target_table=spec.target.table,
+        mode=str(spec.mode),
+        watermark_column=plan.columns.watermark.source_name if plan.columns.watermark else None,
+        watermark=outcome.watermark,
+        rows_published=outcome.published.inserted + outcome.published.updated,
+    )

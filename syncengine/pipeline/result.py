@@ -8,6 +8,9 @@ from typing import Any
 
 @dataclass
 class StageMetrics:
+    """extract: rows read and Arrow buffer bytes from the source; transform: rows checked; load: rows and bytes
+    COPY sent to the staging table. Seconds are the time spent in the stage."""
+
     rows: int = 0
     bytes: int = 0
     seconds: float = 0.0
@@ -21,14 +24,10 @@ class SyncResult:
     transform: StageMetrics = field(default_factory=StageMetrics)
     load: StageMetrics = field(default_factory=StageMetrics)
     publish_seconds: float = 0.0
-    rows_extracted: int = 0
-    rows_loaded: int = 0  # rows written to the staging table
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_deleted: int = 0
-    bytes_extracted: int = 0  # Arrow buffer bytes read from the source
-    bytes_loaded: int = 0  # bytes sent to PostgreSQL by COPY
-    bytes_before_compression: int = 0  # plaintext bytes of the compressed columns' values
+    bytes_before_compression: int = 0  # plaintext bytes of the compressed columns' values (clear ones only)
     bytes_after_compression: int = 0  # the same values as zstd frames
     watermark_before: Any = None  # JSON-safe representation (see pipeline.watermark)
     watermark_after: Any = None

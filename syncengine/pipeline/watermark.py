@@ -109,12 +109,15 @@ class Watermark:
 
 @dataclass(frozen=True)
 class SyncState:
-    """What the target database remembers about a table between runs."""
+    """What the target database remembers about a table between runs (one row of `_fdm.sync_state`)."""
 
-    watermark: Watermark | None
-    watermark_column: str | None
+    table_name: str
     target_schema: str
     target_table: str
+    mode: str
+    watermark_column: str | None
+    watermark: Watermark | None
+    rows_published: int = 0
 
 
 def state_table_sql() -> str:
@@ -133,31 +136,25 @@ def state_table_sql() -> str:
 
 def read_state(conn: psycopg.Connection, table_name: str) -> SyncState | None:
     row = conn.execute(
-        "SELECT watermark, watermark_column, target_schema, target_table FROM _fdm.sync_state WHERE table_name = %s",
+        "SELECT target_schema, target_table, mode, watermark_column, watermark, rows_published "
+        "FROM _fdm.sync_state WHERE table_name = %s",
         (table_name,),
     ).fetchone()
     if row is None:
         return None
-    watermark_json, watermark_column, target_schema, target_table = row
+    target_schema, target_table, mode, watermark_column, watermark_json, rows_published = row
     return SyncState(
-        watermark=Watermark.from_json(watermark_json) if watermark_json else None,
-        watermark_column=watermark_column,
+        table_name=table_name,
         target_schema=target_schema,
         target_table=target_table,
+        mode=mode,
+        watermark_column=watermark_column,
+        watermark=Watermark.from_json(watermark_json) if watermark_json else None,
+        rows_published=int(rows_published),
     )
 
 
-def write_state(
-    conn: psycopg.Connection,
-    *,
-    table_name: str,
-    target_schema: str,
-    target_table: str,
-    mode: str,
-    watermark_column: str | None,
-    watermark: Watermark | None,
-    rows_published: int,
-) -> None:
+def write_state(conn: psycopg.Connection, state: SyncState) -> None:
     """Record the table's watermark; called inside the publishing transaction."""
     conn.execute(
         "INSERT INTO _fdm.sync_state AS s "
@@ -168,12 +165,12 @@ def write_state(
         "watermark_column = EXCLUDED.watermark_column, watermark = EXCLUDED.watermark, "
         "rows_published = EXCLUDED.rows_published, updated_at = EXCLUDED.updated_at",
         (
-            table_name,
-            target_schema,
-            target_table,
-            mode,
-            watermark_column,
-            Jsonb(watermark.to_json()) if watermark is not None else None,
-            rows_published,
+            state.table_name,
+            state.target_schema,
+            state.target_table,
+            state.mode,
+            state.watermark_column,
+            Jsonb(state.watermark.to_json()) if state.watermark is not None else None,
+            state.rows_published,
         ),
     )

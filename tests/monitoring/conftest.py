@@ -165,7 +165,7 @@ def scenario(db) -> Scenario:
     prices = make_table("prices", schedule="manual")
     fx_rates = make_table("fx_rates", schedule="*/15 * * * *", max_staleness_minutes=30)
 
-    small = result("orders", rows_extracted=10, rows_loaded=10, rows_inserted=10)
+    small = result("orders", extract=StageMetrics(rows=10), load=StageMetrics(rows=10), rows_inserted=10)
     succeeded(orders, started=hours(5), finished=hours(5) + timedelta(seconds=30), result=small)
     failed(
         orders,
@@ -183,13 +183,9 @@ def scenario(db) -> Scenario:
             transform=StageMetrics(rows=1000, seconds=5.5),
             load=StageMetrics(rows=1000, bytes=48_000, seconds=12.0),
             publish_seconds=2.75,
-            rows_extracted=1000,
-            rows_loaded=1000,
             rows_inserted=900,
             rows_updated=100,
             rows_deleted=7,
-            bytes_extracted=52_000,
-            bytes_loaded=48_000,
         ),
     )
     orders_failure = failed(
@@ -214,7 +210,7 @@ def scenario(db) -> Scenario:
         fx_rates,
         started=minutes(51),
         finished=minutes(50),
-        result=result("fx_rates", rows_extracted=3, rows_loaded=3, rows_updated=3),
+        result=result("fx_rates", extract=StageMetrics(rows=3), load=StageMetrics(rows=3), rows_updated=3),
     )
     fx_failure = failed(
         fx_rates,

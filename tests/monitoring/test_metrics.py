@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from syncengine import metrics, services
 from syncengine.choices import RunStatus
+from syncengine.pipeline.result import StageMetrics
 from tests.monitoring.conftest import LEAKY_ERROR, make_table, result, succeeded
 
 pytestmark = pytest.mark.django_db
@@ -85,7 +86,7 @@ def test_a_new_success_clears_the_failed_status(scenario, scrape):
         scenario.orders,
         started=scenario.anchor,
         finished=scenario.anchor,
-        result=result("orders", rows_extracted=1),
+        result=result("orders", extract=StageMetrics(rows=1)),
     )
 
     s = scrape()
@@ -137,7 +138,9 @@ def test_a_scrape_outside_any_transaction_reads_one_snapshot(scrape):
     # Committed data, and no test transaction around the request: the collector opens its own read-only one.
     orders = make_table("orders", schedule="hourly")
     hour_ago = timezone.now() - timedelta(hours=1)
-    run = succeeded(orders, started=hour_ago, finished=hour_ago, result=result("orders", rows_extracted=4))
+    run = succeeded(
+        orders, started=hour_ago, finished=hour_ago, result=result("orders", extract=StageMetrics(rows=4))
+    )
 
     s = scrape()
 

@@ -31,13 +31,13 @@ def _ledger(source, rows: list[tuple[int, str, str]]) -> None:
 def test_it_replaces_every_row_and_reports_counts(source, make_spec, sync, target):
     _ledger(source, [(1, "10.00", "a"), (2, "20.00", "b"), (3, "30.00", "c"), (4, "40.00", "d")])
     first = sync(make_spec("LEDGER"))
-    assert (first.mode, first.rows_extracted, first.rows_loaded, first.rows_inserted) == ("full", 4, 4, 4)
+    assert (first.mode, first.extract.rows, first.load.rows, first.rows_inserted) == ("full", 4, 4, 4)
     assert first.rows_deleted == 0
     assert first.checks["row_counts_match"] and first.checks["primary_key_unique"]
 
     _ledger(source, [(2, "21.00", "b2"), (5, "50.00", "e")])
     second = sync(make_spec("LEDGER"))
-    assert (second.rows_extracted, second.rows_inserted, second.target_created) == (2, 2, False)
+    assert (second.extract.rows, second.rows_inserted, second.target_created) == (2, 2, False)
     assert second.rows_deleted == 4  # the rows the reload replaced
     assert target("SELECT id, amount, note FROM public.ledger ORDER BY id") == [
         (Decimal(2), Decimal("21.00"), "b2"),

@@ -77,7 +77,7 @@ def test_rows_at_the_boundary_and_late_rows_with_an_equal_cursor_are_not_lost(
     result = sync(spec)
 
     assert result.mode == "incremental"
-    assert result.rows_extracted == 3  # ids 2 and 3 at the boundary, id 4 after it
+    assert result.extract.rows == 3  # ids 2 and 3 at the boundary, id 4 after it
     assert (result.rows_inserted, result.rows_updated) == (2, 0)
     assert result.checks["rows_unchanged"] == 1
     assert [row[0] for row in _rows(target)] == [1, 2, 3, 4]
@@ -211,7 +211,7 @@ def test_each_watermark_type_binds_back_exactly(source, make_spec, sync, column_
     result = sync(spec)
 
     assert result.mode == "incremental"
-    assert result.rows_extracted == 2  # the boundary row already loaded, and the late one
+    assert result.extract.rows == 2  # the boundary row already loaded, and the late one
     assert (result.rows_inserted, result.rows_updated) == (1, 0)
     assert result.watermark_before == result.watermark_after == expected
 
@@ -230,7 +230,7 @@ def test_an_empty_source_creates_an_empty_target_without_a_watermark(source, mak
     _prices(source)
     result = sync(make_spec("PRICES", watermark_column="updated_at"))
 
-    assert (result.rows_extracted, result.rows_inserted, result.watermark_after) == (0, 0, None)
+    assert (result.extract.rows, result.rows_inserted, result.watermark_after) == (0, 0, None)
     assert target("SELECT count(*) FROM public.prices") == [(0,)]
 
 
@@ -243,7 +243,7 @@ def test_a_run_that_extracts_nothing_keeps_the_watermark(source, make_spec, sync
 
     result = sync(spec)
 
-    assert (result.mode, result.rows_extracted, result.rows_inserted, result.rows_deleted) == (
+    assert (result.mode, result.extract.rows, result.rows_inserted, result.rows_deleted) == (
         "incremental",
         0,
         0,

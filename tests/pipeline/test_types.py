@@ -140,7 +140,7 @@ def test_it_creates_the_target_with_exact_types(source, make_spec, sync, target)
 def test_every_value_round_trips_exactly(source, make_spec, sync, target):
     _create(source)
     result = sync(make_spec("ALL_TYPES", batch_size=2))
-    assert result.rows_extracted == result.rows_loaded == result.rows_inserted == 7
+    assert result.extract.rows == result.load.rows == result.rows_inserted == 7
 
     rows = {row[0]: row[1:] for row in target("SELECT * FROM public.all_types ORDER BY id")}
     assert rows[Decimal(1)] == (

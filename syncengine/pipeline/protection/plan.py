@@ -118,13 +118,65 @@ def plan_protection(spec: TableSpec, plan: TablePlan) -> tuple[TablePlan, Protec
     3. Protected columns become `bytea`; each searchable column gets a derived blind index column after the
        source columns.
     """
+    encrypted, searchable = _encrypted_columns(spec, plan)
+    compressed = _compressed_columns(spec, plan)
+    if not (encrypted or compressed):
+        return plan, None
+
+    taken = {column.target_name for column in plan.columns}
+    protections: list[ColumnProtection] = []
+    new_columns: list[ColumnPlan] = []
+    derived: list[ColumnPlan] = []
+    for column in plan.columns:
+        if column.source_name not in encrypted | compressed:
+            new_columns.append(column)
+            continue
+        blind_index = None
+        if column.source_name in searchable:
+            derived.append(_blind_index_column(column, taken, table=spec.name))
+            blind_index = derived[-1].target_name
+        protections.append(
+            ColumnProtection(
+                source_name=column.source_name,
+                target_name=column.target_name,
+                plain_type=column.target_type,
+                encrypted=column.source_name in encrypted,
+                compressed=column.source_name in compressed,
+                blind_index=blind_index,
+            )
+        )
+        new_columns.append(
+            ColumnPlan(
+                source=column.source,
+                target_name=column.target_name,
+                target_type=BYTEA,
+                plain_type=column.target_type,
+            )
+        )
+    protected_plan = TablePlan(
+        columns=tuple(new_columns + derived), primary_key=plan.primary_key, watermark=plan.watermark
+    )
+    return protected_plan, ProtectionPlan(
+        table=spec.name,
+        target=f"{spec.target.schema}.{spec.target.table}",
+        columns=tuple(protections),
+        row_key=plan.target_primary_key,
+    )
+
+
+def _untouchable(plan: TablePlan) -> set[str]:
+    """The primary key and incremental columns: runs match and filter on them, so they stay in clear."""
+    return set(plan.primary_key) | ({plan.watermark.source_name} if plan.watermark else set())
+
+
+def _encrypted_columns(spec: TableSpec, plan: TablePlan) -> tuple[set[str], set[str]]:
+    """Source names of the encrypted columns and of the searchable (blind-indexed) ones among them."""
     table = spec.name
     key_names = set(plan.primary_key)
     watermark_name = plan.watermark.source_name if plan.watermark else None
-    untouchable = key_names | ({watermark_name} if watermark_name else set())
-
     encryption = spec.encryption
     if encryption.mode == EncryptionMode.ALL:
+        untouchable = _untouchable(plan)
         encrypted = [column for column in plan.columns if column.source_name not in untouchable]
     elif encryption.mode == EncryptionMode.COLUMNS:
         encrypted = _resolve(encryption.columns, plan, table=table, what="encrypted column")
@@ -154,98 +206,58 @@ def plan_protection(spec: TableSpec, plan: TablePlan) -> tuple[TablePlan, Protec
             raise ConfigurationError(
                 "a searchable column must also be encrypted", table=table, column=column.source_name
             )
-    searchable_names = {column.source_name for column in searchable}
+    return encrypted_names, {column.source_name for column in searchable}
 
+
+def _compressed_columns(spec: TableSpec, plan: TablePlan) -> set[str]:
+    """Source names of the compressed columns."""
+    table = spec.name
+    untouchable = _untouchable(plan)
     compression = spec.compression
     if compression.mode == CompressionMode.AUTO:
-        compressed = [
-            column
+        return {
+            column.source_name
             for column in plan.columns
             if _auto_compressed(column) and column.source_name not in untouchable
-        ]
-    elif compression.mode == CompressionMode.COLUMNS:
-        compressed = _resolve(compression.columns, plan, table=table, what="compressed column")
-        for column in compressed:
-            if not _compressible(column):
-                raise ConfigurationError(
-                    f"only TEXT, VARIANT, OBJECT, ARRAY and BINARY columns can be compressed; this one is "
-                    f"{column.source.display_type}",
-                    table=table,
-                    column=column.source_name,
-                )
-            if column.source_name in untouchable:
-                raise ConfigurationError(
-                    "primary key and incremental columns are never compressed",
-                    table=table,
-                    column=column.source_name,
-                )
-    else:
-        compressed = []
-    compressed_names = {column.source_name for column in compressed}
+        }
+    if compression.mode != CompressionMode.COLUMNS:
+        return set()
+    compressed = _resolve(compression.columns, plan, table=table, what="compressed column")
+    for column in compressed:
+        if not _compressible(column):
+            raise ConfigurationError(
+                f"only TEXT, VARIANT, OBJECT, ARRAY and BINARY columns can be compressed; this one is "
+                f"{column.source.display_type}",
+                table=table,
+                column=column.source_name,
+            )
+        if column.source_name in untouchable:
+            raise ConfigurationError(
+                "primary key and incremental columns are never compressed",
+                table=table,
+                column=column.source_name,
+            )
+    return {column.source_name for column in compressed}
 
-    protected_names = encrypted_names | compressed_names
-    if not protected_names:
-        return plan, None
 
-    taken = {column.target_name for column in plan.columns}
-    protections: list[ColumnProtection] = []
-    new_columns: list[ColumnPlan] = []
-    derived: list[ColumnPlan] = []
-    for column in plan.columns:
-        if column.source_name not in protected_names:
-            new_columns.append(column)
-            continue
-        blind_index = None
-        if column.source_name in searchable_names:
-            blind_index = f"{column.target_name}{BLIND_INDEX_SUFFIX}"
-            if blind_index in taken:
-                raise ConfigurationError(
-                    f"the blind index column {blind_index!r} would clash with a loaded column; rename one with "
-                    "column_names",
-                    table=table,
-                    column=column.source_name,
-                )
-            if (problem := identifiers.identifier_problem(blind_index, postgres=True)) is not None:
-                raise ConfigurationError(
-                    f"blind index column name {blind_index!r} {problem}",
-                    table=table,
-                    column=column.source_name,
-                )
-            taken.add(blind_index)
-            derived.append(
-                ColumnPlan(
-                    source=SourceColumn(
-                        name=f"{column.source_name}{BLIND_INDEX_SUFFIX}", data_type=DERIVED_TYPE
-                    ),
-                    target_name=blind_index,
-                    target_type=BYTEA,
-                    derived=True,
-                )
-            )
-        protections.append(
-            ColumnProtection(
-                source_name=column.source_name,
-                target_name=column.target_name,
-                plain_type=column.target_type,
-                encrypted=column.source_name in encrypted_names,
-                compressed=column.source_name in compressed_names,
-                blind_index=blind_index,
-            )
+def _blind_index_column(column: ColumnPlan, taken: set[str], *, table: str) -> ColumnPlan:
+    """The derived column that holds a searchable column's blind index; its name is added to `taken`."""
+    blind_index = f"{column.target_name}{BLIND_INDEX_SUFFIX}"
+    if blind_index in taken:
+        raise ConfigurationError(
+            f"the blind index column {blind_index!r} would clash with a loaded column; rename one with "
+            "column_names",
+            table=table,
+            column=column.source_name,
         )
-        new_columns.append(
-            ColumnPlan(
-                source=column.source,
-                target_name=column.target_name,
-                target_type=BYTEA,
-                plain_type=column.target_type,
-            )
+    if (problem := identifiers.identifier_problem(blind_index, postgres=True)) is not None:
+        raise ConfigurationError(
+            f"blind index column name {blind_index!r} {problem}", table=table, column=column.source_name
         )
-    protected_plan = TablePlan(
-        columns=tuple(new_columns + derived), primary_key=plan.primary_key, watermark=plan.watermark
-    )
-    return protected_plan, ProtectionPlan(
-        table=table,
-        target=f"{spec.target.schema}.{spec.target.table}",
-        columns=tuple(protections),
-        row_key=plan.target_primary_key,
+    taken.add(blind_index)
+    return ColumnPlan(
+        source=SourceColumn(name=f"{column.source_name}{BLIND_INDEX_SUFFIX}", data_type=DERIVED_TYPE),
+        target_name=blind_index,
+        target_type=BYTEA,
+        derived=True,
     )

@@ -92,7 +92,7 @@ def describe(conn: psycopg.Connection, *, table_name: str, schema: str, table: s
     return _Source(table_name=table_name, target=target, catalog=read_catalog(conn, table_name))
 
 
-def read_rows(
+def read_rows(  # noqa: PLR0913 - the data API's and the decrypt command's call; all keyword-only
     conn: psycopg.Connection,
     *,
     table_name: str,
@@ -117,94 +117,166 @@ def read_rows(
         raise ReadError(f"limit must be between 1 and {MAX_PAGE_SIZE}", table=table_name)
     source = describe(conn, table_name=table_name, schema=schema, table=table)
     protected = source.protected
-    visible = source.visible()
     filters = dict(filters or {})
     if source.catalog and any(column.encrypted for column in protected.values()) and keyring is None:
         if decrypt or any(name in protected and protected[name].encrypted for name in filters):
             raise ConfigurationError(
                 "reading encrypted columns needs the keyring (FDM_ENCRYPTION_KEYS)", table=table_name
             )
-
-    key = list(source.target.primary_key)
-    if after is not None and len(after) != (len(key) or 1):
+    key_length = len(source.target.primary_key) or 1  # ctid stands in for a missing key
+    if after is not None and len(after) != key_length:
         raise ReadError(
             "the cursor does not fit the table's key (it changed since the page was read); start from the first "
             "page",
             table=table_name,
         )
-    aad_key = list(source.catalog.row_key) if source.catalog else key
-    order = [quote_postgres(name) for name in key] if key else ["ctid"]
-    conditions: list[str] = []
-    params: list[Any] = []
-    exact: dict[str, bytes] = {}  # encrypted columns whose decrypted value must equal the filter's
+    reading = _Reading(
+        source=source,
+        filters=_filter_conditions(source, filters, keyring),
+        decoder=_Decoder.of(conn, source, keyring),
+        decrypt=decrypt,
+    )
+    rows, last, more = _fetch_page(conn, reading, after=after, limit=limit)
+    if not decrypt:
+        for record in rows:
+            _mask(record, protected)
+    visible = source.visible()
+    encrypted = [name for name in visible if name in protected and protected[name].encrypted]
+    return Page(
+        columns=visible,
+        rows=rows,
+        next_after=last if more else None,
+        decrypted_columns=encrypted if decrypt else [],
+        masked_columns=[] if decrypt else encrypted,
+        key=reading.key,
+        searched_columns=sorted(reading.filters.exact),
+    )
+
+
+@dataclass
+class _Filters:
+    conditions: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    # Encrypted columns whose decrypted value must match.
+    exact: dict[str, bytes] = field(default_factory=dict)
+
+
+def _filter_conditions(source: _Source, filters: Mapping[str, str], keyring: Keyring | None) -> _Filters:
+    visible, protected, table_name = source.visible(), source.protected, source.table_name
+    result = _Filters()
     for name, value in filters.items():
         if name not in visible:
             raise ReadError(f"cannot filter on {name!r}: the table has no such column", table=table_name)
         protection = protected.get(name)
         if protection is None:
-            conditions.append(f"{quote_postgres(name)} = CAST(%s AS {source.type_of(name)})")
-            params.append(value)
+            result.conditions.append(f"{quote_postgres(name)} = CAST(%s AS {source.type_of(name)})")
+            result.params.append(value)
         elif protection.encrypted and protection.blind_index and keyring is not None:
             index = BlindIndex(
                 keyring, ColumnIdentity(_target_name(source), name), bits=protection.blind_index_bits
             )
             plain = _filter_plaintext(value, protection)
-            conditions.append(f"{quote_postgres(protection.blind_index)} = ANY(%s)")
-            params.append(index.candidates(plain))
-            exact[name] = plain
+            result.conditions.append(f"{quote_postgres(protection.blind_index)} = ANY(%s)")
+            result.params.append(index.candidates(plain))
+            result.exact[name] = plain
         else:
             what = (
                 "encrypted without a blind index (not searchable)" if protection.encrypted else "compressed"
             )
             raise ReadError(f"cannot filter on {name!r}: the column is {what}", table=table_name, column=name)
+    return result
 
-    relation = qualified(schema, table)
-    selected = ", ".join([*(quote_postgres(name) for name in visible), "ctid::text"])
-    dictionaries = (
-        load_dictionaries(conn, table=table_name)
-        if any(column.compressed for column in protected.values())
-        else {}
-    )
-    ciphers = {
-        name: ColumnCipher(keyring, ColumnIdentity(_target_name(source), name))
-        for name, column in protected.items()
-        if column.encrypted and keyring is not None
-    }
+
+@dataclass(frozen=True)
+class _Decoder:
+    """What turns stored bytes back into values: the column ciphers and the compression dictionaries."""
+
+    protected: Mapping[str, ColumnProtection]
+    ciphers: Mapping[str, ColumnCipher]
+    dictionaries: Mapping[int, compress.Dictionary]
+
+    @classmethod
+    def of(cls, conn: psycopg.Connection, source: _Source, keyring: Keyring | None) -> _Decoder:
+        protected = source.protected
+        dictionaries = (
+            load_dictionaries(conn, table=source.table_name)
+            if any(column.compressed for column in protected.values())
+            else {}
+        )
+        ciphers = {
+            name: ColumnCipher(keyring, ColumnIdentity(_target_name(source), name))
+            for name, column in protected.items()
+            if column.encrypted and keyring is not None
+        }
+        return cls(protected=protected, ciphers=ciphers, dictionaries=dictionaries)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    source: _Source
+    filters: _Filters
+    decoder: _Decoder
+    decrypt: bool
+
+    @property
+    def key(self) -> list[str]:
+        return list(self.source.target.primary_key)
+
+    @property
+    def order(self) -> list[str]:
+        return [quote_postgres(name) for name in self.key] if self.key else ["ctid"]
+
+    def select_sql(self, after: list[Any] | None, fetch: int) -> tuple[str, list[Any]]:
+        """The next round's query: the filters, rows after `after` in key order, at most `fetch` rows."""
+        source = self.source
+        where = list(self.filters.conditions)
+        params = list(self.filters.params)
+        if after is not None:
+            if self.key:
+                casts = ", ".join(f"CAST(%s AS {source.type_of(name)})" for name in self.key)
+                where.append(f"({', '.join(self.order)}) > ({casts})")
+                params.extend(after)
+            else:
+                where.append("ctid > CAST(%s AS tid)")
+                params.append(after[0])
+        relation = qualified(source.target.schema, source.target.name)
+        selected = ", ".join([*(quote_postgres(name) for name in source.visible()), "ctid::text"])
+        sql = (
+            f"SELECT {selected} FROM {relation}"  # noqa: S608 - identifiers quoted, values bound
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" ORDER BY {', '.join(self.order)} LIMIT {int(fetch)}"
+        )
+        return sql, params
+
+
+def _fetch_page(
+    conn: psycopg.Connection, reading: _Reading, *, after: Sequence[Any] | None, limit: int
+) -> tuple[list[dict[str, Any]], list[Any] | None, bool]:
+    """Rows of one page, the cursor after the last row read, and whether more rows may follow."""
+    visible, key, exact = reading.source.visible(), reading.key, reading.filters.exact
+    protected = reading.decoder.protected
+    # Ciphertexts are bound to the row key the sync used (the catalog's), whatever key the target has now.
+    catalog = reading.source.catalog
+    bound = [name for name in (list(catalog.row_key) if catalog else key) if name in visible]
     rows: list[dict[str, Any]] = []
     cursor_values: list[Any] | None = list(after) if after is not None else None
     exhausted = stopped_early = False
     while len(rows) < limit and not exhausted:
-        where = list(conditions)
-        round_params = list(params)
-        if cursor_values is not None:
-            if key:
-                casts = ", ".join(f"CAST(%s AS {source.type_of(name)})" for name in key)
-                where.append(f"({', '.join(order)}) > ({casts})")
-                round_params.extend(cursor_values)
-            else:
-                where.append("ctid > CAST(%s AS tid)")
-                round_params.append(cursor_values[0])
         fetch = CANDIDATE_ROUND if exact else limit - len(rows)
-        sql = (
-            f"SELECT {selected} FROM {relation}"  # noqa: S608 - identifiers quoted, values bound
-            + (f" WHERE {' AND '.join(where)}" if where else "")
-            + f" ORDER BY {', '.join(order)} LIMIT {int(fetch)}"
-        )
+        sql, params = reading.select_sql(cursor_values, fetch)
         try:
-            fetched = conn.execute(sql, round_params).fetchall()
+            fetched = conn.execute(sql, params).fetchall()
         except psycopg.errors.DataError as exc:
             raise ReadError(
                 f"a filter or cursor value does not fit its column: {exc.diag.message_primary}",
-                table=table_name,
+                table=reading.source.table_name,
             ) from None
         exhausted = len(fetched) < fetch
         records = [dict(zip(visible, row[:-1], strict=True)) for row in fetched]
-        # Ciphertexts are bound to the row key the sync used (the catalog's), whatever key the target has now.
-        bound = [name for name in aad_key if name in visible]
         keys = (
             row_keys_from_values([[record[name] for name in bound] for record in records]) if bound else None
         )
-        _decode(records, protected, ciphers, dictionaries, keys, decrypt=decrypt or bool(exact))
+        _decode(records, reading.decoder, keys, decrypt=reading.decrypt or bool(exact))
         for position, (record, row) in enumerate(zip(records, fetched, strict=True)):
             cursor_values = [record[name] for name in key] if key else [row[-1]]
             if all(
@@ -215,20 +287,7 @@ def read_rows(
                 if len(rows) == limit:
                     stopped_early = position < len(records) - 1
                     break
-    if not decrypt:
-        for record in rows:
-            _mask(record, protected)
-    encrypted = [name for name in visible if name in protected and protected[name].encrypted]
-    more = len(rows) == limit and (stopped_early or not exhausted)
-    return Page(
-        columns=visible,
-        rows=rows,
-        next_after=cursor_values if more else None,
-        decrypted_columns=encrypted if decrypt else [],
-        masked_columns=[] if decrypt else encrypted,
-        key=key,
-        searched_columns=sorted(exact),
-    )
+    return rows, cursor_values, len(rows) == limit and (stopped_early or not exhausted)
 
 
 def _target_name(source: _Source) -> str:
@@ -253,23 +312,18 @@ def _filter_plaintext(value: str, protection: ColumnProtection) -> bytes:
 
 
 def _decode(
-    records: list[dict[str, Any]],
-    protected: Mapping[str, ColumnProtection],
-    ciphers: Mapping[str, ColumnCipher],
-    dictionaries: Mapping[int, compress.Dictionary],
-    row_keys: list[bytes] | None,
-    *,
-    decrypt: bool,
+    records: list[dict[str, Any]], decoder: _Decoder, row_keys: list[bytes] | None, *, decrypt: bool
 ) -> None:
     """Replace stored bytes by values, in place: decompress, and decrypt when asked (else leave for masking)."""
-    for name, protection in protected.items():
+    dictionaries = decoder.dictionaries
+    for name, protection in decoder.protected.items():
         if name not in (records[0] if records else {}):
             continue
         stored = [record[name] for record in records]
         if protection.encrypted:
             if not decrypt:
                 continue
-            cipher = ciphers[name]
+            cipher = decoder.ciphers[name]
             plain: list[bytes | None] = []
             flags: list[int] = []
             for index, value in enumerate(stored):

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 
+from syncengine.pipeline.hooks import Log, no_log
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.locks import table_lock_key
 from syncengine.pipeline.protection import compress
@@ -40,12 +41,6 @@ from syncengine.pipeline.schema.target import qualified
 DEFAULT_PAGES_PER_BATCH = 200  # about 10,000 rows of 150 bytes: short transactions, few sync delays
 LOCK_WAIT_SECONDS = 1.0
 MAX_PASSES = 3
-
-Log = Callable[..., None]
-
-
-def _no_log(level: str, message: str, **fields: object) -> None:
-    return None
 
 
 @dataclass
@@ -113,7 +108,7 @@ def table_usage(conn: psycopg.Connection, table_name: str, *, primary: str | Non
     return key_usage(conn, catalog, primary=primary)
 
 
-def rotate_table(
+def rotate_table(  # noqa: PLR0913 - the key rotation service's call; every option is keyword-only
     conn: psycopg.Connection,
     *,
     table_name: str,
@@ -132,7 +127,7 @@ def rotate_table(
     3. Repeat the pass while values remain (rows an update moved to pages already visited), at most 3 times.
     `on_batch(done_pages, total_pages)` reports progress; `should_stop()` ends the rotation between batches.
     """
-    log = log or _no_log
+    log = log or no_log
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     result = RotationResult(table_name=table_name)

@@ -81,28 +81,9 @@ def plan_columns(
     """
     table = spec.name
     actual_names = [column.name for column in source_columns]
-
-    selected = list(actual_names)
-    if spec.include_columns is not None:
-        included = {
-            _resolve(name, actual_names, table=table, what="included column") for name in spec.include_columns
-        }
-        selected = [name for name in selected if name in included]
-    excluded = {
-        _resolve(name, actual_names, table=table, what="excluded column") for name in spec.exclude_columns
-    }
-    selected = [name for name in selected if name not in excluded]
-    if not selected:
-        raise ConfigurationError("no columns are left to load after include/exclude", table=table)
-
-    renames: dict[str, str] = {}
-    for configured, target_name in spec.column_names.items():
-        actual = _resolve(configured, actual_names, table=table, what="renamed column")
-        if (problem := identifiers.identifier_problem(target_name, postgres=True)) is not None:
-            raise ConfigurationError(f"target name {target_name!r} {problem}", table=table, column=actual)
-        renames[actual] = target_name
-
     by_name = {column.name: column for column in source_columns}
+    selected = _selected(spec, actual_names)
+    renames = _renames(spec, actual_names)
     plans: list[ColumnPlan] = []
     seen: dict[str, str] = {}
     for name in selected:
@@ -123,32 +104,74 @@ def plan_columns(
                 source=source, target_name=target_name, target_type=postgres_type_for(source, table=table)
             )
         )
-    loaded = {plan.source_name for plan in plans}
+    key = _primary_key(spec, actual_names, declared_key, plans)
+    return TablePlan(columns=tuple(plans), primary_key=key, watermark=_watermark(spec, actual_names, plans))
 
+
+def _selected(spec: TableSpec, actual_names: list[str]) -> list[str]:
+    """The source columns left after include (when given) then exclude, in source order."""
+    table = spec.name
+    selected = list(actual_names)
+    if spec.include_columns is not None:
+        included = {
+            _resolve(name, actual_names, table=table, what="included column") for name in spec.include_columns
+        }
+        selected = [name for name in selected if name in included]
+    excluded = {
+        _resolve(name, actual_names, table=table, what="excluded column") for name in spec.exclude_columns
+    }
+    selected = [name for name in selected if name not in excluded]
+    if not selected:
+        raise ConfigurationError("no columns are left to load after include/exclude", table=table)
+    return selected
+
+
+def _renames(spec: TableSpec, actual_names: list[str]) -> dict[str, str]:
+    """`column_names`, keyed by the source's own spelling of each column."""
+    renames: dict[str, str] = {}
+    for configured, target_name in spec.column_names.items():
+        actual = _resolve(configured, actual_names, table=spec.name, what="renamed column")
+        if (problem := identifiers.identifier_problem(target_name, postgres=True)) is not None:
+            raise ConfigurationError(f"target name {target_name!r} {problem}", table=spec.name, column=actual)
+        renames[actual] = target_name
+    return renames
+
+
+def _primary_key(
+    spec: TableSpec, actual_names: list[str], declared_key: tuple[str, ...], plans: list[ColumnPlan]
+) -> tuple[str, ...]:
+    """As configured, else the source's declared key; every key column must be loaded."""
     if spec.primary_key:
         key = tuple(
-            _resolve(name, actual_names, table=table, what="primary key column") for name in spec.primary_key
+            _resolve(name, actual_names, table=spec.name, what="primary key column")
+            for name in spec.primary_key
         )
     else:
-        key = tuple(name for name in declared_key if name in by_name)
+        key = tuple(name for name in declared_key if name in actual_names)
+    loaded = {plan.source_name for plan in plans}
     for name in key:
         if name not in loaded:
-            raise ConfigurationError("primary key column is excluded from loading", table=table, column=name)
-
-    watermark = None
-    if spec.watermark_column:
-        name = _resolve(spec.watermark_column, actual_names, table=table, what="incremental column")
-        if name not in loaded:
-            raise ConfigurationError("incremental column is excluded from loading", table=table, column=name)
-        data_type = canonical_snowflake_type(by_name[name].data_type)
-        if data_type not in WATERMARK_TYPES:
             raise ConfigurationError(
-                f"incremental column has type {by_name[name].data_type}, which has no usable order",
-                table=table,
-                column=name,
+                "primary key column is excluded from loading", table=spec.name, column=name
             )
-        watermark = next(plan for plan in plans if plan.source_name == name)
-    elif spec.mode == SyncMode.INCREMENTAL:
-        raise ConfigurationError("incremental tables need an incremental column", table=table)
+    return key
 
-    return TablePlan(columns=tuple(plans), primary_key=key, watermark=watermark)
+
+def _watermark(spec: TableSpec, actual_names: list[str], plans: list[ColumnPlan]) -> ColumnPlan | None:
+    """The incremental column: required for incremental tables, loaded, and of an orderable type."""
+    table = spec.name
+    if not spec.watermark_column:
+        if spec.mode == SyncMode.INCREMENTAL:
+            raise ConfigurationError("incremental tables need an incremental column", table=table)
+        return None
+    name = _resolve(spec.watermark_column, actual_names, table=table, what="incremental column")
+    plan = next((plan for plan in plans if plan.source_name == name), None)
+    if plan is None:
+        raise ConfigurationError("incremental column is excluded from loading", table=table, column=name)
+    if canonical_snowflake_type(plan.source.data_type) not in WATERMARK_TYPES:
+        raise ConfigurationError(
+            f"incremental column has type {plan.source.data_type}, which has no usable order",
+            table=table,
+            column=name,
+        )
+    return plan

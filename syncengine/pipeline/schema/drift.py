@@ -7,6 +7,7 @@ it is missing) runs inside the publishing transaction, so a failed run leaves th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -64,6 +65,35 @@ def _protection_toggled(column: ColumnPlan, existing_type: str) -> bool:
     return existing_type == BYTEA and column.target_type != BYTEA
 
 
+@dataclass(frozen=True)
+class ColumnDiff:
+    """How planned columns differ from a target's columns (name -> type)."""
+
+    added: tuple[ColumnPlan, ...]  # planned, not in the target
+    dropped: tuple[str, ...]  # in the target, not planned
+    retyped: tuple[
+        tuple[ColumnPlan, str], ...
+    ]  # planned with a type the target's column cannot hold as it is
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.added or self.dropped or self.retyped)
+
+
+def diff_columns(columns: Sequence[ColumnPlan], existing: Mapping[str, str]) -> ColumnDiff:
+    """Compare planned columns with a target's columns by name; `existing` maps each target column to its type."""
+    planned_names = {column.target_name for column in columns}
+    return ColumnDiff(
+        added=tuple(column for column in columns if column.target_name not in existing),
+        dropped=tuple(name for name in existing if name not in planned_names),
+        retyped=tuple(
+            (column, existing[column.target_name])
+            for column in columns
+            if column.target_name in existing and not holds(existing[column.target_name], column.target_type)
+        ),
+    )
+
+
 def plan_drift(
     spec: TableSpec, plan: TablePlan, target: TargetTable | None, *, full_load: bool = True
 ) -> DriftPlan:
@@ -79,27 +109,66 @@ def plan_drift(
     added; a column that becomes protected (or stops being) changes type, emptied first, which only a full
     load may do since it replaces every row (`full_load`).
     """
-    schema, table = spec.target.schema, spec.target.table
     if target is None:
-        columns = tuple(_load_column(spec, column, column.target_type) for column in plan.columns)
-        create_ddl = create_table_sql(
-            schema, table, [(column.target_name, column.target_type) for column in plan.columns]
-        )
-        # The key is added once the rows are in: one index build is several times faster than maintaining the
-        # index row by row, and nothing else can see the new table before the commit.
-        finish_ddl = (
-            (add_primary_key_sql(schema, table, plan.target_primary_key),) if plan.primary_key else ()
-        )
-        return DriftPlan(load_columns=columns, ddl=(create_ddl,), finish_ddl=finish_ddl, creates_table=True)
+        return _create_target(spec, plan)
+    configured = _configuration_changes(spec, plan, target, full_load=full_load)
+    existing_types = configured.existing_types
+    diff = diff_columns(plan.columns, existing_types)
+    if diff.in_sync:
+        columns = tuple(_load_column(spec, c, existing_types[c.target_name]) for c in plan.columns)
+        return DriftPlan(load_columns=columns, ddl=tuple(configured.ddl), changes=configured.changes)
 
-    existing_types = {column.name: column.type for column in target.columns}
-    planned_names = {column.target_name for column in plan.columns}
-    config_ddl: list[str] = []
-    config_changes: list[str] = []
+    if spec.drift_policy == DriftPolicy.STRICT:
+        raise SchemaDriftError(
+            "the source's columns changed (drift policy strict): " + "; ".join(_differences(diff)),
+            table=spec.name,
+        )
+    for name in diff.dropped:
+        gone = target.column(name)
+        if gone is not None and (gone.not_null or gone.name in target.primary_key):
+            raise SchemaDriftError(
+                f"column {gone.name} is no longer in the source but is NOT NULL in the target; "
+                "drop it from the target or change the drift policy",
+                table=spec.name,
+            )
+    drift = _follow_policy(spec, plan, diff, configured)
+    for name in diff.dropped:
+        drift.changes.append(f"column {name} is no longer in the source; kept, NULL in new rows")
+    return drift
+
+
+def _create_target(spec: TableSpec, plan: TablePlan) -> DriftPlan:
+    schema, table = spec.target.schema, spec.target.table
+    columns = tuple(_load_column(spec, column, column.target_type) for column in plan.columns)
+    create_ddl = create_table_sql(
+        schema, table, [(column.target_name, column.target_type) for column in plan.columns]
+    )
+    # The key is added once the rows are in: one index build is several times faster than maintaining the
+    # index row by row, and nothing else can see the new table before the commit.
+    finish_ddl = (add_primary_key_sql(schema, table, plan.target_primary_key),) if plan.primary_key else ()
+    return DriftPlan(load_columns=columns, ddl=(create_ddl,), finish_ddl=finish_ddl, creates_table=True)
+
+
+@dataclass
+class _Configured:
+    """The target's column types once the configuration's own changes are applied, and those changes."""
+
+    existing_types: dict[str, str]
+    ddl: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+
+def _configuration_changes(
+    spec: TableSpec, plan: TablePlan, target: TargetTable, *, full_load: bool
+) -> _Configured:
+    """Blind index columns to add, and columns whose protection changed (which only a full load may retype)."""
+    schema, table = spec.target.schema, spec.target.table
+    configured = _Configured(existing_types={column.name: column.type for column in target.columns})
+    existing_types = configured.existing_types
     for column in plan.columns:
         if column.derived and column.target_name not in existing_types:
-            config_ddl.append(add_column_sql(schema, table, column.target_name, column.target_type))
-            config_changes.append(f"added blind index column {column.target_name}")
+            configured.ddl.append(add_column_sql(schema, table, column.target_name, column.target_type))
+            configured.changes.append(f"added blind index column {column.target_name}")
             existing_types[column.target_name] = column.target_type
         elif column.target_name in existing_types and _protection_toggled(
             column, existing_types[column.target_name]
@@ -112,93 +181,87 @@ def plan_drift(
                     table=spec.name,
                     column=column.target_name,
                 )
-            config_ddl.append(
+            configured.ddl.append(
                 alter_type_sql(schema, table, column.target_name, column.target_type, using_null=True)
             )
-            config_changes.append(
+            configured.changes.append(
                 f"column {column.target_name} is now {became}: its type changed from "
                 f"{existing_types[column.target_name]} to {column.target_type} and the full load refills it"
             )
             existing_types[column.target_name] = column.target_type
-    added = [column for column in plan.columns if column.target_name not in existing_types]
-    dropped = [column for column in target.columns if column.name not in planned_names]
-    retyped = [
-        (column, existing_types[column.target_name])
-        for column in plan.columns
-        if column.target_name in existing_types
-        and not holds(existing_types[column.target_name], column.target_type)
-    ]
-    differences = (
-        [f"new source column {column.source_name} ({column.source.display_type})" for column in added]
-        + [f"column {column.name} is no longer in the source" for column in dropped]
+    return configured
+
+
+def _differences(diff: ColumnDiff) -> list[str]:
+    return (
+        [f"new source column {column.source_name} ({column.source.display_type})" for column in diff.added]
+        + [f"column {name} is no longer in the source" for name in diff.dropped]
         + [
             f"column {column.target_name} changed: source {column.source.display_type} needs {column.target_type}, "
             f"target has {existing_type}"
-            for column, existing_type in retyped
+            for column, existing_type in diff.retyped
         ]
     )
-    if not differences:
-        columns = tuple(_load_column(spec, c, existing_types[c.target_name]) for c in plan.columns)
-        return DriftPlan(load_columns=columns, ddl=tuple(config_ddl), changes=config_changes)
 
-    policy = spec.drift_policy
-    if policy == DriftPolicy.STRICT:
-        raise SchemaDriftError(
-            "the source's columns changed (drift policy strict): " + "; ".join(differences), table=spec.name
-        )
 
-    for gone in dropped:
-        if gone.not_null or gone.name in target.primary_key:
-            raise SchemaDriftError(
-                f"column {gone.name} is no longer in the source but is NOT NULL in the target; "
-                "drop it from the target or change the drift policy",
-                table=spec.name,
-            )
-
+def _follow_policy(spec: TableSpec, plan: TablePlan, diff: ColumnDiff, configured: _Configured) -> DriftPlan:
+    """evolve or ignore: what each planned column is loaded into, and the DDL that gets it there."""
     key_names = set(plan.primary_key) | ({plan.watermark.source_name} if plan.watermark else set())
-    ddl: list[str] = list(config_ddl)
-    changes: list[str] = list(config_changes)
-    added_names = {column.target_name for column in added}
-    retyped_types = {column.target_name: existing_type for column, existing_type in retyped}
+    drift = DriftPlan(load_columns=(), ddl=(), changes=list(configured.changes))
+    ddl = list(configured.ddl)
+    added_names = {column.target_name for column in diff.added}
+    retyped_types = {column.target_name: existing_type for column, existing_type in diff.retyped}
     load_columns: list[LoadColumn] = []
     for column in plan.columns:
         if column.target_name in added_names:
-            if policy == DriftPolicy.IGNORE:
-                if column.source_name in key_names:
-                    raise SchemaDriftError(
-                        "a key or incremental column is missing from the target (drift policy ignore)",
-                        table=spec.name,
-                        column=column.target_name,
-                    )
-                changes.append(f"new source column {column.source_name} not loaded (drift policy ignore)")
-                continue
-            ddl.append(
-                add_column_sql(spec.target.schema, spec.target.table, column.target_name, column.target_type)
+            loaded = _added(
+                spec, column, is_key=column.source_name in key_names, ddl=ddl, changes=drift.changes
             )
-            changes.append(f"added column {column.target_name} {column.target_type}")
-            load_columns.append(_load_column(spec, column, column.target_type))
         elif column.target_name in retyped_types:
-            existing_type = retyped_types[column.target_name]
-            if policy == DriftPolicy.IGNORE:
-                changes.append(
-                    f"column {column.target_name}: source {column.source.display_type} loaded into the target's "
-                    f"{existing_type} (drift policy ignore)"
-                )
-                load_columns.append(_load_column(spec, column, existing_type))
-                continue
-            new_type = widened(existing_type, column.target_type)
-            if new_type is None:
-                raise SchemaDriftError(
-                    f"incompatible type change: source {column.source.display_type} needs {column.target_type}, "
-                    f"target has {existing_type}; no lossless common type",
-                    table=spec.name,
-                    column=column.target_name,
-                )
-            ddl.append(alter_type_sql(spec.target.schema, spec.target.table, column.target_name, new_type))
-            changes.append(f"widened column {column.target_name} from {existing_type} to {new_type}")
-            load_columns.append(_load_column(spec, column, new_type))
+            loaded = _retyped(spec, column, retyped_types[column.target_name], ddl=ddl, changes=drift.changes)
         else:
-            load_columns.append(_load_column(spec, column, existing_types[column.target_name]))
-    for gone in dropped:
-        changes.append(f"column {gone.name} is no longer in the source; kept, NULL in new rows")
-    return DriftPlan(load_columns=tuple(load_columns), ddl=tuple(ddl), changes=changes)
+            loaded = _load_column(spec, column, configured.existing_types[column.target_name])
+        if loaded is not None:
+            load_columns.append(loaded)
+    drift.load_columns = tuple(load_columns)
+    drift.ddl = tuple(ddl)
+    return drift
+
+
+def _added(
+    spec: TableSpec, column: ColumnPlan, *, is_key: bool, ddl: list[str], changes: list[str]
+) -> LoadColumn | None:
+    if spec.drift_policy == DriftPolicy.IGNORE:
+        if is_key:
+            raise SchemaDriftError(
+                "a key or incremental column is missing from the target (drift policy ignore)",
+                table=spec.name,
+                column=column.target_name,
+            )
+        changes.append(f"new source column {column.source_name} not loaded (drift policy ignore)")
+        return None
+    ddl.append(add_column_sql(spec.target.schema, spec.target.table, column.target_name, column.target_type))
+    changes.append(f"added column {column.target_name} {column.target_type}")
+    return _load_column(spec, column, column.target_type)
+
+
+def _retyped(
+    spec: TableSpec, column: ColumnPlan, existing_type: str, *, ddl: list[str], changes: list[str]
+) -> LoadColumn:
+    if spec.drift_policy == DriftPolicy.IGNORE:
+        changes.append(
+            f"column {column.target_name}: source {column.source.display_type} loaded into the target's "
+            f"{existing_type} (drift policy ignore)"
+        )
+        return _load_column(spec, column, existing_type)
+    new_type = widened(existing_type, column.target_type)
+    if new_type is None:
+        raise SchemaDriftError(
+            f"incompatible type change: source {column.source.display_type} needs {column.target_type}, "
+            f"target has {existing_type}; no lossless common type",
+            table=spec.name,
+            column=column.target_name,
+        )
+    ddl.append(alter_type_sql(spec.target.schema, spec.target.table, column.target_name, new_type))
+    changes.append(f"widened column {column.target_name} from {existing_type} to {new_type}")
+    return _load_column(spec, column, new_type)

@@ -1,0 +1,128 @@
+"""Looking at a table's source and target as they are now, for the metadata API.
+
+Opens short-lived sessions with short timeouts (a person or a program is waiting) from the engine's settings
+and calls the core's `pipeline.inspect`. Failures come out as the typed errors below, which the API maps to
+HTTP statuses: a missing source table is `SourceNotFound`; an unreachable or unconfigured Snowflake is
+`SourceUnavailable`; an unreachable target is `TargetUnavailable`. Nothing is cached: the point is to see
+the present state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+import psycopg
+from snowflake.connector import SnowflakeConnection
+
+from syncconfig.models import TableConfig
+from syncengine import connections, specs
+from syncengine.pipeline import inspect
+from syncengine.pipeline.errors import PipelineError, SourceSchemaError
+from syncengine.pipeline.spec import TableSpec
+
+TIMEOUT_SECONDS = 15
+COUNT_TIMEOUT_SECONDS = 60
+
+
+class InspectionError(Exception):
+    """Why a table could not be inspected; the message says it for the person asking."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class SourceNotFound(InspectionError):
+    pass
+
+
+class SourceUnavailable(InspectionError):
+    pass
+
+
+class TargetUnavailable(InspectionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Inspected:
+    spec: TableSpec
+    inspection: inspect.TableInspection
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    source_rows: int
+    target_rows: int | None  # None: no target table yet
+
+
+def table_inspect(*, table: TableConfig) -> Inspected:
+    """Source columns with their mapped types, the target's columns, and the drift between them."""
+    spec = specs.table_spec(table)
+    notes: list[str] = []
+    with _snowflake_session() as source_conn:
+        try:
+            source = inspect.describe(source_conn, spec, notes=notes)
+        except PipelineError as exc:
+            raise _source_error(exc) from None
+    with _target_session() as target_conn:
+        try:
+            target = inspect.describe_target(target_conn, spec)
+        except psycopg.Error as exc:
+            raise TargetUnavailable(str(exc)) from None
+    return Inspected(spec=spec, inspection=inspect.preview(spec, source, target, notes=notes))
+
+
+def table_row_counts(*, table: TableConfig) -> RowCounts:
+    """`COUNT(*)` on both sides (Snowflake answers from metadata; PostgreSQL scans, within a timeout)."""
+    spec = specs.table_spec(table)
+    with _snowflake_session() as source_conn:
+        try:
+            source_rows = inspect.count_source_rows(source_conn, spec)
+        except PipelineError as exc:
+            raise _source_error(exc) from None
+    with _target_session() as target_conn:
+        try:
+            target_rows = inspect.count_target_rows(target_conn, spec)
+        except psycopg.Error as exc:
+            raise TargetUnavailable(str(exc)) from None
+    return RowCounts(source_rows=source_rows, target_rows=target_rows)
+
+
+def _source_error(exc: PipelineError) -> InspectionError:
+    if isinstance(exc, SourceSchemaError):
+        return SourceNotFound(str(exc))
+    return SourceUnavailable(str(exc))
+
+
+@contextmanager
+def _snowflake_session() -> Iterator[SnowflakeConnection]:
+    try:
+        source = dataclasses.replace(
+            connections.snowflake_settings(), login_timeout=TIMEOUT_SECONDS, network_timeout=TIMEOUT_SECONDS
+        )
+        conn = source.connect()
+    except PipelineError as exc:
+        raise _source_error(exc) from None
+    try:
+        yield conn
+    finally:
+        with suppress(Exception):  # closing a broken session must not hide the answer
+            conn.close()
+
+
+@contextmanager
+def _target_session() -> Iterator[psycopg.Connection]:
+    try:
+        conn = psycopg.connect(connections.target_dsn(), connect_timeout=TIMEOUT_SECONDS, autocommit=True)
+    except psycopg.Error as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TargetUnavailable(message) from None
+    try:
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{COUNT_TIMEOUT_SECONDS}s",))
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,149 @@
+"""What a run sets up before it plans: the table's lock, fdm's own schemas, what the target database remembers
+about the table, and the source session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+import psycopg
+from snowflake.connector import SnowflakeConnection
+from snowflake.connector import errors as sf_errors
+
+from syncengine.pipeline import locks
+from syncengine.pipeline.errors import TableBusy
+from syncengine.pipeline.hooks import Log
+from syncengine.pipeline.identifiers import quote_postgres
+from syncengine.pipeline.load import STAGING_SCHEMA, drop_leftover_staging
+from syncengine.pipeline.postgres import classify_postgres_error, connect
+from syncengine.pipeline.protection import catalog, dictionaries
+from syncengine.pipeline.protection.compress import Dictionary
+from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
+from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
+from syncengine.pipeline.spec import TableSpec
+from syncengine.pipeline.watermark import STATE_SCHEMA, STATE_TABLE, SyncState, read_state, state_table_sql
+
+SourceFactory = Callable[[], SnowflakeConnection]
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """What the target database holds for a table before this run: its watermark, the table itself, how its
+    columns are protected, and the compression dictionaries an incremental run may reuse."""
+
+    sync_state: SyncState | None
+    table: TargetTable | None
+    protection: catalog.CatalogTable | None
+    dictionaries: dict[str, Dictionary]
+
+
+@contextmanager
+def locked_target(target_dsn: str, table: str) -> Iterator[psycopg.Connection]:
+    """A connection to the target that holds the table's advisory lock (TableBusy when another run does)."""
+    conn = connect(target_dsn, application_name=f"fdm sync {table}")
+    locked = False
+    try:
+        try:
+            locked = locks.try_lock_table(conn, table)
+        except psycopg.Error as exc:
+            raise classify_postgres_error(exc, table=table) from exc
+        if not locked:
+            raise TableBusy("another run holds this table", table=table)
+        yield conn
+    finally:
+        if locked and not conn.closed:
+            with suppress(psycopg.Error):
+                locks.unlock_table(conn, table)
+        conn.close()
+
+
+def read_target_state(conn: psycopg.Connection, spec: TableSpec, log: Log) -> TargetState:
+    """Create fdm's schemas if needed, drop staging tables an interrupted run left, and read the table's state."""
+    try:
+        ensure_schemas(conn)
+        for leftover in drop_leftover_staging(conn, spec.name):
+            log(
+                "info",
+                "dropped a staging table left by an interrupted run",
+                table=spec.name,
+                staging=leftover,
+            )
+        return TargetState(
+            sync_state=read_state(conn, spec.name),
+            table=inspect_target(conn, spec.target.schema, spec.target.table),
+            protection=catalog.read_catalog(conn, spec.name),
+            dictionaries=dictionaries.latest_dictionaries(conn, spec.name),
+        )
+    except psycopg.Error as exc:
+        raise classify_postgres_error(exc, table=spec.name) from exc
+
+
+def ensure_schemas(conn: psycopg.Connection) -> None:
+    """Create fdm's schemas and state table once; a lock keeps concurrent first runs from racing."""
+    row = conn.execute(
+        "SELECT to_regnamespace(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL "
+        "AND to_regclass(%s) IS NOT NULL",
+        (
+            quote_postgres(STAGING_SCHEMA),
+            qualified(STATE_SCHEMA, STATE_TABLE),
+            catalog.CATALOG,
+            dictionaries.DICTIONARIES_TABLE,
+        ),
+    ).fetchone()
+    if row and row[0]:
+        return
+    with conn.transaction():
+        locks.lock_bootstrap(conn)
+        for schema in (STATE_SCHEMA, STAGING_SCHEMA):
+            create_schema_if_missing(conn, schema)
+        conn.execute(state_table_sql())
+        conn.execute(catalog.catalog_table_sql())
+        conn.execute(dictionaries.dictionaries_table_sql())
+
+
+def create_schema_if_missing(conn: psycopg.Connection, schema: str) -> None:
+    """Call under the bootstrap lock. Checked first because CREATE SCHEMA IF NOT EXISTS still needs CREATE on
+    the database. The check reads pg_namespace with the statement's own snapshot: catalog caches such as
+    to_regnamespace() may not yet show a schema another run committed while this one waited for the lock
+    (an advisory lock does not refresh them), and CREATE SCHEMA would then fail on the duplicate.
+    """
+    row = conn.execute(
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,)
+    ).fetchone()
+    if row and row[0]:
+        conn.execute(f"CREATE SCHEMA {quote_postgres(schema)}")
+
+
+class SourceSession:
+    """The run's Snowflake session; closed as soon as the rows are staged, before publishing."""
+
+    def __init__(self, source: SnowflakeSettings | SourceFactory, *, table: str):
+        self.conn: SnowflakeConnection = _open_source(source, table=table)
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with suppress(Exception):
+                self.conn.close()
+
+    def __enter__(self) -> SourceSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _open_source(source: SnowflakeSettings | SourceFactory, *, table: str) -> SnowflakeConnection:
+    if isinstance(source, SnowflakeSettings):
+        return source.connect()
+    try:
+        conn = source()
+    except sf_errors.Error as exc:
+        raise classify_snowflake_error(exc, table=table) from exc
+    if not conn.arrow_number_to_decimal:
+        # Scaled NUMBERs would arrive as float64 otherwise; the connector names its setter this way.
+        conn.arrow_number_to_decimal_setter = True
+    return conn

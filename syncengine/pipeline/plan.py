@@ -1,0 +1,130 @@
+"""Planning a run: which columns it loads and how they are protected, whether it loads in full or from the
+watermark, and what it does about schema drift. Decided once, before any row is read; every later stage
+reads the same frozen `RunPlan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syncengine.pipeline.bootstrap import TargetState
+from syncengine.pipeline.errors import ConfigurationError
+from syncengine.pipeline.extract import SourceQuery, SourceTable, build_query
+from syncengine.pipeline.hooks import Log
+from syncengine.pipeline.protection import catalog
+from syncengine.pipeline.protection.plan import ProtectionPlan, plan_protection
+from syncengine.pipeline.protection.policy import check_policy
+from syncengine.pipeline.schema.columns import TablePlan, plan_columns
+from syncengine.pipeline.schema.drift import DriftPlan, LoadColumn, plan_drift
+from syncengine.pipeline.spec import SyncMode, TableSpec
+from syncengine.pipeline.watermark import Watermark, kind_for
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    spec: TableSpec
+    mode: SyncMode  # the mode this run uses: a full refresh of an incremental table is FULL
+    columns: TablePlan  # every planned column, blind index columns included
+    protection: ProtectionPlan | None
+    drift: DriftPlan  # the columns actually loaded, and the DDL that brings the target in line
+    since: Watermark | None  # incremental runs read `cursor >= since`; None for a full load
+    query: SourceQuery
+
+    @property
+    def incremental(self) -> bool:
+        return self.mode == SyncMode.INCREMENTAL
+
+    @property
+    def load_columns(self) -> tuple[LoadColumn, ...]:
+        return self.drift.load_columns
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return tuple(self.columns.target_primary_key)
+
+    @property
+    def watermark_name(self) -> str | None:
+        return self.columns.watermark.target_name if self.columns.watermark else None
+
+    def watermark_after(self, newest: Watermark | None) -> Watermark | None:
+        """The watermark to store: an incremental run never moves it back, a full load sets it afresh."""
+        if not self.incremental:
+            return newest
+        return newest.later(self.since) if newest else self.since
+
+
+def plan_run(
+    spec: TableSpec, *, source: SourceTable, existing: TargetState, full_refresh: bool, log: Log
+) -> RunPlan:
+    """Plan one run from the source's columns and what the target already holds.
+
+    1. Plan the loaded columns (include/exclude, names, types) and their protection, and check the latter
+       against the per-source protection policy.
+    2. Decide the mode: incremental needs a watermark for the same column and type, the same existing target,
+       and unchanged column protection; anything else loads in full.
+    3. Plan the drift handling, and refuse an incremental load into a target without a usable key.
+    """
+    loaded_columns = plan_columns(spec, source.columns, source.declared_key)
+    columns, protection = plan_protection(spec, loaded_columns)
+    check_policy(spec, loaded_columns, protection)  # no column another table encrypts goes out in clear
+    since = usable_watermark(spec, columns, existing, full_refresh=full_refresh, log=log)
+    if since is not None and protection_changed(protection, existing.protection):
+        log("warning", "column protection changed; loading in full", table=spec.name)
+        since = None
+    drift = plan_drift(spec, columns, existing.table, full_load=since is None)
+    for change in drift.changes:
+        log("warning", "schema drift", table=spec.name, change=change)
+    key = columns.target_primary_key
+    if since is not None and key and existing.table is not None and not existing.table.has_unique_key(key):
+        raise ConfigurationError(
+            f"the target table has no primary key or unique index on ({', '.join(key)}), which incremental "
+            "loading needs",
+            table=spec.name,
+        )
+    loaded = TablePlan(
+        columns=tuple(column.plan for column in drift.load_columns),
+        primary_key=columns.primary_key,
+        watermark=columns.watermark,
+    )
+    return RunPlan(
+        spec=spec,
+        mode=SyncMode.FULL if since is None else SyncMode.INCREMENTAL,
+        columns=columns,
+        protection=protection,
+        drift=drift,
+        since=since,
+        query=build_query(spec.source, loaded, since),
+    )
+
+
+def usable_watermark(
+    spec: TableSpec, columns: TablePlan, existing: TargetState, *, full_refresh: bool, log: Log
+) -> Watermark | None:
+    """The watermark an incremental run starts from, or None for a full load.
+
+    A stored watermark only counts for the same incremental column and the same, existing target table:
+    otherwise rows below it would never be loaded.
+    """
+    state = existing.sync_state
+    if spec.mode != SyncMode.INCREMENTAL or columns.watermark is None or full_refresh:
+        return None
+    if state is None or state.watermark is None:
+        return None
+    if state.watermark_column != columns.watermark.source_name:
+        log("warning", "incremental column changed; loading in full", table=spec.name)
+        return None
+    moved = (state.target_schema, state.target_table) != (spec.target.schema, spec.target.table)
+    if moved or existing.table is None:
+        log("warning", "target table is new or moved; loading in full", table=spec.name)
+        return None
+    if state.watermark.kind != kind_for(columns.watermark.source):
+        log("warning", "incremental column changed type; loading in full", table=spec.name)
+        return None
+    return state.watermark
+
+
+def protection_changed(protection: ProtectionPlan | None, stored: catalog.CatalogTable | None) -> bool:
+    """Would this run store some column differently from the rows already in the target?"""
+    if protection is None:
+        return stored is not None
+    return stored is None or stored.signature() != protection.signature()
