@@ -14,6 +14,7 @@ from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.connections import target_dsn
 from syncengine.models import SyncRun
 from syncengine.pipeline.locks import table_lock_key
+from syncengine.pipeline.protection.keyring import Keyring
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +164,27 @@ def test_a_queued_run_is_executed_only_once(orders):
     again = services.run_execute(run_id=run.pk)  # a redelivered task
     assert first.status == again.status == RunStatus.SUCCEEDED
     assert again.finished_at == first.finished_at
+
+
+def test_a_run_never_writes_in_clear_a_column_another_table_encrypts(
+    make_table, seed_source, target, monkeypatch
+):
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", Keyring.generate("policy").format())
+    clear = make_table(primary_key=["TXN_ID"])
+    seed_source(clear.snowflake_table, rows=5)
+    # Created after the clear table, on the same source: the clear table's next run must not copy CURRENCY.
+    make_table(
+        snowflake_table=clear.snowflake_table,
+        primary_key=["TXN_ID"],
+        encryption_mode="columns",
+        encrypted_columns=["CURRENCY"],
+    )
+    run = services.run_execute(run_id=services.run_create(table=clear, trigger=RunTrigger.COMMAND).pk)
+    assert run.status == RunStatus.FAILED and run.error_kind == "terminal"
+    assert "would store 'CURRENCY' in clear" in run.error_message
+    assert target("SELECT to_regclass(%s)", (f"public.{clear.postgres_table}",)) == [(None,)]
+
+    clear.clear_columns = {"CURRENCY": "the treasury report needs the currency in clear"}
+    clear.save()
+    run = services.run_execute(run_id=services.run_create(table=clear, trigger=RunTrigger.COMMAND).pk)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
