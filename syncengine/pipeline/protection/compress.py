@@ -14,6 +14,9 @@ headers are read with Arrow compute (`_frame_headers`) to find each frame's dict
 Empty values are never handed to zstd's batch calls (they mishandle inputs or outputs that are all empty):
 an empty string is compressed once per call and its frame placed wherever the column has one, and frames of
 empty content are compared with those known frames instead of being decompressed.
+
+Over 400 lines on purpose: compressing, reading frame headers and decompressing share the Arrow buffer
+plumbing above and the empty-value rule, and split across modules each half would need the other's internals.
 """
 
 from __future__ import annotations
