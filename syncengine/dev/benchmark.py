@@ -35,7 +35,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from syncengine.dev.emulator import emulator
+from syncengine.dev.emulator import emulator, emulator_settings
 from syncengine.dev.sampledata import insert_transactions, seed_transactions
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
 from syncengine.pipeline.protection.keyring import Keyring
@@ -324,15 +324,7 @@ def run_benchmark(
         import snowflake.connector
 
         report = BenchmarkReport(rows=rows, batch_size=batch_size, machine=machine_facts(dsn))
-        settings = SnowflakeSettings(
-            account=kwargs["account"],
-            user=kwargs["user"],
-            password=kwargs["password"],
-            host=kwargs["host"],
-            port=kwargs["port"],
-            protocol=kwargs["protocol"],
-            session_parameters=dict(kwargs["session_parameters"]),
-        )
+        settings = emulator_settings(kwargs)
         say(f"seeding {rows:,} rows into the emulator")
         seeding = snowflake.connector.connect(**kwargs, platform_detection_timeout_seconds=0)
         started = time.perf_counter()

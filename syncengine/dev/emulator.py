@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from syncengine.pipeline.source import SnowflakeSettings
+
 # The emulator has no ALTER SESSION, which the connector and fdm issue: it accepts and ignores such statements.
 SESSION_PARAMETERS: dict[str, Any] = {"nop_regexes": ["^ALTER SESSION.*"]}
 START_TIMEOUT_SECONDS = 120
@@ -105,3 +107,17 @@ def emulator_environment(kwargs: dict[str, Any]) -> dict[str, str]:
         "SNOWFLAKE_SESSION_PARAMETERS": json.dumps(kwargs.get("session_parameters") or SESSION_PARAMETERS),
         "SNOWFLAKE_DISABLE_PLATFORM_DETECTION": "true",
     }
+
+
+def emulator_settings(kwargs: dict[str, Any], **overrides: Any) -> SnowflakeSettings:
+    """The core's SnowflakeSettings for the emulator's connection arguments (`overrides`: timeouts, ...)."""
+    return SnowflakeSettings(
+        account=kwargs["account"],
+        user=kwargs["user"],
+        password=kwargs["password"],
+        host=kwargs["host"],
+        port=kwargs["port"],
+        protocol=kwargs["protocol"],
+        session_parameters=dict(kwargs.get("session_parameters") or {}),
+        **overrides,
+    )

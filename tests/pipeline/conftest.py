@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import snowflake.connector
 
+from syncengine.dev.emulator import emulator_settings
 from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import SourceRef, SyncMode, TableSpec, TargetRef
@@ -59,17 +60,7 @@ def source(source_connection) -> Source:
 
 @pytest.fixture
 def settings(snowflake_server) -> SnowflakeSettings:
-    return SnowflakeSettings(
-        account=snowflake_server["account"],
-        user=snowflake_server["user"],
-        password=snowflake_server["password"],
-        host=snowflake_server["host"],
-        port=snowflake_server["port"],
-        protocol=snowflake_server["protocol"],
-        session_parameters=dict(snowflake_server["session_parameters"]),
-        login_timeout=10,
-        network_timeout=30,
-    )
+    return emulator_settings(snowflake_server, login_timeout=10, network_timeout=30)
 
 
 @pytest.fixture

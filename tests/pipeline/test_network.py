@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import snowflake.connector
 
-from syncengine.pipeline.source import SnowflakeSettings
+from syncengine.dev.emulator import emulator_settings
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _recorders: list[list[str]] = []
@@ -48,15 +48,7 @@ def destinations() -> Iterator[list[str]]:
 
 def test_a_login_probes_no_cloud_metadata_address(snowflake_server, monkeypatch, destinations):
     monkeypatch.delenv("SNOWFLAKE_DISABLE_PLATFORM_DETECTION", raising=False)
-    settings = SnowflakeSettings(
-        account=snowflake_server["account"],
-        user=snowflake_server["user"],
-        password=snowflake_server["password"],
-        host=snowflake_server["host"],
-        port=snowflake_server["port"],
-        protocol=snowflake_server["protocol"],
-        session_parameters=dict(snowflake_server.get("session_parameters") or {}),
-    )
+    settings = emulator_settings(snowflake_server)
     conn = settings.connect()
     try:
         cursor = conn.cursor()
