@@ -81,14 +81,15 @@ def test_a_table_created_and_started_by_api_is_synced_by_a_worker_and_read_back(
         assert [row["txn_id"] for row in rows] == [str(i) for i in range(1, ROWS + 1)]
         assert DecryptedRead.objects.filter(table_name=name, via="api").count() == 3
 
-        found = admin.get(f"/api/v1/data/{name}/", {"currency": "EUR", "page_size": 1000}).json()
+        search = {"filters": {"currency": "EUR"}, "page_size": 1000}
+        found = admin.post(f"/api/v1/data/{name}/search/", search, format="json").json()
         assert len(found["results"]) == ROWS
 
         viewer = client_for("viewer")
         masked = viewer.get(f"/api/v1/data/{name}/", {"page_size": 2}).json()
         assert masked["results"][0]["amount"] == "[encrypted]" and masked["results"][0]["txn_id"] == "1"
         assert masked["masked_columns"] == ["amount", "currency"]
-        refused = viewer.get(f"/api/v1/data/{name}/", {"currency": "EUR"})
+        refused = viewer.post(f"/api/v1/data/{name}/search/", search, format="json")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
         assert DecryptedRead.objects.filter(table_name=name).count() == 4
     finally:
