@@ -97,7 +97,7 @@ def _check_filters(
 ) -> None:
     if not filters:
         return
-    catalog = read_catalog(conn, table.name)
+    catalog = read_catalog(conn, table.postgres_schema, table.postgres_table)
     encrypted = {column.target_name for column in catalog.columns if column.encrypted} if catalog else set()
     refused = sorted(encrypted & set(filters))
     if not refused:
@@ -182,7 +182,7 @@ def table_protection_status(*, table: TableConfig, timeout_seconds: float = 5.0)
             conn.execute(
                 "SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout_seconds * 1000)}ms",)
             )
-            catalog = read_catalog(conn, table.name)
+            catalog = read_catalog(conn, table.postgres_schema, table.postgres_table)
             if catalog is None:
                 return status
             status.columns = list(catalog.columns)
@@ -199,7 +199,9 @@ def table_key_usage(*, table: TableConfig) -> rotation.KeyUsage | None:
     """Which key ids the table's stored values use, per encrypted column (None: nothing encrypted yet)."""
     keyring = connections.keyring(required=False)
     with connect(connections.target_dsn(), application_name=f"fdm key usage {table.name}") as conn:
-        return rotation.table_usage(conn, table.name, primary=keyring.primary if keyring else None)
+        return rotation.table_usage(
+            conn, table.postgres_schema, table.postgres_table, primary=keyring.primary if keyring else None
+        )
 
 
 def table_keys_rotate(
@@ -215,6 +217,8 @@ def table_keys_rotate(
         return rotation.rotate_table(
             conn,
             table_name=table.name,
+            schema=table.postgres_schema,
+            table=table.postgres_table,
             keyring=keyring,
             pages_per_batch=pages_per_batch,
             on_batch=on_batch,

@@ -156,6 +156,33 @@ def test_decrypted_reads_need_the_permission_and_are_audited(keyring, accounts):
     )
 
 
+def test_a_renamed_table_reads_masked_decrypted_and_decompressed_as_before(keyring, accounts, target):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    accounts.name = "renamed_accounts"  # an admin renames fdm's table; its target stays
+    accounts.save()
+    viewer = _user("viewer", decrypt=False)
+    auditor = _user("auditor", decrypt=True)
+
+    masked = protected_data.table_rows_read(table=accounts, user=viewer, decrypt=False, limit=3, via="api")
+    assert masked.columns == ["account_id", "iban", "holder_name", "notes"]
+    assert [(row["iban"], row["holder_name"]) for row in masked.rows] == [(MASK, MASK)] * 3
+    assert masked.rows[0]["notes"] == "opened at branch 12 " * 5
+    assert all("iban_bidx" not in row for row in masked.rows)
+
+    clear = protected_data.table_rows_read(
+        table=accounts, user=auditor, decrypt=True, filters={"iban": SECRETS[0]}, limit=100, via="api"
+    )
+    assert "iban_bidx" not in clear.columns
+    assert [row["account_id"] for row in clear.rows] == [Decimal(i) for i in range(0, 40, 2)]
+    assert clear.rows[1]["holder_name"] == "Holder 002 Secretname"
+    assert clear.rows[1]["notes"] == "opened at branch 12 " * 5
+
+    # Even with its catalog rows gone, the blind index column is never listed.
+    assert target("DELETE FROM _fdm.protected_columns RETURNING column_name")
+    bare = protected_data.table_rows_read(table=accounts, user=viewer, decrypt=False, limit=3, via="api")
+    assert "iban_bidx" not in bare.columns and all("iban_bidx" not in row for row in bare.rows)
+
+
 def test_generate_keyring_prints_a_usable_keyring_as_its_last_line(monkeypatch):
     out = io.StringIO()
     call_command("generate_keyring", "--key-id", "first", stdout=out)

@@ -6,13 +6,16 @@ emulator, real syncs into real PostgreSQL, and the stored bytes inspected on dis
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import psycopg
 import pytest
 
+from syncengine.pipeline.bootstrap import ensure_schemas
 from syncengine.pipeline.errors import ConfigurationError, SchemaDriftError
 from syncengine.pipeline.protection import reader, rotation
+from syncengine.pipeline.protection.catalog import read_catalog
 from syncengine.pipeline.protection.crypto import DecryptionError, key_id_of
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
@@ -66,13 +69,19 @@ def _protected(make_spec, **overrides):
     return make_spec("TRANSACTIONS", **values)
 
 
-def _read(
-    dsn: str, keyring: Keyring | None = KEYRING, *, decrypt: bool = True, table="transactions", **kwargs
+def _read(  # noqa: PLR0913 - keyword-only test helper
+    dsn: str,
+    keyring: Keyring | None = KEYRING,
+    *,
+    decrypt: bool = True,
+    table="transactions",
+    table_name: str | None = None,
+    **kwargs,
 ):
     with psycopg.connect(dsn, autocommit=True) as conn:
         return reader.read_rows(
             conn,
-            table_name=table,
+            table_name=table_name or table,
             schema="public",
             table=table,
             keyring=keyring,
@@ -358,6 +367,8 @@ def test_rotation_interrupted_half_way_and_resumed_moves_every_value_to_the_new_
         first = rotation.rotate_table(
             conn,
             table_name="transactions",
+            schema="public",
+            table="transactions",
             keyring=rotated,
             pages_per_batch=1,
             on_batch=count,
@@ -374,7 +385,14 @@ def test_rotation_interrupted_half_way_and_resumed_moves_every_value_to_the_new_
     assert len(found.rows) == len([i for i in range(400) if i % 3 == 1])
 
     with psycopg.connect(scratch_database, autocommit=True) as conn:
-        second = rotation.rotate_table(conn, table_name="transactions", keyring=rotated, pages_per_batch=2)
+        second = rotation.rotate_table(
+            conn,
+            table_name="transactions",
+            schema="public",
+            table="transactions",
+            keyring=rotated,
+            pages_per_batch=2,
+        )
     assert second.usage is not None and second.usage.remaining == 0
     assert second.values_rotated + first.values_rotated == 400 * 3
     only_new = Keyring(primary="k2", keys={"k2": rotated.key("k2")})
@@ -440,3 +458,116 @@ def test_rows_stay_readable_when_an_operator_adds_a_key_the_sync_did_not_use(
     )  # ordering now follows it; the binding does not
     rows = _read(scratch_database, table="notes").rows
     assert [(int(row["note_id"]), row["body"]) for row in rows] == [(1, "first secret"), (2, "second secret")]
+
+
+# --- the catalog belongs to the target table -------------------------------------------------------------------
+
+
+def test_a_renamed_table_keeps_its_catalog_and_dictionaries_because_both_belong_to_the_target(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=600)
+    sync(_protected(make_spec, batch_size=1000), keyring=KEYRING)
+    assert [name for (name,) in target("SELECT DISTINCT column_name FROM _fdm.compression_dictionaries")]
+
+    # fdm's table is renamed; its target stays. Readers find the catalog and the dictionaries by the target.
+    page = _read(scratch_database, table_name="ledger", table="transactions", limit=1000)
+    assert "account_number_bidx" not in page.columns
+    assert [row["account_number"] for row in page.rows] == [ACCOUNTS[i % 3] for i in range(600)]
+    assert [row["description"] for row in page.rows] == [
+        f"card payment {i} at the corner shop" for i in range(600)
+    ]
+    found = _read(
+        scratch_database,
+        table_name="ledger",
+        table="transactions",
+        filters={"account_number": ACCOUNTS[2]},
+        limit=1000,
+    )
+    assert len(found.rows) == 200
+
+    # The renamed table's next run finds the same catalog, and records its new name in it.
+    sync(_protected(make_spec, name="ledger", batch_size=1000), keyring=KEYRING)
+    assert set(target("SELECT table_name, target_table FROM _fdm.protected_columns")) == {
+        ("ledger", "transactions")
+    }
+    page = _read(scratch_database, table_name="ledger", table="transactions", limit=1000)
+    assert [row["description"] for row in page.rows][:2] == [
+        "card payment 0 at the corner shop",
+        "card payment 1 at the corner shop",
+    ]
+
+
+def test_blind_index_columns_stay_hidden_when_the_catalog_row_is_missing(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source)
+    sync(_protected(make_spec), keyring=KEYRING)
+    target("DELETE FROM _fdm.protected_columns")
+    page = _read(scratch_database, decrypt=False)
+    assert "account_number_bidx" not in page.columns
+    assert all("account_number_bidx" not in row for row in page.rows)
+    with pytest.raises(reader.ReadError, match="no such column"):
+        _read(scratch_database, decrypt=False, filters={"account_number_bidx": "00"})
+
+
+OLD_CATALOG = (
+    "CREATE TABLE _fdm.protected_columns (table_name text NOT NULL, target_schema text NOT NULL, "
+    "target_table text NOT NULL, column_name text NOT NULL, source_column text NOT NULL, plain_type text NOT NULL, "
+    "encrypted boolean NOT NULL, compressed boolean NOT NULL, blind_index_column text, blind_index_bits integer, "
+    "row_key text[] NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, column_name))"
+)
+OLD_DICTIONARIES = (
+    "CREATE TABLE _fdm.compression_dictionaries (dict_id bigint PRIMARY KEY, table_name text NOT NULL, "
+    "column_name text NOT NULL, data bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+def test_an_older_catalog_is_keyed_by_target_in_place_by_concurrent_runs(target, scratch_database):
+    target("CREATE SCHEMA _fdm")
+    target(OLD_CATALOG)
+    target(OLD_DICTIONARIES)
+    row = "'{txn_id}', false, true, NULL, NULL"
+    # `payments` was renamed `ledger` before this upgrade: both names have rows for public.payments.
+    target(
+        "INSERT INTO _fdm.protected_columns (table_name, target_schema, target_table, column_name, source_column, "
+        f"plain_type, row_key, encrypted, compressed, blind_index_column, blind_index_bits, updated_at) VALUES "
+        f"('payments', 'public', 'payments', 'memo', 'MEMO', 'text', {row}, now() - interval '1 day'), "
+        f"('payments', 'public', 'payments', 'note', 'NOTE', 'text', {row}, now() - interval '1 day'), "
+        f"('ledger', 'public', 'payments', 'memo', 'MEMO', 'text', {row}, now()), "
+        f"('accounts', 'finance', 'accounts', 'memo', 'MEMO', 'text', {row}, now())"
+    )
+    target(
+        "INSERT INTO _fdm.compression_dictionaries (dict_id, table_name, column_name, data) VALUES "
+        "(40001, 'payments', 'memo', 'a'), (40002, 'ledger', 'memo', 'b'), (40003, 'accounts', 'memo', 'c'), "
+        "(40004, 'never_published', 'memo', 'd')"
+    )
+
+    def bootstrap() -> None:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            ensure_schemas(conn)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for future in [pool.submit(bootstrap) for _ in range(3)]:
+            future.result()
+    bootstrap()  # and again: a no-op
+
+    assert target(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = '_fdm.protected_columns'::regclass AND contype = 'p'"
+    ) == [("PRIMARY KEY (target_schema, target_table, column_name)",)]
+    assert target(
+        "SELECT target_schema, target_table, column_name, table_name FROM _fdm.protected_columns ORDER BY 1, 2, 3"
+    ) == [("finance", "accounts", "memo", "accounts"), ("public", "payments", "memo", "ledger")]
+    assert target(
+        "SELECT dict_id, target_schema, target_table FROM _fdm.compression_dictionaries ORDER BY dict_id"
+    ) == [
+        (40001, "public", "payments"),
+        (40002, "public", "payments"),
+        (40003, "finance", "accounts"),
+        (40004, None, None),
+    ]
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        stored = read_catalog(conn, "public", "payments")
+        assert stored is not None and stored.table_name == "ledger"
+        assert [column.target_name for column in stored.columns] == ["memo"]

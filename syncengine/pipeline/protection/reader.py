@@ -28,9 +28,9 @@ from syncengine.pipeline.protection.crypto import (
 )
 from syncengine.pipeline.protection.dictionaries import load_dictionaries
 from syncengine.pipeline.protection.keyring import Keyring
-from syncengine.pipeline.protection.plan import ColumnProtection
+from syncengine.pipeline.protection.plan import BLIND_INDEX_SUFFIX, ColumnProtection
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
-from syncengine.pipeline.typemap import wire_type
+from syncengine.pipeline.typemap import BYTEA, wire_type
 
 MASK = "[encrypted]"
 MAX_PAGE_SIZE = 1000
@@ -72,7 +72,18 @@ class _Source:
 
     @property
     def hidden(self) -> set[str]:
-        return {column.blind_index for column in self.protected.values() if column.blind_index}
+        """Blind index columns, never shown: those the catalog names, and, whatever the catalog says or lacks,
+        every `bytea` column named like one (`<column>_bidx`) that the catalog does not describe as a stored
+        value of its own."""
+        protected = self.protected
+        named = {column.blind_index for column in protected.values() if column.blind_index}
+        return named | {
+            column.name
+            for column in self.target.columns
+            if column.name.endswith(BLIND_INDEX_SUFFIX)
+            and column.type == BYTEA
+            and column.name not in protected
+        }
 
     def visible(self) -> list[str]:
         return [column.name for column in self.target.columns if column.name not in self.hidden]
@@ -89,7 +100,7 @@ def describe(conn: psycopg.Connection, *, table_name: str, schema: str, table: s
         raise TableNotSynced(
             f"{schema}.{table} does not exist yet: the table has not been synced", table=table_name
         )
-    return _Source(table_name=table_name, target=target, catalog=read_catalog(conn, table_name))
+    return _Source(table_name=table_name, target=target, catalog=read_catalog(conn, schema, table))
 
 
 def read_rows(  # noqa: PLR0913 - the data API's and the decrypt command's call; all keyword-only
@@ -199,7 +210,7 @@ class _Decoder:
     def of(cls, conn: psycopg.Connection, source: _Source, keyring: Keyring | None) -> _Decoder:
         protected = source.protected
         dictionaries = (
-            load_dictionaries(conn, table=source.table_name)
+            load_dictionaries(conn, schema=source.target.schema, table=source.target.name)
             if any(column.compressed for column in protected.values())
             else {}
         )

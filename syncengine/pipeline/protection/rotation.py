@@ -101,8 +101,8 @@ def key_usage(conn: psycopg.Connection, catalog: CatalogTable, *, primary: str |
     return usage
 
 
-def table_usage(conn: psycopg.Connection, table_name: str, *, primary: str | None) -> KeyUsage | None:
-    catalog = read_catalog(conn, table_name)
+def table_usage(conn: psycopg.Connection, schema: str, table: str, *, primary: str | None) -> KeyUsage | None:
+    catalog = read_catalog(conn, schema, table)
     if catalog is None or not any(column.encrypted for column in catalog.columns):
         return None
     return key_usage(conn, catalog, primary=primary)
@@ -112,13 +112,16 @@ def rotate_table(  # noqa: PLR0913 - the key rotation service's call; every opti
     conn: psycopg.Connection,
     *,
     table_name: str,
+    schema: str,
+    table: str,
     keyring: Keyring,
     pages_per_batch: int = DEFAULT_PAGES_PER_BATCH,
     log: Log | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RotationResult:
-    """Re-encrypt every value of the table that is not on the primary key; return what was done.
+    """Re-encrypt every value of the target table `schema.table` that is not on the primary key; return what
+    was done. `table_name` is fdm's name of the table, whose lock the batches take.
 
     1. Read the protection catalog (what is encrypted, the row key, blind indexes).
     2. For each range of `pages_per_batch` pages, in one transaction: take the table's lock, select the rows of
@@ -131,11 +134,11 @@ def rotate_table(  # noqa: PLR0913 - the key rotation service's call; every opti
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
     result = RotationResult(table_name=table_name)
-    catalog = read_catalog(conn, table_name)
+    catalog = read_catalog(conn, schema, table)
     if catalog is None or not any(column.encrypted for column in catalog.columns):
         result.usage = KeyUsage(table_name=table_name, primary=keyring.primary)
         return result
-    worker = _Rotator(conn, catalog, keyring)
+    worker = _Rotator(conn, catalog, keyring, table_name=table_name)
     for _ in range(MAX_PASSES):
         pages = worker.page_count()
         for first in range(0, max(pages, 1), pages_per_batch):
@@ -158,8 +161,9 @@ def rotate_table(  # noqa: PLR0913 - the key rotation service's call; every opti
 
 
 class _Rotator:
-    def __init__(self, conn: psycopg.Connection, catalog: CatalogTable, keyring: Keyring):
+    def __init__(self, conn: psycopg.Connection, catalog: CatalogTable, keyring: Keyring, *, table_name: str):
         self.conn = conn
+        self.table_name = table_name  # fdm's name now: the sync lock is taken under it
         self.catalog = catalog
         self.keyring = keyring
         self.relation = qualified(catalog.target_schema, catalog.target_table)
@@ -188,12 +192,12 @@ class _Rotator:
         waited = False
         while True:
             row = self.conn.execute(
-                "SELECT pg_try_advisory_xact_lock(%s)", (table_lock_key(self.catalog.table_name),)
+                "SELECT pg_try_advisory_xact_lock(%s)", (table_lock_key(self.table_name),)
             ).fetchone()
             if row and row[0]:
                 return
             if not waited:
-                log("info", "waiting for a run of this table to finish", table=self.catalog.table_name)
+                log("info", "waiting for a run of this table to finish", table=self.table_name)
                 waited = True
             time.sleep(LOCK_WAIT_SECONDS)
 
@@ -283,7 +287,9 @@ class _Rotator:
 
     def _decompress(self, frame: bytes) -> bytes:
         if self.dictionaries is None:
-            self.dictionaries = load_dictionaries(self.conn, table=self.catalog.table_name)
+            self.dictionaries = load_dictionaries(
+                self.conn, schema=self.catalog.target_schema, table=self.catalog.target_table
+            )
         value = compress.decompress_array(pa.array([frame], pa.binary()), self.dictionaries)[0].as_py()
         return value if isinstance(value, bytes) else b""
 
