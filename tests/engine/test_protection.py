@@ -19,12 +19,13 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
 
-from syncengine import protected_data, services
+from syncengine import connections, protected_data, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
 from syncengine.pipeline.protection.crypto import key_id_of
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.reader import MASK
+from tests.pipeline.test_protection import store_as_version_1
 
 pytestmark = pytest.mark.django_db
 
@@ -202,13 +203,44 @@ def test_rotate_keys_moves_every_value_to_the_new_primary_key(monkeypatch, keyri
     out = io.StringIO()
     call_command("rotate_keys", "--table", accounts.name, stdout=out)
     assert "80 value(s) re-encrypted" in out.getvalue()
-    assert "100.0% on k2" in out.getvalue()
+    assert "100.0% on the primary key k2 and the current format (v2)" in out.getvalue()
     ids = {
         key_id_of(bytes(value)) for (value,) in target(f'SELECT iban FROM public."{accounts.postgres_table}"')
     }
     assert ids == {"k2"}
     usage = protected_data.table_key_usage(table=accounts)
     assert usage is not None and usage.remaining == 0 and usage.key_ids == ["k2"]
+
+
+def test_rotate_keys_moves_values_of_the_older_format_on_the_primary_key_to_the_current_one(
+    keyring, accounts, target
+):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    store_as_version_1(
+        connections.target_dsn(),
+        table=accounts.postgres_table,
+        key="account_id",
+        searchable={"iban": "iban_bidx"},
+        keyring=keyring,
+    )
+    auditor = _user("auditor", decrypt=True)
+
+    def search() -> list:
+        page = protected_data.table_rows_read(
+            table=accounts, user=auditor, decrypt=True, filters={"iban": SECRETS[1]}, limit=100, via="api"
+        )
+        return [row["account_id"] for row in page.rows]
+
+    assert search() == [Decimal(i) for i in range(1, 40, 2)]
+    out = io.StringIO()
+    call_command("rotate_keys", "--table", accounts.name, stdout=out)
+    assert "80 value(s) re-encrypted" in out.getvalue()
+    assert "100.0% on the primary key k1 and the current format (v2)" in out.getvalue()
+    versions = target(
+        f'SELECT DISTINCT get_byte(iban, 0), get_byte(holder_name, 0) FROM public."{accounts.postgres_table}"'
+    )
+    assert versions == [(2, 2)]
+    assert search() == [Decimal(i) for i in range(1, 40, 2)]
 
 
 def test_the_decrypt_command_prints_rows_and_records_the_read(keyring, accounts):

@@ -10,13 +10,22 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from syncengine.pipeline.bootstrap import ensure_schemas
 from syncengine.pipeline.errors import ConfigurationError, SchemaDriftError
 from syncengine.pipeline.protection import reader, rotation
 from syncengine.pipeline.protection.catalog import read_catalog
-from syncengine.pipeline.protection.crypto import DecryptionError, key_id_of
+from syncengine.pipeline.protection.crypto import (
+    FLAG_COMPRESSED,
+    BlindIndex,
+    ColumnCipher,
+    ColumnIdentity,
+    DecryptionError,
+    key_id_of,
+    row_keys_from_values,
+)
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.schema.drift import plan_drift
@@ -571,3 +580,151 @@ def test_an_older_catalog_is_keyed_by_target_in_place_by_concurrent_runs(target,
         stored = read_catalog(conn, "public", "payments")
         assert stored is not None and stored.table_name == "ledger"
         assert [column.target_name for column in stored.columns] == ["memo"]
+
+
+# --- format version 2 ----------------------------------------------------------------------------------------
+
+
+def store_as_version_1(  # noqa: PLR0913 - keyword-only test helper
+    dsn: str, *, table: str, key: str, searchable: dict[str, str], keyring: Keyring, schema: str = "public"
+) -> None:
+    """Rewrite every encrypted value of a synced table as fdm wrote it before format version 2 (version 1
+    envelopes, version 1 blind indexes), and its catalog as that fdm left it (blind index version 1)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        stored = read_catalog(conn, schema, table)
+        assert stored is not None
+        names = [column.target_name for column in stored.columns if column.encrypted]
+        selected = ", ".join(f'"{name}"' for name in [key, *names])
+        rows = conn.execute(f'SELECT {selected} FROM "{schema}"."{table}" ORDER BY 1').fetchall()
+        keys = pa.array(row_keys_from_values([[row[0]] for row in rows]), pa.binary())
+        updates: dict[str, list] = {}
+        for position, name in enumerate(names, start=1):
+            identity = ColumnIdentity(schema, table, name)
+            values = [
+                ColumnCipher(keyring, identity).decrypt_one(bytes(row[position]), keys[i].as_py())
+                for i, row in enumerate(rows)
+            ]
+            assert not any(flags & FLAG_COMPRESSED for _, flags in values)
+            plain = pa.array([value for value, _ in values], pa.binary())
+            old = ColumnCipher(keyring, identity, version=1).encrypt(plain, row_keys=keys, compressed=False)
+            updates[name] = old.to_pylist()
+            if name in searchable:
+                updates[searchable[name]] = (
+                    BlindIndex(keyring, identity, version=1).compute(plain).to_pylist()
+                )
+        assignments = ", ".join(f'"{name}" = v."{name}"' for name in updates)
+        columns = ", ".join(f'"{name}"' for name in updates)
+        arrays = ", ".join("%s::bytea[]" for _ in updates)
+        conn.execute(
+            f'UPDATE "{schema}"."{table}" AS t SET {assignments} FROM unnest(%s::numeric[], {arrays}) '
+            f'AS v(row_key, {columns}) WHERE t."{key}" = v.row_key',
+            ([row[0] for row in rows], *updates.values()),
+        )
+        conn.execute(
+            "UPDATE _fdm.protected_columns SET blind_index_version = 1 WHERE target_schema = %s AND target_table = %s",
+            (schema, table),
+        )
+        conn.execute(
+            f'VACUUM FULL "{schema}"."{table}"'
+        )  # the rows back in the first pages, as a sync leaves them
+
+
+def _versions(target, column: str) -> set[int]:
+    return {
+        version for (version,) in target(f"SELECT DISTINCT get_byte({column}, 0) FROM public.transactions")
+    }
+
+
+def test_rotation_moves_values_of_format_version_1_on_the_primary_key_to_version_2_and_searches_keep_working(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=400)
+    sync(_protected(make_spec, batch_size=1000), keyring=KEYRING)
+    store_as_version_1(
+        scratch_database,
+        table="transactions",
+        key="txn_id",
+        searchable={"account_number": "account_number_bidx"},
+        keyring=KEYRING,
+    )
+    assert _versions(target, "iban") == {1}
+    expected = len([i for i in range(400) if i % 3 == 1])
+
+    def search() -> list:
+        return _read(scratch_database, filters={"account_number": ACCOUNTS[1]}, limit=1000).rows
+
+    assert len(search()) == expected  # the catalog says version 1: lookups find version 1 index values
+
+    # An incremental-style addition keeps the older version in the catalog while old rows remain.
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        before = rotation.table_usage(conn, "public", "transactions", primary="k1")
+    assert before is not None and before.old_format == 1200 and before.on_primary == 0
+
+    batches = 0
+
+    def count(done: int, total: int) -> None:
+        nonlocal batches
+        batches += 1
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        first = rotation.rotate_table(
+            conn,
+            table_name="transactions",
+            schema="public",
+            table="transactions",
+            keyring=KEYRING,  # the values are on its primary key already
+            pages_per_batch=1,
+            on_batch=count,
+            should_stop=lambda: batches >= 2,
+        )
+    assert first.usage is not None and 0 < first.usage.on_primary < first.usage.total
+    assert _versions(target, "account_number") == {1, 2}
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(1,)]
+    assert len(search()) == expected  # half way: version 1 and 2 index values side by side
+    page = _read(scratch_database, limit=1000)
+    assert [row["iban"] for row in page.rows] == [IBANS[i % 3] for i in range(400)]
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        second = rotation.rotate_table(
+            conn, table_name="transactions", schema="public", table="transactions", keyring=KEYRING
+        )
+    assert second.usage is not None and second.usage.remaining == 0 and second.usage.old_format == 0
+    assert first.values_rotated + second.values_rotated == 1200
+    assert _versions(target, "account_number") == _versions(target, "iban") == {2}
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(2,)]
+    assert len(search()) == expected  # lookups now compute version 2 candidates only
+    page = _read(scratch_database, limit=1000)
+    assert [row["amount"] for row in page.rows] == [Decimal(f"{i}.25") for i in range(400)]
+
+
+def test_an_incremental_run_keeps_the_catalogs_older_blind_index_version(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=30)
+    spec = _protected(make_spec, watermark_column="UPDATED_AT", mode=SyncMode.INCREMENTAL)
+    sync(spec, keyring=KEYRING)
+    store_as_version_1(
+        scratch_database,
+        table="transactions",
+        key="txn_id",
+        searchable={"account_number": "account_number_bidx"},
+        keyring=KEYRING,
+    )
+    source.sql(
+        f"INSERT INTO {source.table('TRANSACTIONS')} (TXN_ID, ACCOUNT_NUMBER, IBAN, AMOUNT, UPDATED_AT) VALUES (100, '{ACCOUNTS[1]}', '{IBANS[1]}', 1.00, '2024-06-01')"
+    )
+    assert sync(spec, keyring=KEYRING).mode == "incremental"
+    assert target("SELECT get_byte(iban, 0) FROM public.transactions WHERE txn_id = 100") == [(2,)]
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(1,)]
+    found = _read(scratch_database, filters={"account_number": ACCOUNTS[1]}, limit=1000).rows
+    assert sorted(int(row["txn_id"]) for row in found) == [*(i for i in range(30) if i % 3 == 1), 100]
+    assert sync(spec, keyring=KEYRING, full_refresh=True).mode == "full"
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(2,)]

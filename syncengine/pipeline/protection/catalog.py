@@ -23,6 +23,8 @@ from syncengine.pipeline.watermark import STATE_SCHEMA
 CATALOG_TABLE = "protected_columns"
 CATALOG = f"{STATE_SCHEMA}.{CATALOG_TABLE}"
 CATALOG_KEY = "protected_columns_target_pkey"  # the primary key by target; older installations had another
+# Rows written before blind index versions existed hold version 1 indexes.
+BLIND_INDEX_VERSION_COLUMN = "blind_index_version integer NOT NULL DEFAULT 1"
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL cuts longer names, so two long ones could become one
 
 
@@ -33,16 +35,23 @@ def catalog_table_sql() -> str:
         "column_name text NOT NULL, source_column text NOT NULL, plain_type text NOT NULL, "
         "encrypted boolean NOT NULL, compressed boolean NOT NULL, blind_index_column text, "
         "blind_index_bits integer, row_key text[] NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), "
+        f"{BLIND_INDEX_VERSION_COLUMN}, "
         f"CONSTRAINT {CATALOG_KEY} PRIMARY KEY (target_schema, target_table, column_name))"
     )
 
 
 def catalog_current_sql() -> str:
-    """A boolean SQL expression: the catalog exists in its current shape (keyed by target)."""
+    """A boolean SQL expression: the catalog exists in its current shape (keyed by target, with blind index
+    versions)."""
+    relation = (
+        "JOIN pg_class r ON r.oid = {alias}.{column} JOIN pg_namespace n ON n.oid = r.relnamespace "
+        f"WHERE n.nspname = '{STATE_SCHEMA}' AND r.relname = '{CATALOG_TABLE}'"
+    )
     return (
-        "EXISTS (SELECT 1 FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid JOIN pg_namespace n "  # noqa: S608
-        f"ON n.oid = r.relnamespace WHERE n.nspname = '{STATE_SCHEMA}' AND r.relname = '{CATALOG_TABLE}' "
-        f"AND c.conname = '{CATALOG_KEY}')"
+        f"EXISTS (SELECT 1 FROM pg_constraint c {relation.format(alias='c', column='conrelid')} "  # noqa: S608
+        f"AND c.conname = '{CATALOG_KEY}') AND EXISTS (SELECT 1 FROM pg_attribute a "
+        f"{relation.format(alias='a', column='attrelid')} AND a.attname = 'blind_index_version' "
+        "AND NOT a.attisdropped)"
     )
 
 
@@ -54,6 +63,13 @@ def upgrade_catalog(conn: psycopg.Connection) -> None:
     of the name published last describe the stored values, the others are dropped.
     """
     row = conn.execute(f"SELECT {catalog_current_sql()}").fetchone()
+    if row and row[0]:
+        return
+    conn.execute(f"ALTER TABLE {CATALOG} ADD COLUMN IF NOT EXISTS {BLIND_INDEX_VERSION_COLUMN}")
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s)",
+        (CATALOG, CATALOG_KEY),
+    ).fetchone()
     if row and row[0]:
         return
     conn.execute(
@@ -92,6 +108,12 @@ class CatalogTable:
     def signature(self) -> list[tuple[Any, ...]]:
         return sorted((*column.catalog_row(), list(self.row_key)) for column in self.columns)
 
+    def blind_index_versions(self) -> dict[str, int]:
+        """The oldest version of each searchable column's blind index values, by target column."""
+        return {
+            column.target_name: column.blind_index_version for column in self.columns if column.blind_index
+        }
+
 
 def read_catalog(conn: psycopg.Connection, schema: str, table: str) -> CatalogTable | None:
     """The target table's protected columns as the last published run recorded them, or None."""
@@ -100,7 +122,9 @@ def read_catalog(conn: psycopg.Connection, schema: str, table: str) -> CatalogTa
         return None
     rows = conn.execute(
         f"SELECT table_name, column_name, source_column, plain_type, encrypted, compressed, "  # noqa: S608
-        f"blind_index_column, blind_index_bits, row_key FROM {CATALOG} "
+        # Read through to_jsonb: a catalog not yet upgraded has no blind index version (its indexes are v1).
+        "blind_index_column, blind_index_bits, row_key, (to_jsonb(c) ->> 'blind_index_version')::integer "
+        f"FROM {CATALOG} AS c "
         "WHERE target_schema = %s AND target_table = %s ORDER BY updated_at DESC, table_name, column_name",
         (schema, table),
     ).fetchall()
@@ -118,6 +142,7 @@ def read_catalog(conn: psycopg.Connection, schema: str, table: str) -> CatalogTa
             compressed=row[5],
             blind_index=row[6],
             blind_index_bits=row[7] or DEFAULT_BLIND_INDEX_BITS,
+            blind_index_version=row[9] or 1,
         )
         for row in rows
     )
@@ -144,13 +169,31 @@ def write_catalog(
     with conn.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {CATALOG} (table_name, target_schema, target_table, column_name, "  # noqa: S608
-            "source_column, plain_type, encrypted, compressed, blind_index_column, blind_index_bits, row_key) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "source_column, plain_type, encrypted, compressed, blind_index_column, blind_index_bits, row_key, "
+            "blind_index_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
-                (table_name, schema, table, *column.catalog_row(), list(plan.row_key))
+                (
+                    table_name,
+                    schema,
+                    table,
+                    *column.catalog_row(),
+                    list(plan.row_key),
+                    column.blind_index_version,
+                )
                 for column in plan.columns
             ],
         )
+
+
+def set_blind_index_version(
+    conn: psycopg.Connection, *, schema: str, table: str, column: str, version: int
+) -> None:
+    """Record that every blind index value of the column is in `version` (after rotation rewrote them)."""
+    conn.execute(
+        f"UPDATE {CATALOG} SET blind_index_version = %s "  # noqa: S608
+        "WHERE target_schema = %s AND target_table = %s AND column_name = %s",
+        (version, schema, table, column),
+    )
 
 
 def blind_index_name(table: str, column: str) -> str:

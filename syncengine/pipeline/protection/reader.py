@@ -21,9 +21,9 @@ from syncengine.pipeline.protection.catalog import CatalogTable, read_catalog
 from syncengine.pipeline.protection.codec import decode_plaintext, plaintext_bytes
 from syncengine.pipeline.protection.crypto import (
     FLAG_COMPRESSED,
-    BlindIndex,
     ColumnCipher,
     ColumnIdentity,
+    blind_index_candidates,
     row_keys_from_values,
 )
 from syncengine.pipeline.protection.dictionaries import load_dictionaries
@@ -119,7 +119,8 @@ def read_rows(  # noqa: PLR0913 - the data API's and the decrypt command's call;
 
     1. Read the target's columns and primary key from the catalogs, and fdm's protection catalog.
     2. Turn the filters into SQL: plain columns by `=` with the value cast to the column's type; encrypted
-       searchable columns by their blind index (one candidate value per key in the keyring), the candidates then
+       searchable columns by their blind index (one candidate value per key in the keyring and per blind index
+       version the column may hold), the candidates then
        decrypted and compared exactly; anything else is refused.
     3. Fetch in primary-key order (ctid order for a table without one) after `after`, decode protected columns,
        and stop at `limit` rows.
@@ -183,12 +184,17 @@ def _filter_conditions(source: _Source, filters: Mapping[str, str], keyring: Key
             result.conditions.append(f"{quote_postgres(name)} = CAST(%s AS {source.type_of(name)})")
             result.params.append(value)
         elif protection.encrypted and protection.blind_index and keyring is not None:
-            index = BlindIndex(
-                keyring, ColumnIdentity(_target_name(source), name), bits=protection.blind_index_bits
-            )
             plain = _filter_plaintext(value, protection)
             result.conditions.append(f"{quote_postgres(protection.blind_index)} = ANY(%s)")
-            result.params.append(index.candidates(plain))
+            result.params.append(
+                blind_index_candidates(
+                    keyring,
+                    _identity(source, name),
+                    plain,
+                    bits=protection.blind_index_bits,
+                    oldest_version=protection.blind_index_version,
+                )
+            )
             result.exact[name] = plain
         else:
             what = (
@@ -215,7 +221,7 @@ class _Decoder:
             else {}
         )
         ciphers = {
-            name: ColumnCipher(keyring, ColumnIdentity(_target_name(source), name))
+            name: ColumnCipher(keyring, _identity(source, name))
             for name, column in protected.items()
             if column.encrypted and keyring is not None
         }
@@ -301,10 +307,11 @@ def _fetch_page(
     return rows, cursor_values, len(rows) == limit and (stopped_early or not exhausted)
 
 
-def _target_name(source: _Source) -> str:
+def _identity(source: _Source, column: str) -> ColumnIdentity:
+    """The identity the column's values are bound to: the target table the catalog describes."""
     if source.catalog is not None:
-        return source.catalog.target
-    return f"{source.target.schema}.{source.target.name}"
+        return ColumnIdentity(source.catalog.target_schema, source.catalog.target_table, column)
+    return ColumnIdentity(source.target.schema, source.target.name, column)
 
 
 def _filter_plaintext(value: str, protection: ColumnProtection) -> bytes:
