@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from syncconfig.models import TableConfig
 from syncengine import connections
 from syncengine.models import DecryptedRead
+from syncengine.pipeline.bootstrap import ensure_schemas
 from syncengine.pipeline.errors import PipelineError
 from syncengine.pipeline.postgres import classify_postgres_error, connect
 from syncengine.pipeline.protection import reader, rotation
@@ -212,8 +213,10 @@ def table_keys_rotate(
     on_batch: Any = None,
     log: Any = None,
 ) -> rotation.RotationResult:
-    """Re-encrypt the table's stored values with the keyring's primary key (see `pipeline.rotation`)."""
+    """Re-encrypt the table's stored values with the keyring's primary key in the current format (see
+    `pipeline.rotation`), once fdm's own tables are in their current shape (as a sync would leave them)."""
     with connect(connections.target_dsn(), application_name=f"fdm rotate {table.name}") as conn:
+        ensure_schemas(conn)
         return rotation.rotate_table(
             conn,
             table_name=table.name,

@@ -125,7 +125,7 @@ def read_catalog(conn: psycopg.Connection, schema: str, table: str) -> CatalogTa
         # Read through to_jsonb: a catalog not yet upgraded has no blind index version (its indexes are v1).
         "blind_index_column, blind_index_bits, row_key, (to_jsonb(c) ->> 'blind_index_version')::integer "
         f"FROM {CATALOG} AS c "
-        "WHERE target_schema = %s AND target_table = %s ORDER BY updated_at DESC, table_name, column_name",
+        "WHERE target_schema = %s AND target_table = %s ORDER BY updated_at DESC, table_name DESC, column_name",
         (schema, table),
     ).fetchall()
     if not rows:
