@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from syncconfig.models import TableConfig
 from syncengine import connections
 from syncengine.models import DecryptedRead
+from syncengine.pipeline.bootstrap import ensure_schemas
 from syncengine.pipeline.errors import PipelineError
 from syncengine.pipeline.postgres import classify_postgres_error, connect
 from syncengine.pipeline.protection import reader, rotation
@@ -97,7 +98,7 @@ def _check_filters(
 ) -> None:
     if not filters:
         return
-    catalog = read_catalog(conn, table.name)
+    catalog = read_catalog(conn, table.postgres_schema, table.postgres_table)
     encrypted = {column.target_name for column in catalog.columns if column.encrypted} if catalog else set()
     refused = sorted(encrypted & set(filters))
     if not refused:
@@ -182,7 +183,7 @@ def table_protection_status(*, table: TableConfig, timeout_seconds: float = 5.0)
             conn.execute(
                 "SELECT set_config('statement_timeout', %s, false)", (f"{int(timeout_seconds * 1000)}ms",)
             )
-            catalog = read_catalog(conn, table.name)
+            catalog = read_catalog(conn, table.postgres_schema, table.postgres_table)
             if catalog is None:
                 return status
             status.columns = list(catalog.columns)
@@ -199,7 +200,9 @@ def table_key_usage(*, table: TableConfig) -> rotation.KeyUsage | None:
     """Which key ids the table's stored values use, per encrypted column (None: nothing encrypted yet)."""
     keyring = connections.keyring(required=False)
     with connect(connections.target_dsn(), application_name=f"fdm key usage {table.name}") as conn:
-        return rotation.table_usage(conn, table.name, primary=keyring.primary if keyring else None)
+        return rotation.table_usage(
+            conn, table.postgres_schema, table.postgres_table, primary=keyring.primary if keyring else None
+        )
 
 
 def table_keys_rotate(
@@ -210,11 +213,15 @@ def table_keys_rotate(
     on_batch: Any = None,
     log: Any = None,
 ) -> rotation.RotationResult:
-    """Re-encrypt the table's stored values with the keyring's primary key (see `pipeline.rotation`)."""
+    """Re-encrypt the table's stored values with the keyring's primary key in the current format (see
+    `pipeline.rotation`), once fdm's own tables are in their current shape (as a sync would leave them)."""
     with connect(connections.target_dsn(), application_name=f"fdm rotate {table.name}") as conn:
+        ensure_schemas(conn)
         return rotation.rotate_table(
             conn,
             table_name=table.name,
+            schema=table.postgres_schema,
+            table=table.postgres_table,
             keyring=keyring,
             pages_per_batch=pages_per_batch,
             on_batch=on_batch,

@@ -209,15 +209,17 @@ def _target_table() -> Table:
             else:
                 rows = "not created"
             table.add_row(
-                f"{config.postgres_schema}.{config.postgres_table}", rows, _protection(conn, config.name)
+                f"{config.postgres_schema}.{config.postgres_table}",
+                rows,
+                _protection(conn, config.postgres_schema, config.postgres_table),
             )
     return table
 
 
-def _protection(conn, table_name: str) -> str:
+def _protection(conn, schema: str, table: str) -> str:
     from syncengine.pipeline.protection.catalog import read_catalog
 
-    catalog = read_catalog(conn, table_name)
+    catalog = read_catalog(conn, schema, table)
     if catalog is None:
         return "-"
     parts = []

@@ -73,18 +73,22 @@ def read_target_state(conn: psycopg.Connection, spec: TableSpec, log: Log) -> Ta
         return TargetState(
             sync_state=read_state(conn, spec.name),
             table=inspect_target(conn, spec.target.schema, spec.target.table),
-            protection=catalog.read_catalog(conn, spec.name),
-            dictionaries=dictionaries.latest_dictionaries(conn, spec.name),
+            protection=catalog.read_catalog(conn, spec.target.schema, spec.target.table),
+            dictionaries=dictionaries.latest_dictionaries(
+                conn, schema=spec.target.schema, table=spec.target.table
+            ),
         )
     except psycopg.Error as exc:
         raise classify_postgres_error(exc, table=spec.name) from exc
 
 
 def ensure_schemas(conn: psycopg.Connection) -> None:
-    """Create fdm's schemas and state table once; a lock keeps concurrent first runs from racing."""
+    """Create fdm's schemas and state tables once, and bring older ones to their current shape (the protection
+    catalog and the dictionaries keyed by target table); a lock keeps concurrent runs from racing."""
     row = conn.execute(
         "SELECT to_regnamespace(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL "
-        "AND to_regclass(%s) IS NOT NULL",
+        f"AND to_regclass(%s) IS NOT NULL AND {catalog.catalog_current_sql()} "
+        f"AND {dictionaries.dictionaries_current_sql()}",
         (
             quote_postgres(STAGING_SCHEMA),
             qualified(STATE_SCHEMA, STATE_TABLE),
@@ -101,6 +105,8 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
         conn.execute(state_table_sql())
         conn.execute(catalog.catalog_table_sql())
         conn.execute(dictionaries.dictionaries_table_sql())
+        dictionaries.upgrade_dictionaries(conn, catalog=catalog.CATALOG)  # reads the catalog's old names
+        catalog.upgrade_catalog(conn)
 
 
 def create_schema_if_missing(conn: psycopg.Connection, schema: str) -> None:

@@ -71,6 +71,8 @@ def plan_run(
     if since is not None and protection_changed(protection, existing.protection):
         log("warning", "column protection changed; loading in full", table=spec.name)
         since = None
+    if since is not None and protection is not None and existing.protection is not None:
+        protection = protection.keeping_blind_index_versions(existing.protection.blind_index_versions())
     drift = plan_drift(spec, columns, existing.table, full_load=since is None)
     for change in drift.changes:
         log("warning", "schema drift", table=spec.name, change=change)

@@ -274,7 +274,9 @@ def _finish_table(
     )
     if plan.since is None:
         keep = protector.dictionary_ids if protector else set()
-        checks["dictionaries_dropped"] = dictionaries.prune_dictionaries(conn, spec.name, keep=keep)
+        checks["dictionaries_dropped"] = dictionaries.prune_dictionaries(
+            conn, schema=spec.target.schema, table=spec.target.table, keep=keep
+        )
 
 
 def _state_after(plan: RunPlan, outcome: PublishOutcome) -> SyncState:

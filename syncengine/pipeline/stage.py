@@ -26,7 +26,7 @@ from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.protection.protector import Protector
 from syncengine.pipeline.result import StageMetrics
 from syncengine.pipeline.schema.drift import LoadColumn
-from syncengine.pipeline.spec import SyncMode
+from syncengine.pipeline.spec import SyncMode, TableSpec
 from syncengine.pipeline.transform.casts import cast_batch
 from syncengine.pipeline.transform.protect import protect_batch
 from syncengine.pipeline.transform.validate import KeyCheck
@@ -92,7 +92,7 @@ def stream_into_staging(
     )
     transform = BatchTransform(plan, protector, checks)
     if protector is not None:
-        protector.save_dictionary = _dictionary_saver(staging.dsn, table)
+        protector.save_dictionary = _dictionary_saver(staging.dsn, plan.spec)
     source_names = {column.name: column.plan.source_name for column in plan.load_columns}
     writer = StagingWriter(
         staging.dsn, staging.table, table=table, source_names=source_names, streams=staging.streams
@@ -173,14 +173,22 @@ def _in_load_order(batch: pa.RecordBatch, columns: list[LoadColumn]) -> pa.Recor
     return batch.select(names)
 
 
-def _dictionary_saver(target_dsn: str, table_name: str) -> Callable[[str, Dictionary], None]:
+def _dictionary_saver(target_dsn: str, spec: TableSpec) -> Callable[[str, Dictionary], None]:
     """Stores a trained dictionary at once, in its own transaction: frames that use it must stay readable even
     if a later step of this run fails and a later run reuses nothing of it."""
+    table_name = spec.name
 
     def save(column: str, dictionary: Dictionary) -> None:
         try:
             with connect(target_dsn, application_name=f"fdm dictionary {table_name}") as conn:
-                dictionaries.save_dictionary(conn, table=table_name, column=column, dictionary=dictionary)
+                dictionaries.save_dictionary(
+                    conn,
+                    table_name=table_name,
+                    schema=spec.target.schema,
+                    table=spec.target.table,
+                    column=column,
+                    dictionary=dictionary,
+                )
         except psycopg.Error as exc:
             raise classify_postgres_error(exc, table=table_name, source_names={}) from exc
 

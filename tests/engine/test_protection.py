@@ -13,18 +13,20 @@ import json
 import socket
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
 
-from syncengine import protected_data, services
+from syncengine import connections, protected_data, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
 from syncengine.pipeline.protection.crypto import key_id_of
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.reader import MASK
+from tests.pipeline.test_protection import store_as_version_1
 
 pytestmark = pytest.mark.django_db
 
@@ -156,6 +158,33 @@ def test_decrypted_reads_need_the_permission_and_are_audited(keyring, accounts):
     )
 
 
+def test_a_renamed_table_reads_masked_decrypted_and_decompressed_as_before(keyring, accounts, target):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    accounts.name = "renamed_accounts"  # an admin renames fdm's table; its target stays
+    accounts.save()
+    viewer = _user("viewer", decrypt=False)
+    auditor = _user("auditor", decrypt=True)
+
+    masked = protected_data.table_rows_read(table=accounts, user=viewer, decrypt=False, limit=3, via="api")
+    assert masked.columns == ["account_id", "iban", "holder_name", "notes"]
+    assert [(row["iban"], row["holder_name"]) for row in masked.rows] == [(MASK, MASK)] * 3
+    assert masked.rows[0]["notes"] == "opened at branch 12 " * 5
+    assert all("iban_bidx" not in row for row in masked.rows)
+
+    clear = protected_data.table_rows_read(
+        table=accounts, user=auditor, decrypt=True, filters={"iban": SECRETS[0]}, limit=100, via="api"
+    )
+    assert "iban_bidx" not in clear.columns
+    assert [row["account_id"] for row in clear.rows] == [Decimal(i) for i in range(0, 40, 2)]
+    assert clear.rows[1]["holder_name"] == "Holder 002 Secretname"
+    assert clear.rows[1]["notes"] == "opened at branch 12 " * 5
+
+    # Even with its catalog rows gone, the blind index column is never listed.
+    assert target("DELETE FROM _fdm.protected_columns RETURNING column_name")
+    bare = protected_data.table_rows_read(table=accounts, user=viewer, decrypt=False, limit=3, via="api")
+    assert "iban_bidx" not in bare.columns and all("iban_bidx" not in row for row in bare.rows)
+
+
 def test_generate_keyring_prints_a_usable_keyring_as_its_last_line(monkeypatch):
     out = io.StringIO()
     call_command("generate_keyring", "--key-id", "first", stdout=out)
@@ -175,13 +204,48 @@ def test_rotate_keys_moves_every_value_to_the_new_primary_key(monkeypatch, keyri
     out = io.StringIO()
     call_command("rotate_keys", "--table", accounts.name, stdout=out)
     assert "80 value(s) re-encrypted" in out.getvalue()
-    assert "100.0% on k2" in out.getvalue()
+    assert "100.0% on the primary key k2 and the current format (v2)" in out.getvalue()
     ids = {
         key_id_of(bytes(value)) for (value,) in target(f'SELECT iban FROM public."{accounts.postgres_table}"')
     }
     assert ids == {"k2"}
     usage = protected_data.table_key_usage(table=accounts)
     assert usage is not None and usage.remaining == 0 and usage.key_ids == ["k2"]
+
+
+def test_rotate_keys_moves_values_of_the_older_format_on_the_primary_key_to_the_current_one(
+    keyring, accounts, target
+):
+    assert execute(accounts).status == RunStatus.SUCCEEDED
+    store_as_version_1(
+        connections.target_dsn(),
+        table=accounts.postgres_table,
+        key="account_id",
+        searchable={"iban": "iban_bidx"},
+        keyring=keyring,
+    )
+    auditor = _user("auditor", decrypt=True)
+
+    def search() -> list:
+        page = protected_data.table_rows_read(
+            table=accounts, user=auditor, decrypt=True, filters={"iban": SECRETS[1]}, limit=100, via="api"
+        )
+        return [row["account_id"] for row in page.rows]
+
+    assert search() == [Decimal(i) for i in range(1, 40, 2)]
+    # As a catalog from before blind index versions left it: read as version 1, upgraded by the rotation.
+    with psycopg.connect(connections.target_dsn(), autocommit=True) as conn:
+        conn.execute("ALTER TABLE _fdm.protected_columns DROP COLUMN blind_index_version")
+    assert search() == [Decimal(i) for i in range(1, 40, 2)]
+    out = io.StringIO()
+    call_command("rotate_keys", "--table", accounts.name, stdout=out)
+    assert "80 value(s) re-encrypted" in out.getvalue()
+    assert "100.0% on the primary key k1 and the current format (v2)" in out.getvalue()
+    versions = target(
+        f'SELECT DISTINCT get_byte(iban, 0), get_byte(holder_name, 0) FROM public."{accounts.postgres_table}"'
+    )
+    assert versions == [(2, 2)]
+    assert search() == [Decimal(i) for i in range(1, 40, 2)]
 
 
 def test_the_decrypt_command_prints_rows_and_records_the_read(keyring, accounts):

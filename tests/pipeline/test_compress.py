@@ -292,17 +292,32 @@ def conn(scratch_database):
 def test_dictionaries_are_stored_loaded_back_and_decompress(conn, dictionary):
     values = descriptions(1_000, seed=21)
     compressed = compress_array(values, dictionary=dictionary)
-    save_dictionary(conn, table="financial_data", column="description", dictionary=dictionary)
-    save_dictionary(conn, table="financial_data", column="description", dictionary=dictionary)  # no-op
+    save_dictionary(
+        conn,
+        table_name="financial_data",
+        schema="public",
+        table="financial_data",
+        column="description",
+        dictionary=dictionary,
+    )
+    save_dictionary(
+        conn,
+        table_name="financial_data",
+        schema="public",
+        table="financial_data",
+        column="description",
+        dictionary=dictionary,
+    )  # no-op
 
-    loaded = load_dictionaries(conn, table="financial_data")
+    loaded = load_dictionaries(conn, schema="public", table="financial_data")
     assert loaded == {dictionary.dict_id: dictionary}
-    assert load_dictionaries(conn, table="market_data") == {}
+    assert load_dictionaries(conn, schema="public", table="market_data") == {}
     assert decompress_array(compressed.values, loaded).cast(pa.string()).equals(values)
     row = conn.execute(
-        "SELECT table_name, column_name, created_at IS NOT NULL FROM _fdm.compression_dictionaries"
+        "SELECT table_name, target_schema, target_table, column_name, created_at IS NOT NULL "
+        "FROM _fdm.compression_dictionaries"
     ).fetchall()
-    assert row == [("financial_data", "description", True)]
+    assert row == [("financial_data", "public", "financial_data", "description", True)]
 
 
 def test_all_dictionaries_of_a_table_are_loaded_whatever_their_column(conn, dictionary):
@@ -310,17 +325,57 @@ def test_all_dictionaries_of_a_table_are_loaded_whatever_their_column(conn, dict
         pa.array([f'{{"n":{index},"k":"v{index % 9}"}}' for index in range(3_000)]), dict_id=40_003
     )
     assert other is not None
-    save_dictionary(conn, table="financial_data", column="description", dictionary=dictionary)
-    save_dictionary(conn, table="financial_data", column="metadata", dictionary=other)
-    assert set(load_dictionaries(conn, table="financial_data")) == {dictionary.dict_id, other.dict_id}
+    save_dictionary(
+        conn,
+        table_name="financial_data",
+        schema="public",
+        table="financial_data",
+        column="description",
+        dictionary=dictionary,
+    )
+    save_dictionary(
+        conn,
+        table_name="financial_data",
+        schema="public",
+        table="financial_data",
+        column="metadata",
+        dictionary=other,
+    )
+    assert set(load_dictionaries(conn, schema="public", table="financial_data")) == {
+        dictionary.dict_id,
+        other.dict_id,
+    }
 
 
 def test_a_dictionary_id_stored_with_other_data_or_for_another_table_is_refused(conn, dictionary):
-    save_dictionary(conn, table="financial_data", column="description", dictionary=dictionary)
+    save_dictionary(
+        conn,
+        table_name="financial_data",
+        schema="public",
+        table="financial_data",
+        column="description",
+        dictionary=dictionary,
+    )
     impostor = train_dictionary(descriptions(3_000, seed=55), dict_id=dictionary.dict_id)
     assert impostor is not None and impostor.data != dictionary.data
     with pytest.raises(DictionaryIdTaken, match=str(dictionary.dict_id)):
-        save_dictionary(conn, table="financial_data", column="description", dictionary=impostor)
+        save_dictionary(
+            conn,
+            table_name="financial_data",
+            schema="public",
+            table="financial_data",
+            column="description",
+            dictionary=impostor,
+        )
     with pytest.raises(DictionaryIdTaken):
-        save_dictionary(conn, table="market_data", column="description", dictionary=dictionary)
-    assert load_dictionaries(conn, table="financial_data") == {dictionary.dict_id: dictionary}
+        save_dictionary(
+            conn,
+            table_name="market_data",
+            schema="public",
+            table="market_data",
+            column="description",
+            dictionary=dictionary,
+        )
+    assert load_dictionaries(conn, schema="public", table="financial_data") == {
+        dictionary.dict_id: dictionary
+    }

@@ -22,6 +22,7 @@ from syncengine.pipeline.protection.crypto import (
     ColumnCipher,
     ColumnIdentity,
     DecryptionError,
+    blind_index_candidates,
     key_id_of,
     pad_array,
     padded_lengths,
@@ -34,11 +35,11 @@ from syncengine.pipeline.protection.keyring import Keyring, KeyringError
 
 MASTER = bytes(range(32))
 KEYRING = Keyring(primary="k1", keys={"k1": MASTER})
-IDENTITY = ColumnIdentity("finance.accounts", "iban")
+IDENTITY = ColumnIdentity("finance", "accounts", "iban")
 SALT = bytes.fromhex("a0a1a2a3a4a5a6a7a8a9aaabacadaeaf")
 NONCE = bytes.fromhex("b0b1b2b3b4b5b6b7b8b9babb")
-# Envelope of b"DE89370400440532013000" for row key (42,) made with MASTER, SALT and NONCE: a stored value
-# written by this version must decrypt in every later one.
+# Envelope of b"DE89370400440532013000" for row key (42,) made with MASTER, SALT and NONCE by format version 1
+# (fdm before version 2 existed): a stored value written by it must decrypt in every later version.
 GOLDEN = bytes.fromhex(
     "010102"  # version 1, flags: padded, key id length 2
     "6b31"  # key id "k1"
@@ -79,30 +80,66 @@ def decrypt_one(
 # --- known answers ---------------------------------------------------------------------------------------
 
 
-def test_the_envelope_is_the_documented_construction():
-    """Rebuild the envelope from the primitives as the module's docstring describes it."""
-    plaintext = b"DE89370400440532013000"
-    envelope = encrypt_one(plaintext, random_bytes=fixed_random(SALT, NONCE))
+def _prefixed(*parts: bytes) -> bytes:
+    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
 
-    identity = (
-        len(b"finance.accounts").to_bytes(4, "big") + b"finance.accounts" + (4).to_bytes(4, "big") + b"iban"
-    )
+
+IDENTITY_V1 = _prefixed(b"finance.accounts", b"iban")  # `schema.table`, column
+IDENTITY_V2 = _prefixed(b"finance", b"accounts", b"iban")  # schema, table, column
+
+
+@pytest.mark.parametrize(("version", "identity"), [(2, IDENTITY_V2), (1, IDENTITY_V1)])
+def test_the_envelope_is_the_documented_construction(version, identity):
+    """Rebuild the envelope from the primitives as the module's docstring describes it, in both versions."""
+    plaintext = b"DE89370400440532013000"
+    envelope = encrypt_one(plaintext, random_bytes=fixed_random(SALT, NONCE), version=version)
+
+    label = f"fdm/v{version}/".encode()
     aes_key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=SALT, info=b"fdm/v1/aes-256-gcm\x00" + identity
+        algorithm=hashes.SHA256(), length=32, salt=SALT, info=label + b"aes-256-gcm\x00" + identity
     ).derive(MASTER)
-    header = bytes([1, FLAG_PADDED, 2]) + b"k1" + SALT
+    header = bytes([version, FLAG_PADDED, 2]) + b"k1" + SALT
     padded = len(plaintext).to_bytes(4, "big") + plaintext + bytes(32 - 4 - len(plaintext))
-    aad = b"fdm/v1/aad\x00" + identity + b"\x00" + header + b"\x00" + b"2:42;"
+    aad = label + b"aad\x00" + identity + b"\x00" + header + b"\x00" + b"2:42;"
     expected = header + NONCE + AESGCM(aes_key).encrypt(NONCE, padded, aad)
 
     assert envelope == expected
     assert decrypt_one(envelope) == plaintext
 
 
+def test_new_values_are_written_in_format_version_2():
+    envelope = encrypt_one(b"DE89370400440532013000")
+    assert envelope[0] == 2 == parse_envelope(envelope).version
+
+
 def test_a_value_stored_by_format_version_1_still_decrypts():
-    assert encrypt_one(b"DE89370400440532013000", random_bytes=fixed_random(SALT, NONCE)) == GOLDEN
-    assert decrypt_one(GOLDEN) == b"DE89370400440532013000"
+    assert encrypt_one(b"DE89370400440532013000", random_bytes=fixed_random(SALT, NONCE), version=1) == GOLDEN
+    assert decrypt_one(GOLDEN) == b"DE89370400440532013000"  # a cipher that writes version 2 reads it
     assert key_id_of(GOLDEN) == "k1"
+
+
+def test_targets_whose_names_share_dots_share_no_key_from_version_2():
+    """`a.b`+`c` and `a`+`b.c` spelled the same `schema.table` in version 1: a value of one decrypted as the
+    other's, and their blind indexes matched. Version 2 binds schema and table apart."""
+    first = ColumnIdentity("a.b", "c", "iban")
+    second = ColumnIdentity("a", "b.c", "iban")
+    keys = row_keys([pa.array([42])])
+    plain = pa.array([b"DE89370400440532013000"], pa.binary())
+    for version, shared in ((1, True), (2, False)):
+        sealed = ColumnCipher(KEYRING, first, version=version).encrypt(plain, row_keys=keys, compressed=False)
+        envelope = sealed[0].as_py()
+        assert isinstance(envelope, bytes) and envelope[0] == version
+        other = ColumnCipher(KEYRING, second)
+        if shared:
+            assert decrypt_one(envelope, cipher=other) == b"DE89370400440532013000"
+        else:
+            with pytest.raises(DecryptionError, match="does not verify"):
+                decrypt_one(envelope, cipher=other)
+        indexes = [
+            BlindIndex(KEYRING, identity, bits=256, version=version).compute(plain)[0].as_py()
+            for identity in (first, second)
+        ]
+        assert (indexes[0] == indexes[1]) is shared
 
 
 def test_aes_gcm_matches_a_published_vector():
@@ -115,17 +152,31 @@ def test_aes_gcm_matches_a_published_vector():
     assert sealed.hex() == "fa4362189661d163fcd6a56d8bf0405a" + "d636ac1bbedd5cc3ee727dc2ab4a9489"
 
 
-def test_blind_index_is_truncated_hmac_sha256_of_the_plaintext():
-    index = BlindIndex(KEYRING, IDENTITY, bits=16)
-    identity = (
-        len(b"finance.accounts").to_bytes(4, "big") + b"finance.accounts" + (4).to_bytes(4, "big") + b"iban"
-    )
+@pytest.mark.parametrize(("version", "identity"), [(2, IDENTITY_V2), (1, IDENTITY_V1)])
+def test_blind_index_is_truncated_hmac_sha256_of_the_plaintext(version, identity):
+    index = BlindIndex(KEYRING, IDENTITY, bits=16, version=version)
     key = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"fdm/v1/blind-index\x00" + identity
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=f"fdm/v{version}/blind-index\x00".encode() + identity,
     ).derive(MASTER)
     values = [b"DE89370400440532013000", b"", b"x" * 100]
     computed = index.compute(pa.array(values, pa.binary())).to_pylist()
     assert computed == [hmac.digest(key, value, hashlib.sha256)[:2] for value in values]
+
+
+def test_a_version_1_blind_index_value_is_still_found():
+    """Index value of b"DE89370400440532013000" (32 bits) as fdm wrote it before version 2: a lookup in a
+    column whose catalog says its index may be in version 1 includes it among its candidates."""
+    stored = bytes.fromhex("fe8defdf")
+    plain = pa.array([b"DE89370400440532013000"], pa.binary())
+    assert BlindIndex(KEYRING, IDENTITY, bits=32, version=1).compute(plain)[0].as_py() == stored
+    assert BlindIndex(KEYRING, IDENTITY, bits=32).compute(plain)[0].as_py() != stored
+    found = blind_index_candidates(KEYRING, IDENTITY, b"DE89370400440532013000", bits=32, oldest_version=1)
+    assert stored in found and len(found) == 2
+    current = blind_index_candidates(KEYRING, IDENTITY, b"DE89370400440532013000", bits=32, oldest_version=2)
+    assert stored not in current and len(current) == 1
 
 
 def test_blind_index_masks_bits_beyond_a_byte_boundary():
@@ -158,9 +209,13 @@ def test_a_value_moved_to_another_row_column_or_table_is_rejected():
     with pytest.raises(DecryptionError, match="moved from another row"):
         decrypt_one(envelope, key=(43,))
     with pytest.raises(DecryptionError):
-        decrypt_one(envelope, cipher=ColumnCipher(KEYRING, ColumnIdentity("finance.accounts", "holder_name")))
+        decrypt_one(
+            envelope, cipher=ColumnCipher(KEYRING, ColumnIdentity("finance", "accounts", "holder_name"))
+        )
     with pytest.raises(DecryptionError):
-        decrypt_one(envelope, cipher=ColumnCipher(KEYRING, ColumnIdentity("finance.accounts_copy", "iban")))
+        decrypt_one(
+            envelope, cipher=ColumnCipher(KEYRING, ColumnIdentity("finance", "accounts_copy", "iban"))
+        )
 
 
 def test_a_wrong_or_unknown_key_id_is_rejected():

@@ -6,14 +6,26 @@ emulator, real syncs into real PostgreSQL, and the stored bytes inspected on dis
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import psycopg
+import pyarrow as pa
 import pytest
 
+from syncengine.pipeline.bootstrap import ensure_schemas
 from syncengine.pipeline.errors import ConfigurationError, SchemaDriftError
 from syncengine.pipeline.protection import reader, rotation
-from syncengine.pipeline.protection.crypto import DecryptionError, key_id_of
+from syncengine.pipeline.protection.catalog import read_catalog
+from syncengine.pipeline.protection.crypto import (
+    FLAG_COMPRESSED,
+    BlindIndex,
+    ColumnCipher,
+    ColumnIdentity,
+    DecryptionError,
+    key_id_of,
+    row_keys_from_values,
+)
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.schema.drift import plan_drift
@@ -66,13 +78,19 @@ def _protected(make_spec, **overrides):
     return make_spec("TRANSACTIONS", **values)
 
 
-def _read(
-    dsn: str, keyring: Keyring | None = KEYRING, *, decrypt: bool = True, table="transactions", **kwargs
+def _read(  # noqa: PLR0913 - keyword-only test helper
+    dsn: str,
+    keyring: Keyring | None = KEYRING,
+    *,
+    decrypt: bool = True,
+    table="transactions",
+    table_name: str | None = None,
+    **kwargs,
 ):
     with psycopg.connect(dsn, autocommit=True) as conn:
         return reader.read_rows(
             conn,
-            table_name=table,
+            table_name=table_name or table,
             schema="public",
             table=table,
             keyring=keyring,
@@ -358,6 +376,8 @@ def test_rotation_interrupted_half_way_and_resumed_moves_every_value_to_the_new_
         first = rotation.rotate_table(
             conn,
             table_name="transactions",
+            schema="public",
+            table="transactions",
             keyring=rotated,
             pages_per_batch=1,
             on_batch=count,
@@ -374,7 +394,14 @@ def test_rotation_interrupted_half_way_and_resumed_moves_every_value_to_the_new_
     assert len(found.rows) == len([i for i in range(400) if i % 3 == 1])
 
     with psycopg.connect(scratch_database, autocommit=True) as conn:
-        second = rotation.rotate_table(conn, table_name="transactions", keyring=rotated, pages_per_batch=2)
+        second = rotation.rotate_table(
+            conn,
+            table_name="transactions",
+            schema="public",
+            table="transactions",
+            keyring=rotated,
+            pages_per_batch=2,
+        )
     assert second.usage is not None and second.usage.remaining == 0
     assert second.values_rotated + first.values_rotated == 400 * 3
     only_new = Keyring(primary="k2", keys={"k2": rotated.key("k2")})
@@ -440,3 +467,264 @@ def test_rows_stay_readable_when_an_operator_adds_a_key_the_sync_did_not_use(
     )  # ordering now follows it; the binding does not
     rows = _read(scratch_database, table="notes").rows
     assert [(int(row["note_id"]), row["body"]) for row in rows] == [(1, "first secret"), (2, "second secret")]
+
+
+# --- the catalog belongs to the target table -------------------------------------------------------------------
+
+
+def test_a_renamed_table_keeps_its_catalog_and_dictionaries_because_both_belong_to_the_target(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=600)
+    sync(_protected(make_spec, batch_size=1000), keyring=KEYRING)
+    assert [name for (name,) in target("SELECT DISTINCT column_name FROM _fdm.compression_dictionaries")]
+
+    # fdm's table is renamed; its target stays. Readers find the catalog and the dictionaries by the target.
+    page = _read(scratch_database, table_name="ledger", table="transactions", limit=1000)
+    assert "account_number_bidx" not in page.columns
+    assert [row["account_number"] for row in page.rows] == [ACCOUNTS[i % 3] for i in range(600)]
+    assert [row["description"] for row in page.rows] == [
+        f"card payment {i} at the corner shop" for i in range(600)
+    ]
+    found = _read(
+        scratch_database,
+        table_name="ledger",
+        table="transactions",
+        filters={"account_number": ACCOUNTS[2]},
+        limit=1000,
+    )
+    assert len(found.rows) == 200
+
+    # The renamed table's next run finds the same catalog, and records its new name in it.
+    sync(_protected(make_spec, name="ledger", batch_size=1000), keyring=KEYRING)
+    assert set(target("SELECT table_name, target_table FROM _fdm.protected_columns")) == {
+        ("ledger", "transactions")
+    }
+    page = _read(scratch_database, table_name="ledger", table="transactions", limit=1000)
+    assert [row["description"] for row in page.rows][:2] == [
+        "card payment 0 at the corner shop",
+        "card payment 1 at the corner shop",
+    ]
+
+
+def test_blind_index_columns_stay_hidden_when_the_catalog_row_is_missing(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source)
+    sync(_protected(make_spec), keyring=KEYRING)
+    target("DELETE FROM _fdm.protected_columns")
+    page = _read(scratch_database, decrypt=False)
+    assert "account_number_bidx" not in page.columns
+    assert all("account_number_bidx" not in row for row in page.rows)
+    with pytest.raises(reader.ReadError, match="no such column"):
+        _read(scratch_database, decrypt=False, filters={"account_number_bidx": "00"})
+
+
+OLD_CATALOG = (
+    "CREATE TABLE _fdm.protected_columns (table_name text NOT NULL, target_schema text NOT NULL, "
+    "target_table text NOT NULL, column_name text NOT NULL, source_column text NOT NULL, plain_type text NOT NULL, "
+    "encrypted boolean NOT NULL, compressed boolean NOT NULL, blind_index_column text, blind_index_bits integer, "
+    "row_key text[] NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, column_name))"
+)
+OLD_DICTIONARIES = (
+    "CREATE TABLE _fdm.compression_dictionaries (dict_id bigint PRIMARY KEY, table_name text NOT NULL, "
+    "column_name text NOT NULL, data bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+def test_an_older_catalog_is_keyed_by_target_in_place_by_concurrent_runs(target, scratch_database):
+    target("CREATE SCHEMA _fdm")
+    target(OLD_CATALOG)
+    target(OLD_DICTIONARIES)
+    row = "'{txn_id}', false, true, NULL, NULL"
+    # `payments` was renamed `ledger` before this upgrade: both names have rows for public.payments.
+    target(
+        "INSERT INTO _fdm.protected_columns (table_name, target_schema, target_table, column_name, source_column, "
+        f"plain_type, row_key, encrypted, compressed, blind_index_column, blind_index_bits, updated_at) VALUES "
+        f"('payments', 'public', 'payments', 'memo', 'MEMO', 'text', {row}, now() - interval '1 day'), "
+        f"('payments', 'public', 'payments', 'note', 'NOTE', 'text', {row}, now() - interval '1 day'), "
+        f"('ledger', 'public', 'payments', 'memo', 'MEMO', 'text', {row}, now()), "
+        f"('accounts', 'finance', 'accounts', 'memo', 'MEMO', 'text', {row}, now())"
+    )
+    target(
+        "INSERT INTO _fdm.compression_dictionaries (dict_id, table_name, column_name, data) VALUES "
+        "(40001, 'payments', 'memo', 'a'), (40002, 'ledger', 'memo', 'b'), (40003, 'accounts', 'memo', 'c'), "
+        "(40004, 'never_published', 'memo', 'd')"
+    )
+
+    def bootstrap() -> None:
+        with psycopg.connect(scratch_database, autocommit=True) as conn:
+            ensure_schemas(conn)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for future in [pool.submit(bootstrap) for _ in range(3)]:
+            future.result()
+    bootstrap()  # and again: a no-op
+
+    assert target(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = '_fdm.protected_columns'::regclass AND contype = 'p'"
+    ) == [("PRIMARY KEY (target_schema, target_table, column_name)",)]
+    assert target(
+        "SELECT target_schema, target_table, column_name, table_name FROM _fdm.protected_columns ORDER BY 1, 2, 3"
+    ) == [("finance", "accounts", "memo", "accounts"), ("public", "payments", "memo", "ledger")]
+    assert target(
+        "SELECT dict_id, target_schema, target_table FROM _fdm.compression_dictionaries ORDER BY dict_id"
+    ) == [
+        (40001, "public", "payments"),
+        (40002, "public", "payments"),
+        (40003, "finance", "accounts"),
+        (40004, None, None),
+    ]
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        stored = read_catalog(conn, "public", "payments")
+        assert stored is not None and stored.table_name == "ledger"
+        assert [column.target_name for column in stored.columns] == ["memo"]
+
+
+# --- format version 2 ----------------------------------------------------------------------------------------
+
+
+def store_as_version_1(  # noqa: PLR0913 - keyword-only test helper
+    dsn: str, *, table: str, key: str, searchable: dict[str, str], keyring: Keyring, schema: str = "public"
+) -> None:
+    """Rewrite every encrypted value of a synced table as fdm wrote it before format version 2 (version 1
+    envelopes, version 1 blind indexes), and its catalog as that fdm left it (blind index version 1)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        stored = read_catalog(conn, schema, table)
+        assert stored is not None
+        names = [column.target_name for column in stored.columns if column.encrypted]
+        selected = ", ".join(f'"{name}"' for name in [key, *names])
+        rows = conn.execute(f'SELECT {selected} FROM "{schema}"."{table}" ORDER BY 1').fetchall()
+        keys = pa.array(row_keys_from_values([[row[0]] for row in rows]), pa.binary())
+        updates: dict[str, list] = {}
+        for position, name in enumerate(names, start=1):
+            identity = ColumnIdentity(schema, table, name)
+            values = [
+                ColumnCipher(keyring, identity).decrypt_one(bytes(row[position]), keys[i].as_py())
+                for i, row in enumerate(rows)
+            ]
+            assert not any(flags & FLAG_COMPRESSED for _, flags in values)
+            plain = pa.array([value for value, _ in values], pa.binary())
+            old = ColumnCipher(keyring, identity, version=1).encrypt(plain, row_keys=keys, compressed=False)
+            updates[name] = old.to_pylist()
+            if name in searchable:
+                updates[searchable[name]] = (
+                    BlindIndex(keyring, identity, version=1).compute(plain).to_pylist()
+                )
+        assignments = ", ".join(f'"{name}" = v."{name}"' for name in updates)
+        columns = ", ".join(f'"{name}"' for name in updates)
+        arrays = ", ".join("%s::bytea[]" for _ in updates)
+        conn.execute(
+            f'UPDATE "{schema}"."{table}" AS t SET {assignments} FROM unnest(%s::numeric[], {arrays}) '
+            f'AS v(row_key, {columns}) WHERE t."{key}" = v.row_key',
+            ([row[0] for row in rows], *updates.values()),
+        )
+        conn.execute(
+            "UPDATE _fdm.protected_columns SET blind_index_version = 1 WHERE target_schema = %s AND target_table = %s",
+            (schema, table),
+        )
+        conn.execute(
+            f'VACUUM FULL "{schema}"."{table}"'
+        )  # the rows back in the first pages, as a sync leaves them
+
+
+def _versions(target, column: str) -> set[int]:
+    return {
+        version for (version,) in target(f"SELECT DISTINCT get_byte({column}, 0) FROM public.transactions")
+    }
+
+
+def test_rotation_moves_values_of_format_version_1_on_the_primary_key_to_version_2_and_searches_keep_working(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=400)
+    sync(_protected(make_spec, batch_size=1000), keyring=KEYRING)
+    store_as_version_1(
+        scratch_database,
+        table="transactions",
+        key="txn_id",
+        searchable={"account_number": "account_number_bidx"},
+        keyring=KEYRING,
+    )
+    assert _versions(target, "iban") == {1}
+    expected = len([i for i in range(400) if i % 3 == 1])
+
+    def search() -> list:
+        return _read(scratch_database, filters={"account_number": ACCOUNTS[1]}, limit=1000).rows
+
+    assert len(search()) == expected  # the catalog says version 1: lookups find version 1 index values
+
+    # An incremental-style addition keeps the older version in the catalog while old rows remain.
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        before = rotation.table_usage(conn, "public", "transactions", primary="k1")
+    assert before is not None and before.old_format == 1200 and before.on_primary == 0
+
+    batches = 0
+
+    def count(done: int, total: int) -> None:
+        nonlocal batches
+        batches += 1
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        first = rotation.rotate_table(
+            conn,
+            table_name="transactions",
+            schema="public",
+            table="transactions",
+            keyring=KEYRING,  # the values are on its primary key already
+            pages_per_batch=1,
+            on_batch=count,
+            should_stop=lambda: batches >= 2,
+        )
+    assert first.usage is not None and 0 < first.usage.on_primary < first.usage.total
+    assert _versions(target, "account_number") == {1, 2}
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(1,)]
+    assert len(search()) == expected  # half way: version 1 and 2 index values side by side
+    page = _read(scratch_database, limit=1000)
+    assert [row["iban"] for row in page.rows] == [IBANS[i % 3] for i in range(400)]
+
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        second = rotation.rotate_table(
+            conn, table_name="transactions", schema="public", table="transactions", keyring=KEYRING
+        )
+    assert second.usage is not None and second.usage.remaining == 0 and second.usage.old_format == 0
+    assert first.values_rotated + second.values_rotated == 1200
+    assert _versions(target, "account_number") == _versions(target, "iban") == {2}
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(2,)]
+    assert len(search()) == expected  # lookups now compute version 2 candidates only
+    page = _read(scratch_database, limit=1000)
+    assert [row["amount"] for row in page.rows] == [Decimal(f"{i}.25") for i in range(400)]
+
+
+def test_an_incremental_run_keeps_the_catalogs_older_blind_index_version(
+    source, make_spec, sync, target, scratch_database
+):
+    _transactions(source, rows=30)
+    spec = _protected(make_spec, watermark_column="UPDATED_AT", mode=SyncMode.INCREMENTAL)
+    sync(spec, keyring=KEYRING)
+    store_as_version_1(
+        scratch_database,
+        table="transactions",
+        key="txn_id",
+        searchable={"account_number": "account_number_bidx"},
+        keyring=KEYRING,
+    )
+    source.sql(
+        f"INSERT INTO {source.table('TRANSACTIONS')} (TXN_ID, ACCOUNT_NUMBER, IBAN, AMOUNT, UPDATED_AT) VALUES (100, '{ACCOUNTS[1]}', '{IBANS[1]}', 1.00, '2024-06-01')"
+    )
+    assert sync(spec, keyring=KEYRING).mode == "incremental"
+    assert target("SELECT get_byte(iban, 0) FROM public.transactions WHERE txn_id = 100") == [(2,)]
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(1,)]
+    found = _read(scratch_database, filters={"account_number": ACCOUNTS[1]}, limit=1000).rows
+    assert sorted(int(row["txn_id"]) for row in found) == [*(i for i in range(30) if i % 3 == 1), 100]
+    assert sync(spec, keyring=KEYRING, full_refresh=True).mode == "full"
+    assert target(
+        "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
+    ) == [(2,)]

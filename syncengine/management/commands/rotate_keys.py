@@ -1,4 +1,5 @@
-"""`python manage.py rotate_keys [--table NAME]`: re-encrypt stored values with the primary key."""
+"""`python manage.py rotate_keys [--table NAME]`: re-encrypt stored values with the primary key, in the current
+format version."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get, table_list
 from syncengine import connections, protected_data
 from syncengine.pipeline.errors import PipelineError
+from syncengine.pipeline.protection.crypto import FORMAT_VERSION
 from syncengine.pipeline.protection.keyring import KeyringError
 from syncengine.pipeline.protection.rotation import DEFAULT_PAGES_PER_BATCH
 
@@ -21,9 +23,10 @@ from syncengine.pipeline.protection.rotation import DEFAULT_PAGES_PER_BATCH
 class Command(BaseCommand):
     help = (
         "Re-encrypt every stored value that is not on the keyring's primary key (the first key of "
-        "FDM_ENCRYPTION_KEYS), and recompute blind indexes, in short transactions that a sync can run between. "
-        "Safe to interrupt and run again: it carries on where values are still on an older key. Tables stay "
-        "readable throughout. Remove an old key from the keyring only once this reports no value uses it."
+        "FDM_ENCRYPTION_KEYS) or not in the current format version, and recompute blind indexes, in short "
+        "transactions that a sync can run between. Safe to interrupt and run again: it carries on where values "
+        "are still on an older key or format. Tables stay readable and searchable throughout. Remove an old key "
+        "from the keyring only once this reports no value uses it."
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -87,12 +90,16 @@ class Command(BaseCommand):
                 f"{column}: " + ", ".join(f"{key_id} {count}" for key_id, count in counts.items())
                 for column, counts in usage.columns.items()
             )
+            older = f"; {usage.old_format} in an older format" if usage.old_format else ""
             console.print(
                 f"{table.name}: {result.values_rotated} value(s) re-encrypted in {result.batches} batch(es), "
-                f"{result.seconds:.1f} s; {usage.percent_on_primary}% on {keyring.primary} ({spread})"
+                f"{result.seconds:.1f} s; {usage.percent_on_primary}% on the primary key {keyring.primary} and "
+                f"the current format (v{FORMAT_VERSION}) ({spread}{older})"
             )
             if usage.remaining:
                 failures += 1
-                self.stderr.write(f"{table.name}: {usage.remaining} value(s) still on older keys; run again")
+                self.stderr.write(
+                    f"{table.name}: {usage.remaining} value(s) still on older keys or formats; run again"
+                )
         if failures:
             raise CommandError(f"{failures} table(s) not fully rotated")

@@ -1,15 +1,20 @@
 """Column encryption (AES-256-GCM) and blind indexes (HMAC-SHA256), on Arrow arrays.
 
-The stored form of one encrypted value (PostgreSQL `bytea`), format version 1::
+The stored form of one encrypted value (PostgreSQL `bytea`), format version 2::
 
-    version (1 byte, 0x01) | flags (1) | key id length L (1) | key id (L, ASCII)
+    version (1 byte, 0x02) | flags (1) | key id length L (1) | key id (L, ASCII)
     | key salt (16) | nonce (12) | ciphertext | GCM tag (16)
+
+Versions differ only in how the column's identity is bound into the keys and the associated data: version 2
+length-prefixes the target's schema, table and column each; version 1 (still read) bound `schema.table` and
+column, so two targets whose names contain dots (`a.b`+`c` and `a`+`b.c`) shared keys. The envelope's version
+byte picks the encoding when a value is read.
 
 - The AES key is never a master key: it is HKDF-SHA256(master key `key id`, salt = key salt, info = the column's
   identity). Every batch of values gets a fresh random key salt, so one AES key encrypts at most one batch
   (`batch_size`, at most 1,000,000 values) and random 96-bit nonces stay far from GCM's 2^32-messages-per-key
   limit however long a table is synced (within a batch, the chance of any nonce repeating is below 2^-57).
-- The associated data binds a ciphertext to its place: the target table (`schema.table`), the column, the row's
+- The associated data binds a ciphertext to its place: the target table (schema, table), the column, the row's
   primary key (when the table has one) and the header above, so a ciphertext copied to another row, column or
   table, or given another key id or flag, does not decrypt.
 - The plaintext is padded before encryption (`flags` bit 0): a 4-byte length, the value, then zeros up to a
@@ -40,7 +45,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from syncengine.pipeline.errors import TerminalError
 from syncengine.pipeline.protection.keyring import Keyring
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what new encryptions write
+READABLE_VERSIONS = (1, 2)
+BLIND_INDEX_VERSION = 2  # blind indexes derive their key from the same identity encoding
 FLAG_PADDED = 0x01
 FLAG_COMPRESSED = 0x02
 KNOWN_FLAGS = FLAG_PADDED | FLAG_COMPRESSED
@@ -55,9 +62,11 @@ DEFAULT_BLIND_INDEX_BITS = 16
 MIN_BLIND_INDEX_BITS = 8
 MAX_BLIND_INDEX_BITS = 256
 
-_AAD_LABEL = b"fdm/v1/aad"
-_KEY_LABEL = b"fdm/v1/aes-256-gcm"
-_BLIND_LABEL = b"fdm/v1/blind-index"
+
+def _labels(version: int) -> tuple[bytes, bytes, bytes]:
+    """The labels of the associated data, the AES key and the blind index key of a format version."""
+    prefix = f"fdm/v{version}/".encode()
+    return prefix + b"aad", prefix + b"aes-256-gcm", prefix + b"blind-index"
 
 
 class DecryptionError(TerminalError):
@@ -69,23 +78,35 @@ class DecryptionError(TerminalError):
 
 @dataclass(frozen=True)
 class ColumnIdentity:
-    """Where encrypted values live: the target table as `schema.table`, and the target column."""
+    """Where encrypted values live: the target table's schema and name, and the target column."""
 
+    schema: str
     table: str
     column: str
 
-    def encoded(self) -> bytes:
-        return _length_prefixed(self.table.encode("utf-8")) + _length_prefixed(self.column.encode("utf-8"))
+    @property
+    def relation(self) -> str:
+        """`schema.table`, for messages."""
+        return f"{self.schema}.{self.table}"
+
+    def encoded(self, version: int = FORMAT_VERSION) -> bytes:
+        """Version 2: schema, table and column, each length-prefixed. Version 1 (values stored before):
+        `schema.table` and column, each length-prefixed, which targets with dots in their names could share."""
+        parts = (self.relation, self.column) if version == 1 else (self.schema, self.table, self.column)
+        return b"".join(_length_prefixed(part.encode("utf-8")) for part in parts)
 
 
 def _length_prefixed(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def _hkdf(master: bytes, *, label: bytes, identity: ColumnIdentity, salt: bytes | None) -> bytes:
-    return HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=salt, info=label + b"\x00" + identity.encoded()
-    ).derive(master)
+def _hkdf(master: bytes, *, label: bytes, info: bytes, salt: bytes | None) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=label + b"\x00" + info).derive(master)
+
+
+def _check_version(version: int) -> None:
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"format version must be one of {READABLE_VERSIONS}")
 
 
 # --- padding ---------------------------------------------------------------------------------------------
@@ -201,31 +222,45 @@ def row_keys_from_values(rows: Sequence[Sequence[object]]) -> list[bytes]:
 
 
 class ColumnCipher:
-    """Encrypts and decrypts one column's values. Keys are derived once per (key id, salt) and kept."""
+    """Encrypts and decrypts one column's values. Keys are derived once per (version, key id, salt) and kept.
+
+    New values are written in `version` (the current format; an older one only to reproduce stored values in
+    tests); stored values are read in the version their envelope names.
+    """
 
     def __init__(
-        self, keyring: Keyring, identity: ColumnIdentity, *, random_bytes: Callable[[int], bytes] = os.urandom
+        self,
+        keyring: Keyring,
+        identity: ColumnIdentity,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        version: int = FORMAT_VERSION,
     ):
+        _check_version(version)
         self.keyring = keyring
         self.identity = identity
+        self.version = version
         self._random = random_bytes  # the OS's CSPRNG; replaceable only to reproduce known-answer vectors
-        self._aad_prefix = _AAD_LABEL + b"\x00" + identity.encoded()
-        self._keys: dict[tuple[str, bytes], AESGCM] = {}
+        self._keys: dict[tuple[int, str, bytes], AESGCM] = {}
 
-    def _aead(self, key_id: str, salt: bytes) -> AESGCM:
-        cached = self._keys.get((key_id, salt))
+    def _aad_prefix(self, version: int) -> bytes:
+        return _labels(version)[0] + b"\x00" + self.identity.encoded(version)
+
+    def _aead(self, version: int, key_id: str, salt: bytes) -> AESGCM:
+        cached = self._keys.get((version, key_id, salt))
         if cached is None:
             master = self.keyring.key(key_id)
-            cached = AESGCM(_hkdf(master, label=_KEY_LABEL, identity=self.identity, salt=salt))
+            label, info = _labels(version)[1], self.identity.encoded(version)
+            cached = AESGCM(_hkdf(master, label=label, info=info, salt=salt))
             if len(self._keys) > 4096:
                 self._keys.clear()
-            self._keys[(key_id, salt)] = cached
+            self._keys[(version, key_id, salt)] = cached
         return cached
 
     @staticmethod
-    def header(key_id: str, flags: int, salt: bytes) -> bytes:
+    def header(key_id: str, flags: int, salt: bytes, version: int = FORMAT_VERSION) -> bytes:
         encoded_id = key_id.encode("ascii")
-        return bytes([FORMAT_VERSION, flags, len(encoded_id)]) + encoded_id + salt
+        return bytes([version, flags, len(encoded_id)]) + encoded_id + salt
 
     def encrypt(self, plaintexts: pa.Array, *, row_keys: pa.Array | None, compressed: bool) -> pa.Array:
         """Encrypt every non-null value (binary plaintexts) with the primary key; nulls stay null.
@@ -245,15 +280,15 @@ class ColumnCipher:
         padded = pad_array(plaintexts)
         flags = FLAG_PADDED | (FLAG_COMPRESSED if compressed else 0)
         salt = self._random(SALT_BYTES)
-        header = self.header(self.keyring.primary, flags, salt)
-        aead = self._aead(self.keyring.primary, salt)
+        header = self.header(self.keyring.primary, flags, salt, self.version)
+        aead = self._aead(self.version, self.keyring.primary, salt)
         present = len(padded)
         nonce_array = pa.Array.from_buffers(
             pa.binary(NONCE_BYTES), present, [None, pa.py_buffer(self._random(NONCE_BYTES * present))]
         )
         nonce_values = nonce_array.cast(pa.binary())
         nonces = nonce_values.to_pylist()
-        aad_prefix = self._aad_prefix + b"\x00" + header + b"\x00"
+        aad_prefix = self._aad_prefix(self.version) + b"\x00" + header + b"\x00"
         aads: Iterable[bytes]
         if row_keys is None:
             aads = [aad_prefix] * present
@@ -280,31 +315,33 @@ class ColumnCipher:
 
     def decrypt_one(self, envelope: bytes, row_key: bytes | None) -> tuple[bytes, int]:
         """The plaintext (unpadded) and the flags of one stored value; DecryptionError when it does not verify."""
-        where = f"{self.identity.table}.{self.identity.column}"
+        where = f"{self.identity.relation}.{self.identity.column}"
         parsed = parse_envelope(envelope, where=where)
         if parsed.key_id not in self.keyring.keys:
             raise DecryptionError(
                 f"a value was encrypted with key id {parsed.key_id!r}, which the keyring does not have (keyring "
                 f"ids: {', '.join(self.keyring.ids)}): the key was removed before `rotate_keys` finished, or "
                 "the value was altered",
-                table=self.identity.table,
+                table=self.identity.relation,
                 column=self.identity.column,
             )
-        aead = self._aead(parsed.key_id, parsed.salt)
-        aad = self._aad_prefix + b"\x00" + parsed.header + b"\x00" + (row_key or b"")
+        aead = self._aead(parsed.version, parsed.key_id, parsed.salt)
+        aad = self._aad_prefix(parsed.version) + b"\x00" + parsed.header + b"\x00" + (row_key or b"")
         try:
             plaintext = aead.decrypt(parsed.nonce, parsed.sealed, aad)
         except InvalidTag:
             raise DecryptionError(
                 "a value does not verify: it was altered, moved from another row, column or table, or made "
                 "with a different key",
-                table=self.identity.table,
+                table=self.identity.relation,
                 column=self.identity.column,
             ) from None
         try:
             return unpad(plaintext), parsed.flags
         except ValueError as exc:
-            raise DecryptionError(str(exc), table=self.identity.table, column=self.identity.column) from None
+            raise DecryptionError(
+                str(exc), table=self.identity.relation, column=self.identity.column
+            ) from None
 
     def decrypt(
         self, envelopes: Sequence[bytes | None], row_keys: Sequence[bytes] | None
@@ -328,13 +365,16 @@ class Envelope:
 
 
 def parse_envelope(envelope: bytes, *, where: str = "") -> Envelope:
-    """Split a stored value into its parts; DecryptionError when it is not a version-1 envelope."""
+    """Split a stored value into its parts; DecryptionError when it is not an envelope of a known version."""
     label = f"{where}: " if where else ""
     if len(envelope) < 3:
         raise DecryptionError(f"{label}a stored value is too short to be encrypted")
     version, flags, id_length = envelope[0], envelope[1], envelope[2]
-    if version != FORMAT_VERSION:
-        raise DecryptionError(f"{label}a stored value has format version {version}; this fdm reads version 1")
+    if version not in READABLE_VERSIONS:
+        raise DecryptionError(
+            f"{label}a stored value has format version {version}; this fdm reads versions "
+            f"{', '.join(str(known) for known in READABLE_VERSIONS)}"
+        )
     if flags & ~KNOWN_FLAGS:
         raise DecryptionError(f"{label}a stored value has unknown flags {flags:#04x}")
     header_end = 3 + id_length + SALT_BYTES
@@ -373,16 +413,27 @@ def _expand(compact: pa.Array, valid: pa.Array) -> pa.Array:
 class BlindIndex:
     """Keyed HMAC-SHA256 of a column's plaintext, truncated to `bits`, so equality lookups need no decryption.
 
-    One key per (master key, column), derived with HKDF. Truncation makes different values share an index
+    One key per (master key, column, version), derived with HKDF from the column's identity encoded as in
+    that format version (a column's catalog row says the oldest version its index values may be in).
+    Truncation makes different values share an index
     value (CipherSweet's "coincidences"): a lookup returns a few candidate rows, which are decrypted and
     compared, so the truncation costs no correctness and hides which rows hold exactly the same value.
     """
 
-    def __init__(self, keyring: Keyring, identity: ColumnIdentity, *, bits: int = DEFAULT_BLIND_INDEX_BITS):
+    def __init__(
+        self,
+        keyring: Keyring,
+        identity: ColumnIdentity,
+        *,
+        bits: int = DEFAULT_BLIND_INDEX_BITS,
+        version: int = BLIND_INDEX_VERSION,
+    ):
         if not MIN_BLIND_INDEX_BITS <= bits <= MAX_BLIND_INDEX_BITS:
             raise ValueError(f"blind index bits must be {MIN_BLIND_INDEX_BITS}..{MAX_BLIND_INDEX_BITS}")
+        _check_version(version)
         self.keyring = keyring
         self.identity = identity
+        self.version = version
         self.bits = bits
         self.width = (bits + 7) // 8
         self._macs: dict[str, Callable[[bytes], bytes]] = {}
@@ -390,7 +441,8 @@ class BlindIndex:
     def _mac(self, key_id: str) -> Callable[[bytes], bytes]:
         mac = self._macs.get(key_id)
         if mac is None:
-            key = _hkdf(self.keyring.key(key_id), label=_BLIND_LABEL, identity=self.identity, salt=None)
+            label, info = _labels(self.version)[2], self.identity.encoded(self.version)
+            key = _hkdf(self.keyring.key(key_id), label=label, info=info, salt=None)
             mac = _hmac_sha256(key)
             self._macs[key_id] = mac
         return mac
@@ -416,6 +468,17 @@ class BlindIndex:
         array = pa.array([plaintext], type=pa.binary())
         values = {self.compute(array, key_id=key_id)[0].as_py() for key_id in self.keyring.ids}
         return sorted(value for value in values if isinstance(value, bytes))
+
+
+def blind_index_candidates(
+    keyring: Keyring, identity: ColumnIdentity, plaintext: bytes, *, bits: int, oldest_version: int
+) -> list[bytes]:
+    """The index values a lookup of `plaintext` matches in a column whose index values may be in any version
+    from `oldest_version` (the catalog's) to the current one, under any key of the keyring."""
+    values: set[bytes] = set()
+    for version in range(max(oldest_version, READABLE_VERSIONS[0]), BLIND_INDEX_VERSION + 1):
+        values.update(BlindIndex(keyring, identity, bits=bits, version=version).candidates(plaintext))
+    return sorted(values)
 
 
 def _hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:

@@ -13,15 +13,15 @@ Decided once per run (`plan_protection`), before anything is extracted:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
 
 from syncengine.pipeline import identifiers
 from syncengine.pipeline.errors import ConfigurationError
-from syncengine.pipeline.protection.crypto import DEFAULT_BLIND_INDEX_BITS
+from syncengine.pipeline.protection.crypto import BLIND_INDEX_VERSION, DEFAULT_BLIND_INDEX_BITS
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.spec import CompressionMode, EncryptionMode, TableSpec
 from syncengine.pipeline.typemap import BYTEA, SourceColumn, canonical_snowflake_type, wire_type
@@ -44,8 +44,13 @@ class ColumnProtection:
     compressed: bool
     blind_index: str | None = None  # the target name of its blind index column
     blind_index_bits: int = DEFAULT_BLIND_INDEX_BITS
+    # The oldest format version the blind index values may be in (lookups try every version since): what
+    # this run writes is the current one, but an incremental run keeps the older rows' versions.
+    blind_index_version: int = BLIND_INDEX_VERSION
 
     def catalog_row(self) -> tuple[Any, ...]:
+        """What the catalog stores about the column's values (the blind index version aside: it changes
+        when rotation rewrites the index, not how values are stored)."""
         return (
             self.target_name,
             self.source_name,
@@ -60,9 +65,25 @@ class ColumnProtection:
 @dataclass(frozen=True)
 class ProtectionPlan:
     table: str  # fdm's table name
-    target: str  # schema.table in the target: what ciphertexts are bound to
+    target_schema: str  # the target table: what ciphertexts are bound to
+    target_table: str
     columns: tuple[ColumnProtection, ...]
     row_key: tuple[str, ...]  # target names of the primary key columns, bound into every ciphertext
+
+    @property
+    def target(self) -> str:
+        return f"{self.target_schema}.{self.target_table}"
+
+    def keeping_blind_index_versions(self, stored: Mapping[str, int]) -> ProtectionPlan:
+        """The plan of a run that adds to the rows already stored: each blind index keeps the stored column's
+        oldest version (`stored`, by target column), since the older rows keep their index values."""
+        columns = tuple(
+            replace(column, blind_index_version=min(column.blind_index_version, stored[column.target_name]))
+            if column.target_name in stored
+            else column
+            for column in self.columns
+        )
+        return replace(self, columns=columns)
 
     @property
     def encrypts(self) -> bool:
@@ -158,7 +179,8 @@ def plan_protection(spec: TableSpec, plan: TablePlan) -> tuple[TablePlan, Protec
     )
     return protected_plan, ProtectionPlan(
         table=spec.name,
-        target=f"{spec.target.schema}.{spec.target.table}",
+        target_schema=spec.target.schema,
+        target_table=spec.target.table,
         columns=tuple(protections),
         row_key=plan.target_primary_key,
     )

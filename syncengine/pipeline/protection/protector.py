@@ -51,7 +51,7 @@ class Protector:
                 "encryption is configured but no keyring is set (FDM_ENCRYPTION_KEYS)", table=self.plan.table
             )
         for column in self.plan.columns:
-            identity = ColumnIdentity(self.plan.target, column.target_name)
+            identity = ColumnIdentity(self.plan.target_schema, self.plan.target_table, column.target_name)
             if column.encrypted and self.keyring is not None:
                 self._ciphers[column.target_name] = ColumnCipher(self.keyring, identity)
                 if column.blind_index:

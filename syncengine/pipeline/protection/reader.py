@@ -21,16 +21,16 @@ from syncengine.pipeline.protection.catalog import CatalogTable, read_catalog
 from syncengine.pipeline.protection.codec import decode_plaintext, plaintext_bytes
 from syncengine.pipeline.protection.crypto import (
     FLAG_COMPRESSED,
-    BlindIndex,
     ColumnCipher,
     ColumnIdentity,
+    blind_index_candidates,
     row_keys_from_values,
 )
 from syncengine.pipeline.protection.dictionaries import load_dictionaries
 from syncengine.pipeline.protection.keyring import Keyring
-from syncengine.pipeline.protection.plan import ColumnProtection
+from syncengine.pipeline.protection.plan import BLIND_INDEX_SUFFIX, ColumnProtection
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
-from syncengine.pipeline.typemap import wire_type
+from syncengine.pipeline.typemap import BYTEA, wire_type
 
 MASK = "[encrypted]"
 MAX_PAGE_SIZE = 1000
@@ -72,7 +72,18 @@ class _Source:
 
     @property
     def hidden(self) -> set[str]:
-        return {column.blind_index for column in self.protected.values() if column.blind_index}
+        """Blind index columns, never shown: those the catalog names, and, whatever the catalog says or lacks,
+        every `bytea` column named like one (`<column>_bidx`) that the catalog does not describe as a stored
+        value of its own."""
+        protected = self.protected
+        named = {column.blind_index for column in protected.values() if column.blind_index}
+        return named | {
+            column.name
+            for column in self.target.columns
+            if column.name.endswith(BLIND_INDEX_SUFFIX)
+            and column.type == BYTEA
+            and column.name not in protected
+        }
 
     def visible(self) -> list[str]:
         return [column.name for column in self.target.columns if column.name not in self.hidden]
@@ -89,7 +100,7 @@ def describe(conn: psycopg.Connection, *, table_name: str, schema: str, table: s
         raise TableNotSynced(
             f"{schema}.{table} does not exist yet: the table has not been synced", table=table_name
         )
-    return _Source(table_name=table_name, target=target, catalog=read_catalog(conn, table_name))
+    return _Source(table_name=table_name, target=target, catalog=read_catalog(conn, schema, table))
 
 
 def read_rows(  # noqa: PLR0913 - the data API's and the decrypt command's call; all keyword-only
@@ -108,7 +119,8 @@ def read_rows(  # noqa: PLR0913 - the data API's and the decrypt command's call;
 
     1. Read the target's columns and primary key from the catalogs, and fdm's protection catalog.
     2. Turn the filters into SQL: plain columns by `=` with the value cast to the column's type; encrypted
-       searchable columns by their blind index (one candidate value per key in the keyring), the candidates then
+       searchable columns by their blind index (one candidate value per key in the keyring and per blind index
+       version the column may hold), the candidates then
        decrypted and compared exactly; anything else is refused.
     3. Fetch in primary-key order (ctid order for a table without one) after `after`, decode protected columns,
        and stop at `limit` rows.
@@ -172,12 +184,17 @@ def _filter_conditions(source: _Source, filters: Mapping[str, str], keyring: Key
             result.conditions.append(f"{quote_postgres(name)} = CAST(%s AS {source.type_of(name)})")
             result.params.append(value)
         elif protection.encrypted and protection.blind_index and keyring is not None:
-            index = BlindIndex(
-                keyring, ColumnIdentity(_target_name(source), name), bits=protection.blind_index_bits
-            )
             plain = _filter_plaintext(value, protection)
             result.conditions.append(f"{quote_postgres(protection.blind_index)} = ANY(%s)")
-            result.params.append(index.candidates(plain))
+            result.params.append(
+                blind_index_candidates(
+                    keyring,
+                    _identity(source, name),
+                    plain,
+                    bits=protection.blind_index_bits,
+                    oldest_version=protection.blind_index_version,
+                )
+            )
             result.exact[name] = plain
         else:
             what = (
@@ -199,12 +216,12 @@ class _Decoder:
     def of(cls, conn: psycopg.Connection, source: _Source, keyring: Keyring | None) -> _Decoder:
         protected = source.protected
         dictionaries = (
-            load_dictionaries(conn, table=source.table_name)
+            load_dictionaries(conn, schema=source.target.schema, table=source.target.name)
             if any(column.compressed for column in protected.values())
             else {}
         )
         ciphers = {
-            name: ColumnCipher(keyring, ColumnIdentity(_target_name(source), name))
+            name: ColumnCipher(keyring, _identity(source, name))
             for name, column in protected.items()
             if column.encrypted and keyring is not None
         }
@@ -290,10 +307,11 @@ def _fetch_page(
     return rows, cursor_values, len(rows) == limit and (stopped_early or not exhausted)
 
 
-def _target_name(source: _Source) -> str:
+def _identity(source: _Source, column: str) -> ColumnIdentity:
+    """The identity the column's values are bound to: the target table the catalog describes."""
     if source.catalog is not None:
-        return source.catalog.target
-    return f"{source.target.schema}.{source.target.name}"
+        return ColumnIdentity(source.catalog.target_schema, source.catalog.target_table, column)
+    return ColumnIdentity(source.target.schema, source.target.name, column)
 
 
 def _filter_plaintext(value: str, protection: ColumnProtection) -> bytes:
