@@ -15,23 +15,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from syncengine.pipeline.protection.blind_index import BlindIndex, blind_index_candidates
 from syncengine.pipeline.protection.crypto import (
     FLAG_COMPRESSED,
     FLAG_PADDED,
-    BlindIndex,
     ColumnCipher,
     ColumnIdentity,
     DecryptionError,
-    blind_index_candidates,
     key_id_of,
     pad_array,
     padded_lengths,
     parse_envelope,
-    row_keys,
-    row_keys_from_values,
     unpad,
 )
 from syncengine.pipeline.protection.keyring import Keyring, KeyringError
+from syncengine.pipeline.protection.rowkeys import row_keys, row_keys_from_values
 
 MASTER = bytes(range(32))
 KEYRING = Keyring(primary="k1", keys={"k1": MASTER})

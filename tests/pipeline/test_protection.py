@@ -16,17 +16,17 @@ import pytest
 from syncengine.pipeline.bootstrap import ensure_schemas
 from syncengine.pipeline.errors import ConfigurationError, SchemaDriftError
 from syncengine.pipeline.protection import reader, rotation
+from syncengine.pipeline.protection.blind_index import BlindIndex
 from syncengine.pipeline.protection.catalog import read_catalog
 from syncengine.pipeline.protection.crypto import (
     FLAG_COMPRESSED,
-    BlindIndex,
     ColumnCipher,
     ColumnIdentity,
     DecryptionError,
     key_id_of,
-    row_keys_from_values,
 )
 from syncengine.pipeline.protection.keyring import Keyring
+from syncengine.pipeline.protection.rowkeys import row_keys_from_values
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.schema.drift import plan_drift
 from syncengine.pipeline.schema.target import TargetColumn, TargetTable

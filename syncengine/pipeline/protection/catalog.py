@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from syncengine.pipeline.identifiers import quote_postgres
-from syncengine.pipeline.protection.crypto import DEFAULT_BLIND_INDEX_BITS
+from syncengine.pipeline.protection.blind_index import DEFAULT_BLIND_INDEX_BITS
 from syncengine.pipeline.protection.plan import ColumnProtection, ProtectionPlan
 from syncengine.pipeline.schema.target import qualified
 from syncengine.pipeline.watermark import STATE_SCHEMA

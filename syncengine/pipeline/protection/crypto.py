@@ -1,4 +1,4 @@
-"""Column encryption (AES-256-GCM) and blind indexes (HMAC-SHA256), on Arrow arrays.
+"""Column encryption (AES-256-GCM) on Arrow arrays; blind indexes are in `blind_index`, row keys in `rowkeys`.
 
 The stored form of one encrypted value (PostgreSQL `bytea`), format version 2::
 
@@ -28,7 +28,6 @@ Decryption (reads, key rotation) parses values one at a time; it is not on the s
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -47,7 +46,6 @@ from syncengine.pipeline.protection.keyring import Keyring
 
 FORMAT_VERSION = 2  # what new encryptions write
 READABLE_VERSIONS = (1, 2)
-BLIND_INDEX_VERSION = 2  # blind indexes derive their key from the same identity encoding
 FLAG_PADDED = 0x01
 FLAG_COMPRESSED = 0x02
 KNOWN_FLAGS = FLAG_PADDED | FLAG_COMPRESSED
@@ -58,12 +56,8 @@ LENGTH_PREFIX_BYTES = 4
 PAD_BLOCK = 16
 PADME_FROM = 256  # below: multiples of PAD_BLOCK; from here on: Padmé buckets
 
-DEFAULT_BLIND_INDEX_BITS = 16
-MIN_BLIND_INDEX_BITS = 8
-MAX_BLIND_INDEX_BITS = 256
 
-
-def _labels(version: int) -> tuple[bytes, bytes, bytes]:
+def labels(version: int) -> tuple[bytes, bytes, bytes]:
     """The labels of the associated data, the AES key and the blind index key of a format version."""
     prefix = f"fdm/v{version}/".encode()
     return prefix + b"aad", prefix + b"aes-256-gcm", prefix + b"blind-index"
@@ -100,11 +94,11 @@ def _length_prefixed(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def _hkdf(master: bytes, *, label: bytes, info: bytes, salt: bytes | None) -> bytes:
+def hkdf(master: bytes, *, label: bytes, info: bytes, salt: bytes | None) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=label + b"\x00" + info).derive(master)
 
 
-def _check_version(version: int) -> None:
+def check_version(version: int) -> None:
     if version not in READABLE_VERSIONS:
         raise ValueError(f"format version must be one of {READABLE_VERSIONS}")
 
@@ -160,64 +154,6 @@ def unpad(plaintext: bytes) -> bytes:
     return plaintext[LENGTH_PREFIX_BYTES:end]
 
 
-# --- row keys --------------------------------------------------------------------------------------------
-
-
-def _canonical_part(array: pa.Array) -> pa.Array:
-    """One key column as bytes that do not depend on how the value was typed on the way (see `row_keys`)."""
-    kind = array.type
-    if pa.types.is_timestamp(kind) or pa.types.is_time(kind) or pa.types.is_date(kind):
-        if pa.types.is_timestamp(kind) and kind.unit != "us":
-            array = array.cast(pa.timestamp("us", tz=kind.tz))
-        storage = pa.int64() if not pa.types.is_date32(kind) else pa.int32()
-        text = array.cast(storage).cast(pa.string())
-    elif pa.types.is_decimal(kind):
-        text = array.cast(pa.string())
-        # numeric(12,2) 5.50 and numeric(10,0) 5 are the same key after a widening: drop trailing zeros.
-        text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")
-        text = pc.replace_substring_regex(text, r"\.$", "")
-    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
-        return array.cast(pa.binary())
-    elif isinstance(kind, pa.ExtensionType):
-        text = cast(Any, array).storage.cast(pa.string())
-    else:
-        text = array.cast(pa.string())
-    return text.cast(pa.binary())
-
-
-def row_keys(columns: Sequence[pa.Array]) -> pa.Array:
-    """Each row's primary key as unambiguous bytes: `length:value;` per key column, in key order.
-
-    Integers, decimals (trailing zeros dropped), text and booleans by their text; dates, times and timestamps
-    by their integer count of days or microseconds. Reads rebuild the same bytes from the values PostgreSQL
-    returns (`row_keys_from_values`), whatever Arrow type those values are given.
-    """
-    parts: list[pa.Array | pa.Scalar] = []
-    for column in columns:
-        part = _canonical_part(column)
-        parts.extend(
-            [
-                pc.binary_length(cast(Any, part)).cast(pa.string()).cast(pa.binary()),
-                pa.scalar(b":"),
-                part,
-                pa.scalar(b";"),
-            ]
-        )
-    return cast(pa.Array, pc.binary_join_element_wise(*cast(list[Any], parts), pa.scalar(b"")))
-
-
-def row_keys_from_values(rows: Sequence[Sequence[object]]) -> list[bytes]:
-    """`row_keys` for key values as psycopg returns them (Decimal, datetime, date, str, int, ...)."""
-    if not rows:
-        return []
-    width = len(rows[0])
-    columns = []
-    for index in range(width):
-        values: list[Any] = [row[index] for row in rows]
-        columns.append(pa.array(values))
-    return [value if isinstance(value, bytes) else b"" for value in row_keys(columns).to_pylist()]
-
-
 # --- encryption ------------------------------------------------------------------------------------------
 
 
@@ -236,7 +172,7 @@ class ColumnCipher:
         random_bytes: Callable[[int], bytes] = os.urandom,
         version: int = FORMAT_VERSION,
     ):
-        _check_version(version)
+        check_version(version)
         self.keyring = keyring
         self.identity = identity
         self.version = version
@@ -244,14 +180,14 @@ class ColumnCipher:
         self._keys: dict[tuple[int, str, bytes], AESGCM] = {}
 
     def _aad_prefix(self, version: int) -> bytes:
-        return _labels(version)[0] + b"\x00" + self.identity.encoded(version)
+        return labels(version)[0] + b"\x00" + self.identity.encoded(version)
 
     def _aead(self, version: int, key_id: str, salt: bytes) -> AESGCM:
         cached = self._keys.get((version, key_id, salt))
         if cached is None:
             master = self.keyring.key(key_id)
-            label, info = _labels(version)[1], self.identity.encoded(version)
-            cached = AESGCM(_hkdf(master, label=label, info=info, salt=salt))
+            label, info = labels(version)[1], self.identity.encoded(version)
+            cached = AESGCM(hkdf(master, label=label, info=info, salt=salt))
             if len(self._keys) > 4096:
                 self._keys.clear()
             self._keys[(version, key_id, salt)] = cached
@@ -311,7 +247,7 @@ class ColumnCipher:
         )
         if valid is None:
             return envelopes
-        return _expand(envelopes, valid)
+        return expand_nulls(envelopes, valid)
 
     def decrypt_one(self, envelope: bytes, row_key: bytes | None) -> tuple[bytes, int]:
         """The plaintext (unpadded) and the flags of one stored value; DecryptionError when it does not verify."""
@@ -399,100 +335,9 @@ def key_id_of(envelope: bytes) -> str:
     return parse_envelope(envelope).key_id
 
 
-def _expand(compact: pa.Array, valid: pa.Array) -> pa.Array:
+def expand_nulls(compact: pa.Array, valid: pa.Array) -> pa.Array:
     """Put the values of `compact` back at the valid positions of a column; nulls elsewhere."""
     mask = valid.to_numpy(zero_copy_only=False)
     positions = np.cumsum(mask) - 1
     indices = pa.array(np.where(mask, positions, 0), mask=~mask)
     return pc.take(compact, cast(Any, indices))
-
-
-# --- blind indexes ---------------------------------------------------------------------------------------
-
-
-class BlindIndex:
-    """Keyed HMAC-SHA256 of a column's plaintext, truncated to `bits`, so equality lookups need no decryption.
-
-    One key per (master key, column, version), derived with HKDF from the column's identity encoded as in
-    that format version (a column's catalog row says the oldest version its index values may be in).
-    Truncation makes different values share an index
-    value (CipherSweet's "coincidences"): a lookup returns a few candidate rows, which are decrypted and
-    compared, so the truncation costs no correctness and hides which rows hold exactly the same value.
-    """
-
-    def __init__(
-        self,
-        keyring: Keyring,
-        identity: ColumnIdentity,
-        *,
-        bits: int = DEFAULT_BLIND_INDEX_BITS,
-        version: int = BLIND_INDEX_VERSION,
-    ):
-        if not MIN_BLIND_INDEX_BITS <= bits <= MAX_BLIND_INDEX_BITS:
-            raise ValueError(f"blind index bits must be {MIN_BLIND_INDEX_BITS}..{MAX_BLIND_INDEX_BITS}")
-        _check_version(version)
-        self.keyring = keyring
-        self.identity = identity
-        self.version = version
-        self.bits = bits
-        self.width = (bits + 7) // 8
-        self._macs: dict[str, Callable[[bytes], bytes]] = {}
-
-    def _mac(self, key_id: str) -> Callable[[bytes], bytes]:
-        mac = self._macs.get(key_id)
-        if mac is None:
-            label, info = _labels(self.version)[2], self.identity.encoded(self.version)
-            key = _hkdf(self.keyring.key(key_id), label=label, info=info, salt=None)
-            mac = _hmac_sha256(key)
-            self._macs[key_id] = mac
-        return mac
-
-    def compute(self, plaintexts: pa.Array, *, key_id: str | None = None) -> pa.Array:
-        """Index values (fixed-width binary as bytes) for every non-null plaintext; nulls stay null."""
-        mac = self._mac(key_id or self.keyring.primary)
-        valid = plaintexts.is_valid() if plaintexts.null_count else None
-        present = plaintexts.filter(valid) if valid is not None else plaintexts
-        width = self.width
-        digests = b"".join(mac(cast(bytes, value))[:width] for value in present.cast(pa.binary()).to_pylist())
-        table = np.frombuffer(digests, dtype=np.uint8).reshape(-1, width).copy()
-        if self.bits % 8:
-            table[:, -1] &= (0xFF << (8 - self.bits % 8)) & 0xFF
-        fixed = pa.Array.from_buffers(
-            pa.binary(width), len(present), [None, pa.py_buffer(table.tobytes())]
-        ).cast(pa.binary())
-        return fixed if valid is None else _expand(fixed, valid)
-
-    def candidates(self, plaintext: bytes) -> list[bytes]:
-        """The index values a lookup of `plaintext` matches: one per key in the keyring (rows not yet rotated
-        still carry an index made with their older key)."""
-        array = pa.array([plaintext], type=pa.binary())
-        values = {self.compute(array, key_id=key_id)[0].as_py() for key_id in self.keyring.ids}
-        return sorted(value for value in values if isinstance(value, bytes))
-
-
-def blind_index_candidates(
-    keyring: Keyring, identity: ColumnIdentity, plaintext: bytes, *, bits: int, oldest_version: int
-) -> list[bytes]:
-    """The index values a lookup of `plaintext` matches in a column whose index values may be in any version
-    from `oldest_version` (the catalog's) to the current one, under any key of the keyring."""
-    values: set[bytes] = set()
-    for version in range(max(oldest_version, READABLE_VERSIONS[0]), BLIND_INDEX_VERSION + 1):
-        values.update(BlindIndex(keyring, identity, bits=bits, version=version).candidates(plaintext))
-    return sorted(values)
-
-
-def _hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
-    """HMAC-SHA256 (RFC 2104) with the inner and outer pad states computed once: the same digest as
-    `hmac.digest(key, message, "sha256")` at half its cost per call."""
-    block = key.ljust(64, b"\x00") if len(key) <= 64 else hashlib.sha256(key).digest().ljust(64, b"\x00")
-    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
-    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
-
-    def digest(message: bytes) -> bytes:
-        state = inner.copy()
-        state.update(message)
-        result = outer.copy()
-        result.update(state.digest())
-        return result.digest()
-
-    return digest

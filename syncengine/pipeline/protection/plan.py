@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from syncengine.pipeline import identifiers
 from syncengine.pipeline.errors import ConfigurationError
-from syncengine.pipeline.protection.crypto import BLIND_INDEX_VERSION, DEFAULT_BLIND_INDEX_BITS
+from syncengine.pipeline.protection.blind_index import BLIND_INDEX_VERSION, DEFAULT_BLIND_INDEX_BITS
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
 from syncengine.pipeline.spec import CompressionMode, EncryptionMode, TableSpec
 from syncengine.pipeline.typemap import BYTEA, SourceColumn, canonical_snowflake_type, wire_type

@@ -15,10 +15,12 @@ import pyarrow.compute as pc
 
 from syncengine.pipeline.errors import ConfigurationError, DictionaryIdTaken
 from syncengine.pipeline.protection import compress
+from syncengine.pipeline.protection.blind_index import BlindIndex
 from syncengine.pipeline.protection.codec import plaintext_bytes
-from syncengine.pipeline.protection.crypto import BlindIndex, ColumnCipher, ColumnIdentity, row_keys
+from syncengine.pipeline.protection.crypto import ColumnCipher, ColumnIdentity
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.plan import ProtectionPlan
+from syncengine.pipeline.protection.rowkeys import row_keys
 
 DICTIONARY_SAMPLE_ROWS = 10_000
 

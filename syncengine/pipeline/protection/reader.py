@@ -17,18 +17,14 @@ import pyarrow as pa
 from syncengine.pipeline.errors import ConfigurationError, TerminalError
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.protection import compress
+from syncengine.pipeline.protection.blind_index import blind_index_candidates
 from syncengine.pipeline.protection.catalog import CatalogTable, read_catalog
 from syncengine.pipeline.protection.codec import decode_plaintext, plaintext_bytes
-from syncengine.pipeline.protection.crypto import (
-    FLAG_COMPRESSED,
-    ColumnCipher,
-    ColumnIdentity,
-    blind_index_candidates,
-    row_keys_from_values,
-)
+from syncengine.pipeline.protection.crypto import FLAG_COMPRESSED, ColumnCipher, ColumnIdentity
 from syncengine.pipeline.protection.dictionaries import load_dictionaries
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.plan import BLIND_INDEX_SUFFIX, ColumnProtection
+from syncengine.pipeline.protection.rowkeys import row_keys_from_values
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
 from syncengine.pipeline.typemap import BYTEA, wire_type
 

@@ -28,20 +28,19 @@ from syncengine.pipeline.hooks import Log, no_log
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.locks import table_lock_key
 from syncengine.pipeline.protection import compress
+from syncengine.pipeline.protection.blind_index import BLIND_INDEX_VERSION, BlindIndex
 from syncengine.pipeline.protection.catalog import CatalogTable, read_catalog, set_blind_index_version
 from syncengine.pipeline.protection.crypto import (
-    BLIND_INDEX_VERSION,
     FLAG_COMPRESSED,
     FORMAT_VERSION,
-    BlindIndex,
     ColumnCipher,
     ColumnIdentity,
     Envelope,
     parse_envelope,
-    row_keys_from_values,
 )
 from syncengine.pipeline.protection.dictionaries import load_dictionaries
 from syncengine.pipeline.protection.keyring import Keyring
+from syncengine.pipeline.protection.rowkeys import row_keys_from_values
 from syncengine.pipeline.schema.target import qualified
 
 DEFAULT_PAGES_PER_BATCH = 200  # about 10,000 rows of 150 bytes: short transactions, few sync delays
