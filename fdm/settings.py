@@ -7,6 +7,8 @@ import secrets
 import warnings
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from fdm.env import ConfigurationError, env_bool, env_int, env_list, env_str
 from fdm.local_state import (
     database_settings,
@@ -21,16 +23,63 @@ STATE_DIR = Path(
 )  # local runs: embedded database, demo state
 
 
+DEBUG = env_bool("DEBUG", False)
+# Production posture: HTTPS only, secure cookies, HSTS, a configured SECRET_KEY (`check --deploy` is clean).
+# FDM_HTTPS=false is the one switch for plain-http local runs (`make demo`, `manage.py runserver`).
+FDM_HTTPS = env_bool("FDM_HTTPS", not DEBUG)
+
+
 def _secret_key() -> str:
-    """SECRET_KEY; else the key that local runs keep under FDM_STATE_DIR (fdm.local_state.ensure_secret_key);
-    else a random key for this process only (tests, CI, one-off commands). Reading settings writes nothing."""
-    return env_str("SECRET_KEY") or read_secret_key(STATE_DIR) or secrets.token_urlsafe(50)
+    """SECRET_KEY; in the production posture nothing else will do. Local runs (FDM_HTTPS=false, DEBUG) may use
+    the key kept under FDM_STATE_DIR (fdm.local_state.ensure_secret_key), else a random key for this process
+    only (tests, one-off commands). Reading settings writes nothing."""
+    configured = env_str("SECRET_KEY")
+    if configured:
+        return configured
+    if FDM_HTTPS and not DEBUG:
+        # A key made up per process would log everyone out on each restart, differ between gunicorn workers,
+        # and make workers refuse the tasks that the web process signed.
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: set SECRET_KEY (or SECRET_KEY_FILE) to one long random value shared by "
+            "the web and worker processes, or FDM_HTTPS=false for a plain-http local run"
+        )
+    return read_secret_key(STATE_DIR) or secrets.token_urlsafe(50)
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """FDM_PROXY_SSL_HEADER, e.g. HTTP_X_FORWARDED_PROTO=https: the header by which a trusted proxy in front
+    says that the client spoke HTTPS. Off by default: without a proxy that sets it, anyone could."""
+    value = env_str("FDM_PROXY_SSL_HEADER")
+    if value is None:
+        return None
+    name, _, expected = value.partition("=")
+    if not re.fullmatch(r"HTTP_[A-Z0-9_]+", name.strip()) or not expected.strip():
+        raise ConfigurationError(
+            f"FDM_PROXY_SSL_HEADER: expected e.g. HTTP_X_FORWARDED_PROTO=https, got {value!r}"
+        )
+    return name.strip(), expected.strip()
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+# Proxies in front that append the client's address to X-Forwarded-For; the login lockout counts by that
+# address. 0 reads the connection's own address (REMOTE_ADDR); a proxy that says the scheme is trusted for it.
+FDM_TRUSTED_PROXY_COUNT = env_int("FDM_TRUSTED_PROXY_COUNT", 1 if SECURE_PROXY_SSL_HEADER else 0)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", FDM_HTTPS)
+# Load balancers probe these over plain http inside the cluster; a redirect would fail every probe.
+SECURE_REDIRECT_EXEMPT = [r"^health/(live|ready)$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if FDM_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", FDM_HTTPS)
+# Preloading is a promise to every browser that takes months to undo: only when asked, and then its check
+# (security.W021, "not set to True") has nothing to say either way.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", FDM_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", FDM_HTTPS)
 
 FDM_ENV = env_str("FDM_ENV")  # dev | staging | prod: picks config/environments/{env}.yaml
 FDM_CONFIG_DIR = Path(env_str("FDM_CONFIG_DIR", str(BASE_DIR / "config")))
