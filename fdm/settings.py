@@ -70,8 +70,9 @@ SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
 # address. 0 reads the connection's own address (REMOTE_ADDR); a proxy that says the scheme is trusted for it.
 FDM_TRUSTED_PROXY_COUNT = env_int("FDM_TRUSTED_PROXY_COUNT", 1 if SECURE_PROXY_SSL_HEADER else 0)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", FDM_HTTPS)
-# Load balancers probe these over plain http inside the cluster; a redirect would fail every probe.
-SECURE_REDIRECT_EXEMPT = [r"^health/(live|ready)$"]
+# Load balancers probe these, and Prometheus scrapes /metrics, over plain http inside the cluster; a redirect
+# would fail every probe and protect nothing (a scrape's token has already travelled in the first request).
+SECURE_REDIRECT_EXEMPT = [r"^health/(live|ready)$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if FDM_HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", FDM_HTTPS)
 # Preloading is a promise to every browser that takes months to undo: only when asked, and then its check
@@ -237,6 +238,8 @@ _api_key_rate = env_str("FDM_API_KEY_RATE", "1200/min")
 FDM_API_KEY_RATE = None if _api_key_rate.lower() == "none" else _api_key_rate
 if FDM_API_KEY_RATE and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", FDM_API_KEY_RATE):
     raise ConfigurationError(f"FDM_API_KEY_RATE: expected e.g. 600/min or 20/s, got {FDM_API_KEY_RATE!r}")
+# When set, /metrics needs `Authorization: Bearer <token>` (fdm.api.metrics).
+FDM_METRICS_TOKEN = env_str("FDM_METRICS_TOKEN")
 FDM_READY_CACHE_SECONDS = env_int("FDM_READY_CACHE_SECONDS", 10)  # /health/ready reuses its checks this long
 
 SPECTACULAR_SETTINGS = {

@@ -17,6 +17,7 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
 from fdm.api import health
+from fdm.api.metrics import metrics
 from fdm.apikeys import urls as apikeys_urls
 from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls
 
@@ -51,7 +52,7 @@ urlpatterns = [
     path("api/v1/", include((v1, "api"))),
     path("health/live", health.LiveView.as_view(), name="health-live"),
     path("health/ready", health.ReadyView.as_view(), name="health-ready"),
-    path("", include("django_prometheus.urls")),  # /metrics
+    path("metrics", metrics, name="prometheus-django-metrics"),  # FDM_METRICS_TOKEN guards it when set
 ]
 
 # Errors outside the API's views (no URL matched) in the API's error body under /api/ and /health/.
