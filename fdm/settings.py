@@ -7,6 +7,7 @@ import secrets
 import warnings
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from fdm.env import ConfigurationError, env_bool, env_int, env_list, env_str
@@ -96,6 +97,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served from here: no CDN on the admin's origin
     "simple_history",
     "django_q",
     "syncconfig",
@@ -106,6 +108,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -176,6 +179,24 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True  # serve admin assets without collectstatic in local runs
 # Without collectstatic (local runs, tests) there is no STATIC_ROOT yet; the finders serve the assets.
 warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
+
+# Content-Security-Policy on every response (django-csp): the admin, the docs page and the browsable API load
+# only what this origin serves, and run no inline script. Inline styles stay allowed: Django's change list,
+# fdm's admin pages and Swagger UI's page carry <style> blocks, and a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],  # Swagger UI's icons are data: URLs in its stylesheet
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 REDIS_URL = env_str("REDIS_URL")
 
@@ -251,6 +272,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema and its docs page describe every endpoint: not for anonymous eyes.
     "SERVE_PERMISSIONS": ["fdm.api.permissions.IsViewer"],
+    # Swagger UI from drf-spectacular-sidecar's pinned copy under STATIC_URL, not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

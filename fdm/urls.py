@@ -12,7 +12,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
@@ -27,8 +27,9 @@ schema_view = SpectacularAPIView.as_view(
 )
 
 
-class DocsView(SpectacularSwaggerView):
-    """The interactive docs: a person who is not logged in is sent to the admin's login page and back."""
+class DocsView(SpectacularSwaggerSplitView):
+    """The interactive docs: a person who is not logged in is sent to the admin's login page and back. Its
+    start-up script is a request of its own (`?script=`), so that the page needs no inline script (CSP)."""
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, NotAuthenticated):
