@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 from csp.constants import NONE, SELF, UNSAFE_INLINE
@@ -89,12 +90,15 @@ FDM_CONFIG_DIR = Path(env_str("FDM_CONFIG_DIR", str(BASE_DIR / "config")))
 INSTALLED_APPS = [
     "fdm",  # first: its runserver (which prepares local state) overrides staticfiles' one
     "django_prometheus",
-    "django.contrib.admin",
+    "fdm.apps.AdminConfig",  # Django's admin on fdm's site: a second factor at the login (fdm.admin_site)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served from here: no CDN on the admin's origin
@@ -115,11 +119,28 @@ MIDDLEWARE = [
     "fdm.api.middleware.RejectNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): logged in with a second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its response
 ]
+
+# The admin's login (django-axes): FDM_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address
+# lock that pair out for FDM_LOGIN_COOLOFF_MINUTES, the right password included. API keys never pass here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("FDM_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("FDM_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a typo now and then does not add up to a lockout
+AXES_CLIENT_IP_CALLABLE = "fdm.api.client_ip.client_ip"  # X-Forwarded-For only from trusted proxies
+AXES_VERBOSE = False
+# Two-factor login (django-otp, fdm.two_factor): the name authenticator apps show next to the account.
+OTP_TOTP_ISSUER = "fdm"
 
 ROOT_URLCONF = "fdm.urls"
 
@@ -241,7 +262,7 @@ FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "fdm.api.authentication.ApiKeyAuthentication",  # first: its challenge makes anonymous requests 401
-        "rest_framework.authentication.SessionAuthentication",  # the browsable API and the docs, after login
+        "fdm.api.authentication.SessionAuthentication",  # the browsable API and the docs, after a full login
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fdm.api.permissions.IsAdmin"],
     "DEFAULT_RENDERER_CLASSES": [

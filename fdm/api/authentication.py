@@ -55,3 +55,16 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Api-Key <key>`; create a key with `manage.py create_api_key` or /api/v1/admin/keys/.",
         }
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """The admin's login session, for the browsable API and the docs; a session that lacks a second factor its
+    user needs (a login from before the user was granted `read_decrypted`) counts as no login."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        from fdm.two_factor import second_factor_satisfied
+
+        result = super().authenticate(request)
+        if result is None or not second_factor_satisfied(result[0]):
+            return None
+        return result

@@ -150,11 +150,21 @@ class Browser:
     # --- the admin ---
 
     def log_in(self, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> None:
-        """Log in through the admin's login form."""
+        """Log in through the admin's login form, with a code from the user's TOTP device when the user has
+        one (enrolled, for those who need one, by the `superuser` fixture or `tests.two_factor.device_for`)."""
+        from django.contrib.auth import get_user_model
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        from tests.two_factor import next_token
+
         self.open("/admin/")
         self.wait_until(lambda: self.find_all("#login-form"), "the login form")
         self.fill("#id_username", username)
         self.fill("#id_password", password)
+        user = get_user_model().objects.filter(username=username).first()
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first() if user else None
+        if device is not None:
+            self.fill("#id_otp_token", next_token(device))
         self.click_and_wait(self.find("#login-form input[type=submit]"))
         if self.find_all("#login-form"):
             raise self.fail(f"the login of {username!r} was refused")
