@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -68,3 +69,10 @@ class SessionAuthentication(authentication.SessionAuthentication):
         if result is None or not second_factor_satisfied(result[0]):
             return None
         return result
+
+
+class SessionAuthenticationScheme(SessionScheme):
+    """Describes the session cookie in the OpenAPI schema, as drf-spectacular does for DRF's own class."""
+
+    target_class = "fdm.api.authentication.SessionAuthentication"
+    priority = 0
