@@ -39,6 +39,14 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
+CSP_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(event.violatedDirective + " blocked " + (event.blockedURI || "inline"));
+});
+"""
+
+
 class Browser:
     """A Chromium session with the few waits these tests need. Every failed wait saves a screenshot and names
     it in its assertion message."""
@@ -118,6 +126,10 @@ class Browser:
             raise self.fail(f"nothing on the page matches {xpath!r}")
         return found[0]
 
+    def csp_violations(self) -> list[str]:
+        """What the current page's Content-Security-Policy blocked since it loaded."""
+        return self.driver.execute_script("return window.__cspViolations || []")
+
     def text(self, css: str = "body") -> str:
         return self.find(css).text
 
@@ -192,4 +204,6 @@ def start_chromium(profile_dir: str) -> webdriver.Chrome:
     options.add_experimental_option("prefs", {"download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(PAGE_TIMEOUT)
+    # Every page records what its Content-Security-Policy blocked (Browser.csp_violations).
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     return driver
