@@ -12,10 +12,13 @@ def test_swagger_ui_renders_from_local_assets_with_nothing_blocked(browser, supe
     browser.log_in()
 
     browser.open("/api/v1/docs/")
+    # Read in the page: Swagger UI re-renders while it loads, which would leave a WebElement stale.
+    info = "return document.querySelector('.swagger-ui .info')?.innerText || ''"
     browser.wait_until(
-        lambda: "fdm API" in browser.text(".swagger-ui .info"), "Swagger UI to render the schema"
+        lambda: "fdm API" in browser.driver.execute_script(info), "Swagger UI to render the schema"
     )
-    browser.wait_until(lambda: browser.find_all(".opblock"), "the operations to be listed")
+    operations = "return document.querySelectorAll('.swagger-ui .opblock').length"
+    browser.wait_until(lambda: browser.driver.execute_script(operations) > 0, "the operations to be listed")
 
     assert browser.csp_violations() == []
     sources = browser.driver.execute_script(
