@@ -22,15 +22,20 @@ browser:
 		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# The demo serves plain http on 127.0.0.1: FDM_HTTPS=false (no HTTPS redirect, cookies sent over http).
 demo: install
-	$(BIN)/python manage.py demo
+	FDM_HTTPS=false $(BIN)/python manage.py demo
 
+# Checks and tests run as a local run (FDM_HTTPS=false, no SECRET_KEY); `check --deploy` with a production
+# environment proves the production posture.
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/mypy
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py check
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/mypy
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py check
+	DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))') \
+		ALLOWED_HOSTS=fdm.example.com DEBUG= FDM_HTTPS= $(BIN)/python manage.py check --deploy --fail-level WARNING
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
 
 lint:
@@ -40,7 +45,7 @@ lint:
 # The django-stubs plugin loads the settings, which need a database URL (mypy never connects to it).
 .PHONY: typecheck
 typecheck: install
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/mypy
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/mypy
 
 format:
 	$(BIN)/ruff check --fix .

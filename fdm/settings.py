@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
+
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 from fdm.env import ConfigurationError, env_bool, env_int, env_list, env_str
 from fdm.local_state import (
@@ -21,16 +25,64 @@ STATE_DIR = Path(
 )  # local runs: embedded database, demo state
 
 
+DEBUG = env_bool("DEBUG", False)
+# Production posture: HTTPS only, secure cookies, HSTS, a configured SECRET_KEY (`check --deploy` is clean).
+# FDM_HTTPS=false is the one switch for plain-http local runs (`make demo`, `manage.py runserver`).
+FDM_HTTPS = env_bool("FDM_HTTPS", not DEBUG)
+
+
 def _secret_key() -> str:
-    """SECRET_KEY; else the key that local runs keep under FDM_STATE_DIR (fdm.local_state.ensure_secret_key);
-    else a random key for this process only (tests, CI, one-off commands). Reading settings writes nothing."""
-    return env_str("SECRET_KEY") or read_secret_key(STATE_DIR) or secrets.token_urlsafe(50)
+    """SECRET_KEY; in the production posture nothing else will do. Local runs (FDM_HTTPS=false, DEBUG) may use
+    the key kept under FDM_STATE_DIR (fdm.local_state.ensure_secret_key), else a random key for this process
+    only (tests, one-off commands). Reading settings writes nothing."""
+    configured = env_str("SECRET_KEY")
+    if configured:
+        return configured
+    if FDM_HTTPS and not DEBUG:
+        # A key made up per process would log everyone out on each restart, differ between gunicorn workers,
+        # and make workers refuse the tasks that the web process signed.
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: set SECRET_KEY (or SECRET_KEY_FILE) to one long random value shared by "
+            "the web and worker processes, or FDM_HTTPS=false for a plain-http local run"
+        )
+    return read_secret_key(STATE_DIR) or secrets.token_urlsafe(50)
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """FDM_PROXY_SSL_HEADER, e.g. HTTP_X_FORWARDED_PROTO=https: the header by which a trusted proxy in front
+    says that the client spoke HTTPS. Off by default: without a proxy that sets it, anyone could."""
+    value = env_str("FDM_PROXY_SSL_HEADER")
+    if value is None:
+        return None
+    name, _, expected = value.partition("=")
+    if not re.fullmatch(r"HTTP_[A-Z0-9_]+", name.strip()) or not expected.strip():
+        raise ConfigurationError(
+            f"FDM_PROXY_SSL_HEADER: expected e.g. HTTP_X_FORWARDED_PROTO=https, got {value!r}"
+        )
+    return name.strip(), expected.strip()
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+# Proxies in front that append the client's address to X-Forwarded-For; the login lockout counts by that
+# address. 0 reads the connection's own address (REMOTE_ADDR); a proxy that says the scheme is trusted for it.
+FDM_TRUSTED_PROXY_COUNT = env_int("FDM_TRUSTED_PROXY_COUNT", 1 if SECURE_PROXY_SSL_HEADER else 0)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", FDM_HTTPS)
+# Load balancers probe these, and Prometheus scrapes /metrics, over plain http inside the cluster; a redirect
+# would fail every probe and protect nothing (a scrape's token has already travelled in the first request).
+SECURE_REDIRECT_EXEMPT = [r"^health/(live|ready)$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if FDM_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", FDM_HTTPS)
+# Preloading is a promise to every browser that takes months to undo: only when asked, and then its check
+# (security.W021, "not set to True") has nothing to say either way.
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", FDM_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", FDM_HTTPS)
 
 FDM_ENV = env_str("FDM_ENV")  # dev | staging | prod: picks config/environments/{env}.yaml
 FDM_CONFIG_DIR = Path(env_str("FDM_CONFIG_DIR", str(BASE_DIR / "config")))
@@ -38,14 +90,18 @@ FDM_CONFIG_DIR = Path(env_str("FDM_CONFIG_DIR", str(BASE_DIR / "config")))
 INSTALLED_APPS = [
     "fdm",  # first: its runserver (which prepares local state) overrides staticfiles' one
     "django_prometheus",
-    "django.contrib.admin",
+    "fdm.apps.AdminConfig",  # Django's admin on fdm's site: a second factor at the login (fdm.admin_site)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served from here: no CDN on the admin's origin
     "simple_history",
     "django_q",
     "syncconfig",
@@ -56,17 +112,35 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "fdm.api.middleware.RejectNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): logged in with a second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its response
 ]
+
+# The admin's login (django-axes): FDM_LOGIN_FAILURE_LIMIT wrong passwords for one username from one address
+# lock that pair out for FDM_LOGIN_COOLOFF_MINUTES, the right password included. API keys never pass here.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("FDM_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("FDM_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a typo now and then does not add up to a lockout
+AXES_CLIENT_IP_CALLABLE = "fdm.api.client_ip.client_ip"  # X-Forwarded-For only from trusted proxies
+AXES_VERBOSE = False
+# Two-factor login (django-otp, fdm.two_factor): the name authenticator apps show next to the account.
+OTP_TOTP_ISSUER = "fdm"
 
 ROOT_URLCONF = "fdm.urls"
 
@@ -127,6 +201,24 @@ WHITENOISE_USE_FINDERS = True  # serve admin assets without collectstatic in loc
 # Without collectstatic (local runs, tests) there is no STATIC_ROOT yet; the finders serve the assets.
 warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
+# Content-Security-Policy on every response (django-csp): the admin, the docs page and the browsable API load
+# only what this origin serves, and run no inline script. Inline styles stay allowed: Django's change list,
+# fdm's admin pages and Swagger UI's page carry <style> blocks, and a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],  # Swagger UI's icons are data: URLs in its stylesheet
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 REDIS_URL = env_str("REDIS_URL")
 
 # django-q2. Its defaults suit short jobs, not syncs:
@@ -170,7 +262,7 @@ FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "fdm.api.authentication.ApiKeyAuthentication",  # first: its challenge makes anonymous requests 401
-        "rest_framework.authentication.SessionAuthentication",  # the browsable API and the docs, after login
+        "fdm.api.authentication.SessionAuthentication",  # the browsable API and the docs, after a full login
     ],
     "DEFAULT_PERMISSION_CLASSES": ["fdm.api.permissions.IsAdmin"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -188,6 +280,8 @@ _api_key_rate = env_str("FDM_API_KEY_RATE", "1200/min")
 FDM_API_KEY_RATE = None if _api_key_rate.lower() == "none" else _api_key_rate
 if FDM_API_KEY_RATE and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", FDM_API_KEY_RATE):
     raise ConfigurationError(f"FDM_API_KEY_RATE: expected e.g. 600/min or 20/s, got {FDM_API_KEY_RATE!r}")
+# When set, /metrics needs `Authorization: Bearer <token>` (fdm.api.metrics).
+FDM_METRICS_TOKEN = env_str("FDM_METRICS_TOKEN")
 FDM_READY_CACHE_SECONDS = env_int("FDM_READY_CACHE_SECONDS", 10)  # /health/ready reuses its checks this long
 
 SPECTACULAR_SETTINGS = {
@@ -199,6 +293,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema and its docs page describe every endpoint: not for anonymous eyes.
     "SERVE_PERMISSIONS": ["fdm.api.permissions.IsViewer"],
+    # Swagger UI from drf-spectacular-sidecar's pinned copy under STATIC_URL, not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

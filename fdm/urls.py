@@ -12,11 +12,12 @@ from django.contrib.auth.views import redirect_to_login
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.renderers import JSONRenderer
 
 from fdm.api import health
+from fdm.api.metrics import metrics
 from fdm.apikeys import urls as apikeys_urls
 from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls
 
@@ -26,8 +27,9 @@ schema_view = SpectacularAPIView.as_view(
 )
 
 
-class DocsView(SpectacularSwaggerView):
-    """The interactive docs: a person who is not logged in is sent to the admin's login page and back."""
+class DocsView(SpectacularSwaggerSplitView):
+    """The interactive docs: a person who is not logged in is sent to the admin's login page and back. Its
+    start-up script is a request of its own (`?script=`), so that the page needs no inline script (CSP)."""
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, NotAuthenticated):
@@ -51,7 +53,7 @@ urlpatterns = [
     path("api/v1/", include((v1, "api"))),
     path("health/live", health.LiveView.as_view(), name="health-live"),
     path("health/ready", health.ReadyView.as_view(), name="health-ready"),
-    path("", include("django_prometheus.urls")),  # /metrics
+    path("metrics", metrics, name="prometheus-django-metrics"),  # FDM_METRICS_TOKEN guards it when set
 ]
 
 # Errors outside the API's views (no URL matched) in the API's error body under /api/ and /health/.

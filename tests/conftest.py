@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from django.conf import settings as django_settings
+from django.test import Client
 
 from syncengine.dev.emulator import emulator, emulator_environment
 
@@ -24,6 +25,25 @@ os.environ["SNOWFLAKE_DISABLE_PLATFORM_DETECTION"] = "true"
 # Processes the tests start (workers, commands) sign and verify with this process's secret key: django-q2 signs
 # the tasks it queues with it. Without SECRET_KEY the settings make up a key per process (they keep none).
 os.environ.setdefault("SECRET_KEY", django_settings.SECRET_KEY)
+
+
+@pytest.fixture(autouse=True)
+def force_login_counts_as_two_factor(monkeypatch) -> None:
+    """`client.force_login(user)` stands for a completed login, second factor included, as it skips the
+    password too; the login form's own tests (tests/api/test_login_security.py) go through the form."""
+    original = Client.force_login
+
+    def force_login(self, user, backend=None):
+        from django_otp import DEVICE_ID_SESSION_KEY
+
+        from tests.two_factor import device_for
+
+        original(self, user, backend)
+        session = self.session
+        session[DEVICE_ID_SESSION_KEY] = device_for(user).persistent_id
+        session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,7 @@ def test_the_demo_syncs_every_sample_table_through_the_worker_queue(
 
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert "user: admin  password: " in demo.stdout
+    assert "otpauth://totp/fdm%3Aadmin?secret=" in demo.stdout  # the admin's two-factor device, to enrol
     with psycopg.connect(scratch_database) as conn:
         counts = {
             table: conn.execute(f"SELECT count(*) FROM finance.{table}").fetchone()[0]  # noqa: S608 - constants

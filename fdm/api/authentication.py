@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -55,3 +56,23 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "`Api-Key <key>`; create a key with `manage.py create_api_key` or /api/v1/admin/keys/.",
         }
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """The admin's login session, for the browsable API and the docs; a session that lacks a second factor its
+    user needs (a login from before the user was granted `read_decrypted`) counts as no login."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        from fdm.two_factor import second_factor_satisfied
+
+        result = super().authenticate(request)
+        if result is None or not second_factor_satisfied(result[0]):
+            return None
+        return result
+
+
+class SessionAuthenticationScheme(SessionScheme):
+    """Describes the session cookie in the OpenAPI schema, as drf-spectacular does for DRF's own class."""
+
+    target_class = "fdm.api.authentication.SessionAuthentication"
+    priority = 0

@@ -28,6 +28,7 @@ from tests.browser.support import (
     Browser,
     start_chromium,
 )
+from tests.two_factor import device_for
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +85,10 @@ def fast_password_hashing(settings) -> None:
 
 @pytest.fixture
 def superuser(transactional_db, fast_password_hashing):
-    return get_user_model().objects.create_superuser(ADMIN_USER, "admin@example.com", ADMIN_PASSWORD)
+    """The admin, with the TOTP device that a superuser needs to log in (log_in types its code)."""
+    user = get_user_model().objects.create_superuser(ADMIN_USER, "admin@example.com", ADMIN_PASSWORD)
+    device_for(user)
+    return user
 
 
 @pytest.fixture

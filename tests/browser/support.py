@@ -39,6 +39,14 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "correct horse battery staple"
 
 
+CSP_RECORDER = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__cspViolations.push(event.violatedDirective + " blocked " + (event.blockedURI || "inline"));
+});
+"""
+
+
 class Browser:
     """A Chromium session with the few waits these tests need. Every failed wait saves a screenshot and names
     it in its assertion message."""
@@ -118,6 +126,10 @@ class Browser:
             raise self.fail(f"nothing on the page matches {xpath!r}")
         return found[0]
 
+    def csp_violations(self) -> list[str]:
+        """What the current page's Content-Security-Policy blocked since it loaded."""
+        return self.driver.execute_script("return window.__cspViolations || []")
+
     def text(self, css: str = "body") -> str:
         return self.find(css).text
 
@@ -150,11 +162,21 @@ class Browser:
     # --- the admin ---
 
     def log_in(self, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> None:
-        """Log in through the admin's login form."""
+        """Log in through the admin's login form, with a code from the user's TOTP device when the user has
+        one (enrolled, for those who need one, by the `superuser` fixture or `tests.two_factor.device_for`)."""
+        from django.contrib.auth import get_user_model
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        from tests.two_factor import next_token
+
         self.open("/admin/")
         self.wait_until(lambda: self.find_all("#login-form"), "the login form")
         self.fill("#id_username", username)
         self.fill("#id_password", password)
+        user = get_user_model().objects.filter(username=username).first()
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first() if user else None
+        if device is not None:
+            self.fill("#id_otp_token", next_token(device))
         self.click_and_wait(self.find("#login-form input[type=submit]"))
         if self.find_all("#login-form"):
             raise self.fail(f"the login of {username!r} was refused")
@@ -182,4 +204,6 @@ def start_chromium(profile_dir: str) -> webdriver.Chrome:
     options.add_experimental_option("prefs", {"download.prompt_for_download": False})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(PAGE_TIMEOUT)
+    # Every page records what its Content-Security-Policy blocked (Browser.csp_violations).
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     return driver

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         from syncengine.dev.emulator import EmulatorError
 
         prepare_local_run()
+        self._enrol_admin_device()
         try:
             run_demo(
                 DemoOptions(
@@ -47,3 +48,20 @@ class Command(BaseCommand):
             )
         except EmulatorError as exc:
             raise CommandError(str(exc)) from exc
+
+    def _enrol_admin_device(self) -> None:
+        """The demo's `admin` is a superuser, so its login asks for a two-factor code like any other (no
+        switch turns that off): enrol its device, kept across demo starts, and print it before anything else."""
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+
+        from fdm.management.commands.totp_device import enrolment_text
+        from fdm.two_factor import totp_device_ensure
+
+        call_command("migrate", interactive=False, verbosity=0)
+        admin, _ = get_user_model().objects.get_or_create(
+            username="admin", defaults={"email": "admin@example.com", "is_staff": True, "is_superuser": True}
+        )
+        device, created = totp_device_ensure(user=admin)
+        self.stdout.write(enrolment_text(device, created=created))
+        self.stdout.write("The admin's login page asks for the six-digit code that app shows.\n")
