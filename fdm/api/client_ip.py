@@ -1,4 +1,4 @@
-"""The client's address, as the login lockout (django-axes) counts it.
+"""The client's address, as the login lockout (django-axes) counts it and the audit of decrypted reads records it.
 
 X-Forwarded-For can be written by anyone; only the entries that trusted proxies appended can be believed. With
 FDM_TRUSTED_PROXY_COUNT proxies in front (by default one when FDM_PROXY_SSL_HEADER names a proxy, else none),

@@ -27,6 +27,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from fdm.api.client_ip import client_ip
 from fdm.api.errors import ApiError, unavailable
 from fdm.api.parsers import JSONParser
 from fdm.api.permissions import IsViewer
@@ -280,7 +281,7 @@ def _read(request: Request, table: TableConfig, query: ReadQuery, *, encrypted_f
             after=query.after,
             limit=query.page_size,
             via="api",
-            client=request.META.get("REMOTE_ADDR", ""),
+            client=client_ip(request) or "",  # behind trusted proxies, the client they report
             encrypted_filters=encrypted_filters,
         )
     except PermissionDenied as exc:

@@ -176,3 +176,10 @@ def test_unknown_and_unsynced_tables_are_404(make_table, viewer):
     table = make_table()
     response = viewer.get(f"/api/v1/data/{table.name}/")
     assert response.status_code == 404 and error_of(response)["code"] == "not_synced"
+
+
+def test_the_audit_records_the_client_behind_a_trusted_proxy(synced, admin, settings):
+    settings.FDM_TRUSTED_PROXY_COUNT = 1
+    forwarded = {"HTTP_X_FORWARDED_FOR": "203.0.113.9, 198.51.100.7", "REMOTE_ADDR": "10.0.0.2"}
+    admin.get(f"/api/v1/data/{synced.name}/", {"page_size": 1}, **forwarded)
+    assert DecryptedRead.objects.get().client == "198.51.100.7"  # what the one trusted proxy appended
