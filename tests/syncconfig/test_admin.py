@@ -320,3 +320,40 @@ def test_the_form_lets_an_admin_turn_encryption_off(admin_client, transactions):
     response = admin_client.post(change_url(transactions), off)
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert TableConfig.objects.get(pk=transactions.pk).encryption_mode == "off"
+
+
+def _staff(role: Role, *codenames: str):
+    user = get_user_model().objects.create_user(f"staff-{role.label}", is_staff=True)
+    role_set(user=user, role=role)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "viewer", "operator", "admin"])
+def test_each_caller_of_the_admin_meets_the_protection_rules(client, admin_user, transactions, caller):
+    """The admin's two ways to weaken protection, the table form and the import page, for each kind of user."""
+    edit = ("view_tableconfig", "change_tableconfig", "add_tableconfig", "delete_tableconfig")
+    user = {
+        "anonymous": None,
+        "viewer": _staff(Role.VIEWER, "view_tableconfig"),
+        "operator": _staff(Role.OPERATOR, *edit),
+        "admin": admin_user,
+    }[caller]
+    if user is not None:
+        client.force_login(user)
+    off = form_data(transactions, encryption_mode="off", encrypted_columns="", searchable_columns="")
+    form = client.post(change_url(transactions), off)
+    clear_copy = yaml_io.dump_tables([table("transactions", encryption=False)])
+    preview = upload(client, clear_copy)
+    stored = TableConfig.objects.get(pk=transactions.pk).encryption_mode
+    if caller == "anonymous":
+        assert form.status_code == 302 and "/login/" in form["Location"] and stored == "columns"
+        assert preview.status_code == 302
+    elif caller == "viewer":
+        assert form.status_code == 403 and preview.status_code == 403 and stored == "columns"
+    elif caller == "operator":
+        assert form.status_code == 200 and stored == "columns"  # the form again, with the error on the field
+        assert any("needs the admin role" in str(error) for error in preview.context["errors"])
+    else:
+        assert form.status_code == 302 and stored == "off"
+        assert preview.status_code == 200 and not preview.context["errors"]
