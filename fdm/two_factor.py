@@ -1,8 +1,9 @@
 """Who needs a second factor at the admin's login, and the TOTP devices that provide it (django-otp).
 
-Anyone who may read decrypted data (the permission `syncengine.read_decrypted`, which superusers hold too)
-must log in with a code from a TOTP device; anyone else who enrolled a device uses it as well. API keys are
-not passwords and are unaffected (fdm.api.authentication).
+Anyone who holds a permission an app marked as sensitive (`second_factor_require`: the engine marks
+`syncengine.read_decrypted`, which superusers hold too) must log in with a code from a TOTP device; anyone
+else who enrolled a device uses it as well. API keys are not passwords and are unaffected
+(fdm.api.authentication).
 """
 
 from __future__ import annotations
@@ -12,12 +13,18 @@ from typing import Any
 from django.db import transaction
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-READ_DECRYPTED = "syncengine.read_decrypted"
 DEVICE_NAME = "default"
+# Permissions whose holders log in with a second factor; the apps that define them add them (from ready()).
+SENSITIVE_PERMISSIONS: set[str] = set()
+
+
+def second_factor_require(permission: str) -> None:
+    """Make holders of the Django permission "app_label.codename" log in with a second factor."""
+    SENSITIVE_PERMISSIONS.add(permission)
 
 
 def needs_second_factor(user: Any) -> bool:
-    return bool(user.is_active and user.has_perm(READ_DECRYPTED))
+    return bool(user.is_active and any(user.has_perm(name) for name in SENSITIVE_PERMISSIONS))
 
 
 def has_device(user: Any) -> bool:

@@ -19,9 +19,12 @@ class SyncEngineConfig(AppConfig):
         post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")
 
         from fdm.api.roles import Role, role_permission_add
+        from fdm.two_factor import second_factor_require
         from syncengine import health, metrics, table_admin
+        from syncengine.protected_data import READ_DECRYPTED
 
-        role_permission_add(Role.ADMIN, "syncengine.read_decrypted")  # admins read decrypted data
+        role_permission_add(Role.ADMIN, READ_DECRYPTED)  # admins read decrypted data
+        second_factor_require(READ_DECRYPTED)  # and log in to the admin with a second factor
 
         metrics.register()  # once per process, however often ready() runs
         health.register()

@@ -281,7 +281,7 @@ def _read(request: Request, table: TableConfig, query: ReadQuery, *, encrypted_f
             after=query.after,
             limit=query.page_size,
             via="api",
-            client=client_ip(request) or "",  # behind trusted proxies, the client they report
+            client=client_ip(request._request) or "",  # behind trusted proxies, the client they report
             encrypted_filters=encrypted_filters,
         )
     except PermissionDenied as exc:
