@@ -36,7 +36,8 @@ class Protection:
     source: tuple[str, str, str]
     target: tuple[str, str]
     encrypts_all: bool
-    encrypted: frozenset[str]  # the listed columns; with encrypts_all, those the table keeps in clear instead
+    # The columns `encryption` lists; with encrypts_all, the ones the table keeps in clear (key, incremental).
+    listed: frozenset[str]
     searchable: frozenset[str]
     clear: Mapping[str, str]  # exceptions to the policy: key -> reason
     include: frozenset[str] | None
@@ -68,7 +69,7 @@ class Protection:
             source=(key(snowflake["database"]), key(snowflake["schema"]), key(snowflake["table"])),
             target=(postgres["schema"], postgres["table"]),
             encrypts_all=encrypts_all,
-            encrypted=keys(in_clear if encrypts_all else block.get("columns") or ()),
+            listed=keys(in_clear if encrypts_all else block.get("columns") or ()),
             searchable=keys(block.get("searchable") or ()),
             clear={key(column): reason for column, reason in clear.items()},
             include=keys(columns["include"]) if columns.get("include") else None,
@@ -78,13 +79,13 @@ class Protection:
 
     @property
     def encrypts_any(self) -> bool:
-        return self.encrypts_all or bool(self.encrypted)
+        return self.encrypts_all or bool(self.listed)
 
     def reads(self, column: str) -> bool:
         return column not in self.exclude and (self.include is None or column in self.include)
 
     def encrypts(self, column: str) -> bool:
-        return (column not in self.encrypted) if self.encrypts_all else (column in self.encrypted)
+        return (column not in self.listed) if self.encrypts_all else (column in self.listed)
 
     def label(self, column: str) -> str:
         return self.names.get(column, column)
@@ -113,7 +114,7 @@ def weakenings(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
         found.append(_weakening("encryption", "encrypting listed columns instead of every column"))
     elif new.encrypts_any:
         # Columns that were encrypted and no longer are (with `all`: columns newly kept in clear).
-        dropped = new.encrypted - old.encrypted if old.encrypts_all else old.encrypted - new.encrypted
+        dropped = new.listed - old.listed if old.encrypts_all else old.listed - new.listed
         found += [_weakening("encryption", f"{old.label(c)!r} no longer encrypted") for c in sorted(dropped)]
     found += [
         _weakening("encryption.searchable", f"{old.label(c)!r} no longer searchable")
@@ -145,9 +146,9 @@ def policy_gaps(table: Mapping[str, Any], others: Iterable[Mapping[str, Any]]) -
         if other.name == own.name or other.source != own.source or not other.encrypts_any:
             continue
         if own.encrypts_all:
-            candidates: Iterable[str] = own.encrypted  # the columns this table keeps in clear
+            candidates: Iterable[str] = own.listed  # the columns this table keeps in clear
         elif not other.encrypts_all:
-            candidates = other.encrypted
+            candidates = other.listed
         elif own.include is not None:
             candidates = own.include
         else:  # every column of the source is encrypted there, and this table reads columns it cannot list

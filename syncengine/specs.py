@@ -19,7 +19,7 @@ def encrypted_elsewhere(table: TableConfig) -> tuple[pipeline.EncryptedElsewhere
         found.append(
             pipeline.EncryptedElsewhere(
                 table=other.name,
-                columns=tuple(sorted(other.label(column) for column in other.encrypted)),
+                columns=tuple(sorted(other.label(column) for column in other.listed)),
                 every_column=other.encrypts_all,
                 keeps_declared_key=other.encrypts_all and not other_table.primary_key,
             )
