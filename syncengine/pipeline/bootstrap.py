@@ -23,7 +23,15 @@ from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
 from syncengine.pipeline.spec import TableSpec
-from syncengine.pipeline.watermark import STATE_SCHEMA, STATE_TABLE, SyncState, read_state, state_table_sql
+from syncengine.pipeline.watermark import (
+    STATE_SCHEMA,
+    STATE_TABLE,
+    STATE_TABLE_CURRENT_SQL,
+    STATE_TABLE_UPGRADE_SQL,
+    SyncState,
+    read_state,
+    state_table_sql,
+)
 
 SourceFactory = Callable[[], SnowflakeConnection]
 
@@ -92,13 +100,14 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
             dictionaries.DICTIONARIES_TABLE,
         ),
     ).fetchone()
-    if row and row[0]:
+    if row and row[0] and conn.execute(STATE_TABLE_CURRENT_SQL).fetchone() == (True,):
         return
     with conn.transaction():
         locks.lock_bootstrap(conn)
         for schema in (STATE_SCHEMA, STAGING_SCHEMA):
             create_schema_if_missing(conn, schema)
         conn.execute(state_table_sql())
+        conn.execute(STATE_TABLE_UPGRADE_SQL)
         conn.execute(catalog.catalog_table_sql())
         conn.execute(dictionaries.dictionaries_table_sql())
 

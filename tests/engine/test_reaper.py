@@ -39,7 +39,11 @@ def test_the_reaper_fails_runs_whose_worker_is_gone(make_table):
     assert stale.error_kind == ErrorKind.TRANSIENT
     assert "presumed dead" in stale.error_message
     assert stale.error_message.startswith(f"{table.name}: ")
-    assert stale.log[-1]["fields"]["executor"] == "worker-1:42"
+    error = next(entry for entry in stale.log if entry["level"] == "error")
+    assert error["fields"]["executor"] == "worker-1:42"
+    assert stale.heartbeat_at == now - timedelta(seconds=661)  # the worker's last sign of life, kept
+    retry = SyncRun.objects.get(retry_of=stale)
+    assert (retry.status, retry.attempt) == (RunStatus.QUEUED, 2)
     alive.refresh_from_db()
     assert alive.status == RunStatus.RUNNING
 
