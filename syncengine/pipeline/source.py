@@ -32,6 +32,9 @@ _OBJECT_MISSING_ERRNOS = {2003, 2043, 2140, 904}
 _TRANSIENT_ERRNOS = {
     604,  # query cancelled (warehouse suspended, statement cancelled by the service)
     630,  # statement timeout
+    290401,  # HTTP 401 on a query: the session's token is no longer accepted; a new session is needed
+    390111,  # session no longer exists
+    390112,  # session expired
     390114,  # session token expired mid-run
     250001,  # could not connect
     250002,  # connection closed
@@ -178,6 +181,7 @@ def classify_snowflake_error(exc: Exception, *, table: str | None = None) -> Pip
         return ConfigurationError(f"no usable warehouse; check SNOWFLAKE_WAREHOUSE: {message}", table=table)
     if (
         errno in _TRANSIENT_ERRNOS
+        or str(getattr(exc, "sqlstate", None) or "").startswith("08")  # the connection, not the query
         or isinstance(exc, _TRANSIENT_HTTP_ERRORS)
         or isinstance(exc, sf_errors.OperationalError)
         or isinstance(exc, OSError | TimeoutError)

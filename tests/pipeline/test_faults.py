@@ -1,0 +1,79 @@
+"""Faults the core meets on its own connections: a target that refuses the staging connections, a Snowflake
+session that is lost. Each says what must hold: the run fails, transient, with the cause in its message."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from snowflake.connector import errors as sf_errors
+
+from syncengine.dev.emulator import free_port
+from syncengine.pipeline.errors import TransientError
+from syncengine.pipeline.load import StagingWriter
+from syncengine.pipeline.runner import run_sync
+from syncengine.pipeline.source import classify_snowflake_error
+
+from .conftest import staging_tables
+
+pytestmark = pytest.mark.faults
+
+
+def test_a_staging_connection_that_fails_is_a_transient_error_naming_the_cause(pg_server_url):
+    info = psycopg.conninfo.conninfo_to_dict(pg_server_url)
+    unreachable = psycopg.conninfo.make_conninfo(
+        **(info | {"port": str(free_port()), "connect_timeout": "2"})
+    )
+
+    with pytest.raises(TransientError, match="Connection refused"):
+        StagingWriter(unreachable, "staging", table="orders", source_names={}, streams=2)
+
+
+def test_a_target_that_refuses_the_copy_connections_fails_the_run_transient(
+    source, make_spec, settings, scratch_database, pg_server_url, target
+):
+    """The run's own connection (holding the table's lock) is the role's only allowed one, so the COPY
+    streams are refused: the run fails transient, says why, and leaves no staging table."""
+    source.sql(f"CREATE TABLE {source.table('LIMITED')} (ID NUMBER(38,0), NAME TEXT)")
+    source.sql(f"INSERT INTO {source.table('LIMITED')} VALUES (1, 'a'), (2, 'b')")  # noqa: S608
+    role = f"fdm_limited_{uuid.uuid4().hex[:8]}"
+    database = psycopg.conninfo.conninfo_to_dict(scratch_database)["dbname"]
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+        admin.execute(f'ALTER DATABASE "{database}" OWNER TO "{role}"')
+    limited = psycopg.conninfo.make_conninfo(scratch_database, user=role)
+    try:
+        with pytest.raises(TransientError) as raised:
+            run_sync(make_spec("LIMITED"), source=settings, target_dsn=limited)
+    finally:
+        with psycopg.connect(scratch_database, autocommit=True) as owner:
+            owner.execute(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" OWNER TO CURRENT_USER')
+            admin.execute(f'DROP ROLE "{role}"')
+
+    assert "too many connections" in str(raised.value)
+    assert staging_tables(target) == []
+    assert target("SELECT to_regclass('public.limited')") == [(None,)]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sf_errors.HttpError(
+            msg="401 Unauthorized: POST host/queries/v1/query-request", errno=290401, sqlstate="08001"
+        ),
+        sf_errors.ProgrammingError(
+            msg="Session no longer exists.  New login required to access the service.", errno=390111
+        ),
+        sf_errors.ProgrammingError(msg="Session expired", errno=390112),
+        sf_errors.ProgrammingError(msg="Authentication token has expired.", errno=390114),
+        sf_errors.DatabaseError(msg="connection was lost", errno=999999, sqlstate="08006"),
+    ],
+    ids=["http-401", "390111", "390112", "390114", "sqlstate-08"],
+)
+def test_a_lost_source_session_is_transient(error):
+    classified = classify_snowflake_error(error, table="orders")
+    assert isinstance(classified, TransientError)
+    assert str(classified).startswith("orders: Snowflake query failed: ")
