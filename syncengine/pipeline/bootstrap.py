@@ -21,7 +21,7 @@ from syncengine.pipeline.postgres import classify_postgres_error, connect
 from syncengine.pipeline.protection import catalog, dictionaries
 from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
-from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
+from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error, close_in_background
 from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.watermark import (
     STATE_SCHEMA,
@@ -141,8 +141,12 @@ class SourceSession:
     def __enter__(self) -> SourceSession:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None or self._closed:
+            self.close()
+        else:  # a failing run: its error is known, and a dead source would hold up the close
+            self._closed = True
+            close_in_background(self.conn.close, what="source session")
 
 
 def _open_source(source: SnowflakeSettings | SourceFactory, *, table: str) -> SnowflakeConnection:

@@ -7,6 +7,9 @@ secrets out of its repr.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,6 +191,22 @@ def classify_snowflake_error(exc: Exception, *, table: str | None = None) -> Pip
     ):
         return TransientError(f"Snowflake query failed: {message}", table=table)
     return TerminalError(f"Snowflake query failed: {message}", table=table)
+
+
+def close_in_background(close: Callable[[], object], *, what: str) -> None:
+    """Close a Snowflake cursor or connection without waiting for it.
+
+    After a failure the connector's close may wait a whole network timeout more: closing a cursor whose query
+    failed sends an abort request, and a connection's close a logout, each retried until
+    SNOWFLAKE_NETWORK_TIMEOUT when the source is gone. The run has its error already and holds the table's
+    lock meanwhile, so it fails at once and leaves the close to a daemon thread.
+    """
+
+    def run() -> None:
+        with suppress(Exception):
+            close()
+
+    threading.Thread(target=run, name=f"fdm close {what}", daemon=True).start()
 
 
 def _first_line(exc: Exception) -> str:

@@ -3,17 +3,24 @@ session that is lost. Each says what must hold: the run fails, transient, with t
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import time
 import uuid
 
 import psycopg
 import pytest
+import snowflake.connector
 from snowflake.connector import errors as sf_errors
 
-from syncengine.dev.emulator import free_port
+from syncengine.dev.emulator import emulator, emulator_settings, free_port
 from syncengine.pipeline.errors import TransientError
 from syncengine.pipeline.load import StagingWriter
+from syncengine.pipeline.locks import try_lock_table
 from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.source import classify_snowflake_error
+from syncengine.pipeline.spec import SourceRef, TableSpec, TargetRef
 
 from .conftest import staging_tables
 
@@ -77,3 +84,44 @@ def test_a_lost_source_session_is_transient(error):
     classified = classify_snowflake_error(error, table="orders")
     assert isinstance(classified, TransientError)
     assert str(classified).startswith("orders: Snowflake query failed: ")
+
+
+def test_a_source_killed_mid_run_fails_the_run_within_one_network_timeout(scratch_database, target):
+    """Fault: the Snowflake emulator (an instance of this test's own) is killed as the run starts to extract.
+    Must hold: the run fails transient once the query has given up after one SNOWFLAKE_NETWORK_TIMEOUT,
+    without waiting another for the connector's abort and logout requests; the table's lock is free and no
+    staging table is left. (Before: about twice the timeout.)"""
+    network_timeout = 8
+    running = set(multiprocessing.active_children())
+    with emulator() as kwargs:
+        (process,) = [child for child in multiprocessing.active_children() if child not in running]
+        conn = snowflake.connector.connect(**kwargs)
+        for statement in (
+            "CREATE DATABASE OUTAGE",
+            "CREATE SCHEMA OUTAGE.PUBLIC",
+            "CREATE TABLE OUTAGE.PUBLIC.ORDERS (ID NUMBER(38,0), NAME TEXT)",
+            "INSERT INTO OUTAGE.PUBLIC.ORDERS VALUES (1, 'a'), (2, 'b')",
+        ):
+            conn.cursor().execute(statement)
+        conn.close()
+        killed_at: list[float] = []
+
+        def kill_source_when_extracting(level: str, message: str, **fields: object) -> None:
+            if message == "extracting":
+                os.kill(process.pid, signal.SIGKILL)
+                killed_at.append(time.monotonic())
+
+        spec = TableSpec(
+            name="orders",
+            source=SourceRef("OUTAGE", "PUBLIC", "ORDERS"),
+            target=TargetRef("public", "orders"),
+        )
+        settings = emulator_settings(kwargs, login_timeout=network_timeout, network_timeout=network_timeout)
+        with pytest.raises(TransientError, match="Snowflake query failed"):
+            run_sync(spec, source=settings, target_dsn=scratch_database, log=kill_source_when_extracting)
+        failed_after = time.monotonic() - killed_at[0]
+
+    assert failed_after < 1.5 * network_timeout, f"failed {failed_after:.1f}s after the source was killed"
+    with psycopg.connect(scratch_database, autocommit=True) as other_run:
+        assert try_lock_table(other_run, "orders")
+    assert staging_tables(target) == []
