@@ -93,7 +93,8 @@ def run_enqueue_scheduled(*, table_id: int) -> SyncRun | None:
     1. A table deleted since the schedule fired: drop the schedule, record nothing (there is no table).
     2. A disabled table: record a skipped run (the schedule is repaired by the next configuration save).
     3. A run of the table still queued or running: record a skipped run naming it, so that a slow table
-       does not pile up queued runs hour after hour.
+       does not pile up queued runs hour after hour. A running one is first given to the reaper, so that a
+       run whose process died is settled (and retried) now rather than at the reaper's next pass.
     4. Otherwise enqueue a run with trigger=schedule.
     """
     table = TableConfig.objects.filter(pk=table_id).first()
@@ -104,6 +105,11 @@ def run_enqueue_scheduled(*, table_id: int) -> SyncRun | None:
     if not table.enabled:
         return _record_skipped(table=table, reason="the table is disabled")
     active = run_active_for_table(table_id=table.pk)
+    if active is not None and active.status == RunStatus.RUNNING:
+        from syncengine import reaper  # the reaper builds on these services
+
+        reaper.runs_fail_stale()
+        active = run_active_for_table(table_id=table.pk)
     if active is not None:
         return _record_skipped(
             table=table,
