@@ -237,9 +237,10 @@ class RunCallbacks:
 
     Writes are throttled, and only this process writes the run while it runs (others set
     `cancel_requested` alone), so the in-memory record stays authoritative. None of them raises into the
-    pipeline: a write that fails (Django's database gone) is logged, the broken connection closed, and the
-    record written again by the next write; log entries wait in memory until then. `heartbeat()` starts a
-    thread that keeps `heartbeat_at` fresh while the pipeline is silent.
+    pipeline, and none waits for another: a write that fails (Django's database gone) is logged, the broken
+    connection closed, and the record written again by the next write; log entries wait in memory until a
+    write carries them. `heartbeat()` starts a thread that keeps `heartbeat_at` fresh while the pipeline is
+    silent.
     """
 
     def __init__(self, run: SyncRun, *, on_progress: ProgressCallback | None):
@@ -248,8 +249,11 @@ class RunCallbacks:
         self._last_progress_write = 0.0
         self._last_cancel_check = 0.0
         self._cancel_seen = False
-        self._unsaved = False  # a write failed: the next one saves stage, progress and the log
-        self._write_lock = threading.Lock()
+        self._write_failing = False
+        self._log_changes = 0  # log entries added in memory ...
+        self._log_saved = 0  # ... and how many of them a write has saved
+        self._log_lock = threading.Lock()  # guards the in-memory log; never held across a database call
+        self._write_lock = threading.Lock()  # one write at a time; the pipeline's thread never waits for it
 
     def progress(self, stage: str, rows: int) -> None:
         if self.on_progress is not None:
@@ -261,7 +265,7 @@ class RunCallbacks:
         now = time.monotonic()
         if (
             stage == self.run.stage
-            and not self._unsaved
+            and not self._write_failing
             and now - self._last_progress_write < PROGRESS_INTERVAL_SECONDS
         ):
             return
@@ -270,43 +274,12 @@ class RunCallbacks:
         self.run.progress_rows = rows
         self._write("progress")
 
-    def _write(self, what: str) -> None:
-        """Save the run's stage, progress, heartbeat (and the log, after a failed write); never raises."""
-        fields = ["stage", "progress_rows", "heartbeat_at", "rows_extracted", "rows_loaded"]
-        with self._write_lock:
-            if self._unsaved:
-                fields.append("log")
-            self.run.heartbeat_at = timezone.now()
-            values = {name: getattr(self.run, name) for name in fields}
-            try:
-                SyncRun.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(**values)
-            except DATABASE_ERRORS as exc:
-                self._write_failed(what, exc)
-                return
-            self._unsaved = False
-
-    def _write_failed(self, what: str, exc: BaseException) -> None:
-        if not self._unsaved:
-            self.run.append_log(
-                "warning",
-                f"could not write the run's {what} to Django's database; retrying on a fresh connection",
-                error=_first_line(exc),
-                save=False,
-            )
-        self._unsaved = True
-        logger.warning(
-            "%s #%s: cannot write %s (%s); the run goes on", self.run.table_name, self.run.pk, what, exc
-        )
-        drop_broken_connection()
-
     def log(self, level: str | int, message: str, **fields: object) -> None:
         level_name = normalize_level(level)
         logger.log(
             logging.getLevelName(level_name.upper()), "%s #%s: %s", self.run.table_name, self.run.pk, message
         )
-        with self._write_lock:
-            self.run.append_log(level_name, message, save=False, **fields)
-            self._unsaved = True
+        self._append_log(level_name, message, **fields)
         self._write("log")
 
     def should_cancel(self) -> bool:
@@ -330,6 +303,48 @@ class RunCallbacks:
         """A context manager: while inside, a thread writes the heartbeat every HEARTBEAT_INTERVAL_SECONDS."""
         return Heartbeat(self)
 
+    def _append_log(self, level: str, message: str, **fields: object) -> None:
+        with self._log_lock:
+            self.run.append_log(level, message, save=False, **fields)
+            self._log_changes += 1
+
+    def _write(self, what: str, *, wait: bool = False) -> None:
+        """Save the run's stage, progress and heartbeat, and the log when it has unsaved entries; never
+        raises. Without `wait`, a write already under way (the heartbeat's) makes this one a no-op: the next
+        write carries what it would have."""
+        if not self._write_lock.acquire(blocking=wait):
+            return
+        try:
+            with self._log_lock:
+                self.run.heartbeat_at = timezone.now()
+                fields = ["stage", "progress_rows", "heartbeat_at", "rows_extracted", "rows_loaded"]
+                log_changes = self._log_changes
+                if log_changes != self._log_saved:
+                    fields.append("log")
+                values = {name: getattr(self.run, name) for name in fields}
+            try:
+                SyncRun.objects.filter(pk=self.run.pk, status=RunStatus.RUNNING).update(**values)
+            except DATABASE_ERRORS as exc:
+                self._write_failed(what, exc)
+                return
+            self._log_saved = log_changes
+            self._write_failing = False
+        finally:
+            self._write_lock.release()
+
+    def _write_failed(self, what: str, exc: BaseException) -> None:
+        if not self._write_failing:
+            self._append_log(
+                "warning",
+                f"could not write the run's {what} to Django's database; retrying on a fresh connection",
+                error=_first_line(exc),
+            )
+        self._write_failing = True
+        logger.warning(
+            "%s #%s: cannot write %s (%s); the run goes on", self.run.table_name, self.run.pk, what, exc
+        )
+        drop_broken_connection()
+
 
 class Heartbeat:
     """Writes a running run's heartbeat from a thread of its own (with its own database connection), so a
@@ -345,7 +360,7 @@ class Heartbeat:
     def _beat(self) -> None:
         try:
             while not self._stop.wait(HEARTBEAT_INTERVAL_SECONDS):
-                self.callbacks._write("heartbeat")
+                self.callbacks._write("heartbeat", wait=True)
         finally:
             drop_broken_connection()  # this thread's own connection
 
@@ -355,7 +370,8 @@ class Heartbeat:
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
-        self._thread.join()
+        # A write stuck on an unreachable database must not hold up recording the outcome.
+        self._thread.join(timeout=HEARTBEAT_INTERVAL_SECONDS)
 
 
 def _json_safe(value: Any) -> Any:

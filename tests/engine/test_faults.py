@@ -216,7 +216,9 @@ def test_a_postgresql_restart_mid_publish_fails_the_run_transient_with_the_targe
     killed) while the run waits in its publish. Must hold: the target keeps its 20 rows, the run is recorded
     failed and transient with the target's error (not Django's), `sync_table` exits 1 with one line."""
     process, reader = held_in_publish(fdm_cluster, private_table)
-    assert run_of(fdm_cluster, private_table)["stage"] == "publish"
+    wait_for(
+        lambda: run_of(fdm_cluster, private_table)["stage"] == "publish", timeout=15, what="stage publish"
+    )
     fdm_cluster.stop("immediate")
     fdm_cluster.start()
     reader.close()
@@ -296,8 +298,12 @@ def test_a_run_killed_right_after_its_publish_committed_is_recorded_as_succeeded
     )
     try:
         wait_for(lambda: waiting_on(target, relation), timeout=90, what="the publish to wait", alive=process)
-        run = SyncRun.objects.filter(table=table).order_by("-id").first()
-        assert (run.status, run.stage) == (RunStatus.RUNNING, "publish")
+        run = wait_for(
+            lambda: SyncRun.objects.filter(table=table, stage="publish").first(),
+            timeout=15,
+            what="the run's stage to read publish",
+        )
+        assert run.status == RunStatus.RUNNING
         with psycopg.connect(test_database_url) as record_lock:
             record_lock.execute("SELECT 1 FROM syncengine_syncrun WHERE id = %s FOR UPDATE", (run.pk,))
             reader.rollback()  # the publish goes on and commits; the process then waits on its record
@@ -370,9 +376,12 @@ def test_a_run_waiting_in_its_publish_says_so_and_keeps_its_heartbeat(
         worker = threading.Thread(target=execute)
         worker.start()
         wait_for(lambda: waiting_on(target, relation), timeout=60, what="the publish to wait")
-        run.refresh_from_db()
-        assert run.stage == "publish"
-        beat = run.heartbeat_at
+        wait_for(
+            lambda: SyncRun.objects.get(pk=run.pk).stage == "publish",
+            timeout=5,
+            what="the stage to read publish",
+        )
+        beat = SyncRun.objects.get(pk=run.pk).heartbeat_at
         wait_for(
             lambda: SyncRun.objects.get(pk=run.pk).heartbeat_at > beat,
             timeout=10,
