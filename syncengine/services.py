@@ -226,7 +226,8 @@ def _record_failed_run(run: SyncRun, exc: Exception, *, target: str, retry_trans
     """A failure raised after the publishing transaction committed (the connection dropped as it committed) is
     no failure: the target's state says so, and the run is recorded as succeeded. Otherwise the run fails,
     and a transient failure is retried while attempts remain."""
-    published = recorder.published_by_run(run, target_dsn=target)
+    # Only a run that reached its publish can have committed (the in-memory stage is this process's own).
+    published = recorder.published_by_run(run, target_dsn=target) if run.stage == "publish" else None
     if published is not None:
         recorder.record_published(run, published, by="its own process after an error")
         return

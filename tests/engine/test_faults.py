@@ -410,3 +410,30 @@ def test_a_failed_run_records_the_rows_it_extracted(make_table, snowflake):
     assert run.rows_extracted == 30
     run.refresh_from_db()
     assert run.rows_extracted == 30
+
+
+@pytest.mark.django_db
+def test_a_run_that_fails_after_its_publish_committed_is_recorded_as_succeeded(
+    make_table, seed_source, target_rows
+):
+    """Fault: an error raised after the publishing transaction committed (here by the caller's progress
+    callback, at the progress report that follows the commit). Must hold: the run is recorded as succeeded
+    with what the target's state says it published, not as failed."""
+    table = make_table()
+    seed_source(table.snowflake_table, rows=12)
+
+    def fail_after_the_commit(stage: str, rows: int) -> None:
+        if stage == "publish" and rows > 0:
+            raise RuntimeError("the progress display broke")
+
+    run = services.run_execute(
+        run_id=services.run_create(table=table, trigger=RunTrigger.COMMAND).pk,
+        on_progress=fail_after_the_commit,
+    )
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert (run.rows_extracted, run.rows_inserted) == (12, 12)
+    assert run.watermark_after is None  # a full table without an incremental column
+    assert "recorded by its own process after an error" in run.log[-1]["message"]
+    assert target_rows(table) == 12
