@@ -209,6 +209,20 @@ class SyncRun(models.Model):
         For an exception, `message` (when given) replaces its text, and the traceback is kept; `error_kind`
         defaults to what the exception's `terminal` attribute says.
         """
+        self.close(status, error, message=message, error_kind=error_kind, skip_reason=skip_reason)
+        self.save(update_fields=FINISH_FIELDS)
+
+    def close(
+        self,
+        status: str,
+        error: BaseException | str | None = None,
+        *,
+        message: str = "",
+        error_kind: str = "",
+        skip_reason: str = "",
+    ) -> None:
+        """`finish()` without saving: the caller saves FINISH_FIELDS (the recorder, with retries; the reaper,
+        keeping a dead run's last heartbeat)."""
         if status not in RunStatus.terminal():
             raise ValueError(f"{status!r} is not a terminal run status")
         now = timezone.now()
@@ -230,10 +244,10 @@ class SyncRun(models.Model):
             self.error_message = redact(message or str(error))
         if error_kind:
             self.error_kind = error_kind
-        self.save(update_fields=FINISH_FIELDS)
 
-    def append_log(self, level: str, message: str, **fields: Any) -> None:
-        """Add a structured entry ({ts, level, message, fields}) to the run's log and save it.
+    def append_log(self, level: str, message: str, *, save: bool = True, **fields: Any) -> None:
+        """Add a structured entry ({ts, level, message, fields}) to the run's log and save it (unless
+        `save=False`: the entry stays in memory and goes with the next save of `log`).
 
         The log is capped at `FDM_RUN_LOG_LIMIT` entries: the first `LOG_HEAD_ENTRIES` are kept, then a marker
         counting the dropped entries, then the most recent ones.
@@ -249,7 +263,7 @@ class SyncRun(models.Model):
         if self.status == RunStatus.RUNNING:
             self.heartbeat_at = timezone.now()
             update_fields.append("heartbeat_at")
-        if self.pk is not None:
+        if self.pk is not None and save:
             self.save(update_fields=update_fields)
 
 

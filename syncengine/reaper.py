@@ -15,9 +15,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.models import Schedule
 
-from syncengine import connections
-from syncengine.choices import ErrorKind, RunStatus
-from syncengine.models import SyncRun
+from syncengine import connections, recorder, services
+from syncengine.choices import ErrorKind, RunStatus, RunTrigger
+from syncengine.models import FINISH_FIELDS, SyncRun
 from syncengine.services import RETRY_SCHEDULE_PREFIX
 
 logger = logging.getLogger("syncengine.runs")
@@ -37,7 +37,11 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
        saves its own outcome right after, over the reaper's.
     3. Queued runs that no worker took within `FDM_RUN_QUEUED_MAX_AGE` seconds of being due: no worker is
        running, or their task was lost.
-    Each is locked (skipping rows another reaper holds) and re-checked, then failed as transient.
+    Each is locked (skipping rows another reaper holds) and re-checked, then settled (`_settle_dead_run`): a
+    running run whose publishing transaction committed (the target's state names it) is recorded as
+    succeeded; any other is failed as transient, keeping its last heartbeat, its table's leftover staging
+    tables are dropped when nobody holds the table, and a retry is queued while attempts remain (not for
+    `sync_table` runs, which the operator re-runs).
     """
     now = now or timezone.now()
     timeout = settings.SYNC_TIMEOUT_SECONDS
@@ -52,8 +56,7 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
                 f"presumed dead (killed, out of memory, or stopped at the {timeout}s task timeout); "
                 "nothing was published by this run"
             )
-            silent.append_log("error", message, last_seen=last_seen.isoformat(), executor=silent.executor)
-            silent.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
+            _settle_dead_run(silent, message)
             failed.append(silent)
         failed.extend(_fail_orphaned_runs(now=now, exclude={run.pk for run in failed}))
         stale_queued = (
@@ -72,8 +75,57 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
             Schedule.objects.filter(name=f"{RETRY_SCHEDULE_PREFIX}{untaken.pk}").delete()
             failed.append(untaken)
     for run in failed:
-        logger.warning("%s", run.error_message)
+        logger.warning("%s", run.error_message or f"run #{run.pk} of {run.table_name}: {run.status}")
+        if (
+            run.status == RunStatus.FAILED
+            and run.started_at is not None
+            and run.trigger != RunTrigger.COMMAND
+        ):
+            services.run_retry(run=run)
     return failed
+
+
+def _settle_dead_run(run: SyncRun, message: str) -> None:
+    """Close a running run whose process is gone: succeeded when the target's state shows its data
+    committed, else failed (transient) with `message`. Its last heartbeat stays as it was."""
+    target = connections.target_dsn()
+    published = recorder.published_by_run(run, target_dsn=target)
+    if published is not None:
+        recorder.record_published(run, published, by="the reaper")
+        return
+    last_seen = run.heartbeat_at
+    dropped = _drop_staging_of_free_table(run.table_name, target)
+    run.append_log(
+        "error",
+        message,
+        last_seen=(getattr(run, "last_seen", None) or last_seen or run.queued_at).isoformat(),
+        executor=run.executor,
+        staging_dropped=dropped,
+        save=False,
+    )
+    run.close(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
+    run.heartbeat_at = last_seen
+    run.save(update_fields=("log", *FINISH_FIELDS))
+
+
+def _drop_staging_of_free_table(table_name: str, target: str) -> list[str]:
+    """Drop the staging tables a dead run of `table_name` left, if no run holds the table now; their names."""
+    from syncengine.pipeline.load import drop_leftover_staging
+    from syncengine.pipeline.locks import try_lock_table, unlock_table
+
+    try:
+        with psycopg.connect(target, connect_timeout=10, autocommit=True) as conn:
+            if not try_lock_table(conn, table_name):
+                return []  # a new run holds the table; it drops what is left itself
+            try:
+                if conn.execute("SELECT to_regnamespace('_fdm_staging') IS NULL").fetchone() == (True,):
+                    return []
+                return drop_leftover_staging(conn, table_name)
+            finally:
+                unlock_table(conn, table_name)
+    except psycopg.Error as exc:
+        logger.warning("reaper: cannot drop staging tables of %s (%s)", table_name, type(exc).__name__)
+        return []
 
 
 def _running_silent_since(cutoff: datetime) -> QuerySet[Any]:  # runs annotated with last_seen
@@ -109,7 +161,6 @@ def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
             "without recording an outcome (the table's lock in the target database is free); the worker is "
             "presumed dead and nothing was published by this run"
         )
-        run.append_log("error", message, last_seen=run.last_seen.isoformat(), executor=run.executor)
-        run.finish(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
+        _settle_dead_run(run, message)
         orphaned.append(run)
     return orphaned

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -28,6 +29,12 @@ from syncengine.models import SyncRun
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled, TableBusy, TransientError
 from syncengine.schedules import table_schedule_delete
 from syncengine.selectors import run_active_for_table
+
+if TYPE_CHECKING:
+    from syncengine.pipeline.protection.keyring import Keyring
+    from syncengine.pipeline.result import SyncResult
+    from syncengine.pipeline.source import SnowflakeSettings
+    from syncengine.pipeline.spec import TableSpec
 
 logger = logging.getLogger("syncengine.runs")
 
@@ -86,7 +93,8 @@ def run_enqueue_scheduled(*, table_id: int) -> SyncRun | None:
     1. A table deleted since the schedule fired: drop the schedule, record nothing (there is no table).
     2. A disabled table: record a skipped run (the schedule is repaired by the next configuration save).
     3. A run of the table still queued or running: record a skipped run naming it, so that a slow table
-       does not pile up queued runs hour after hour.
+       does not pile up queued runs hour after hour. A running one is first given to the reaper, so that a
+       run whose process died is settled (and retried) now rather than at the reaper's next pass.
     4. Otherwise enqueue a run with trigger=schedule.
     """
     table = TableConfig.objects.filter(pk=table_id).first()
@@ -97,6 +105,11 @@ def run_enqueue_scheduled(*, table_id: int) -> SyncRun | None:
     if not table.enabled:
         return _record_skipped(table=table, reason="the table is disabled")
     active = run_active_for_table(table_id=table.pk)
+    if active is not None and active.status == RunStatus.RUNNING:
+        from syncengine import reaper  # the reaper builds on these services
+
+        reaper.runs_fail_stale()
+        active = run_active_for_table(table_id=table.pk)
     if active is not None:
         return _record_skipped(
             table=table,
@@ -152,24 +165,14 @@ def run_execute(
         recorder.record_failure(run, exc)
         return run
 
-    # Imported here: the pipeline pulls in pyarrow and the Snowflake connector, which web processes that
-    # only enqueue runs never need.
-    from syncengine.pipeline.runner import run_sync
-
     callbacks = recorder.RunCallbacks(run, on_progress=on_progress)
     try:
-        result = run_sync(
-            spec,
-            source=source,
-            target_dsn=target,
-            full_refresh=run.full_refresh,
-            on_progress=callbacks.progress,
-            log=callbacks.log,
-            should_cancel=callbacks.should_cancel,
-            keyring=keyring,
-        )
-    except TableBusy as exc:
-        recorder.record_skip(run, f"another run holds the table ({exc.message})")
+        with callbacks.heartbeat():
+            result = _run_pipeline(
+                run, spec, source=source, target=target, keyring=keyring, callbacks=callbacks
+            )
+    except TableBusy:
+        recorder.record_skip(run, _busy_reason(run))
         return run
     except RunCancelled as exc:
         recorder.record_cancel(run, f"cancelled by an operator ({exc.message})")
@@ -178,9 +181,7 @@ def run_execute(
         recorder.record_cancel(run, "interrupted")
         raise
     except Exception as exc:
-        kind = recorder.record_failure(run, exc)
-        if kind == ErrorKind.TRANSIENT and retry_transient:
-            run_retry(run=run)
+        _record_failed_run(run, exc, target=target, retry_transient=retry_transient)
         return run
     recorder.record_success(run, result)
     logger.info(
@@ -193,6 +194,63 @@ def run_execute(
         run.rows_deleted,
     )
     return run
+
+
+def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
+    run: SyncRun,
+    spec: TableSpec,
+    *,
+    source: SnowflakeSettings,
+    target: str,
+    keyring: Keyring | None,
+    callbacks: recorder.RunCallbacks,
+) -> SyncResult:
+    # Imported here: the pipeline pulls in pyarrow and the Snowflake connector, which web processes that
+    # only enqueue runs never need.
+    from syncengine.pipeline.runner import run_sync
+
+    return run_sync(
+        spec,
+        source=source,
+        target_dsn=target,
+        full_refresh=run.full_refresh,
+        on_progress=callbacks.progress,
+        log=callbacks.log,
+        should_cancel=callbacks.should_cancel,
+        keyring=keyring,
+        run_id=str(run.pk),
+    )
+
+
+def _record_failed_run(run: SyncRun, exc: Exception, *, target: str, retry_transient: bool) -> None:
+    """A failure raised after the publishing transaction committed (the connection dropped as it committed) is
+    no failure: the target's state says so, and the run is recorded as succeeded. Otherwise the run fails,
+    and a transient failure is retried while attempts remain."""
+    # Only a run that reached its publish can have committed (the in-memory stage is this process's own).
+    published = recorder.published_by_run(run, target_dsn=target) if run.stage == "publish" else None
+    if published is not None:
+        recorder.record_published(run, published, by="its own process after an error")
+        return
+    kind = recorder.record_failure(run, exc)
+    if kind == ErrorKind.TRANSIENT and retry_transient:
+        run_retry(run=run)
+
+
+def _busy_reason(run: SyncRun) -> str:
+    """Why a run could not take its table: the run that holds it, when this database knows it."""
+    holder = (
+        SyncRun.objects.filter(table_name=run.table_name, status=RunStatus.RUNNING)
+        .exclude(pk=run.pk)
+        .order_by("started_at")
+        .first()
+    )
+    if holder is None:
+        return "another process holds the table's lock in the target database"
+    started = timezone.localtime(holder.started_at) if holder.started_at else None
+    return (
+        f"another run (#{holder.pk}, started {started:%H:%M:%S}, stage {holder.stage or 'starting'}) "
+        "holds the table"
+    )
 
 
 def run_retry(*, run: SyncRun) -> SyncRun | None:

@@ -21,9 +21,17 @@ from syncengine.pipeline.postgres import classify_postgres_error, connect
 from syncengine.pipeline.protection import catalog, dictionaries
 from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
-from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
+from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error, close_in_background
 from syncengine.pipeline.spec import TableSpec
-from syncengine.pipeline.watermark import STATE_SCHEMA, STATE_TABLE, SyncState, read_state, state_table_sql
+from syncengine.pipeline.watermark import (
+    STATE_SCHEMA,
+    STATE_TABLE,
+    STATE_TABLE_CURRENT_SQL,
+    STATE_TABLE_UPGRADE_SQL,
+    SyncState,
+    read_state,
+    state_table_sql,
+)
 
 SourceFactory = Callable[[], SnowflakeConnection]
 
@@ -96,13 +104,14 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
             dictionaries.DICTIONARIES_TABLE,
         ),
     ).fetchone()
-    if row and row[0]:
+    if row and row[0] and conn.execute(STATE_TABLE_CURRENT_SQL).fetchone() == (True,):
         return
     with conn.transaction():
         locks.lock_bootstrap(conn)
         for schema in (STATE_SCHEMA, STAGING_SCHEMA):
             create_schema_if_missing(conn, schema)
         conn.execute(state_table_sql())
+        conn.execute(STATE_TABLE_UPGRADE_SQL)
         conn.execute(catalog.catalog_table_sql())
         conn.execute(dictionaries.dictionaries_table_sql())
         dictionaries.upgrade_dictionaries(conn, catalog=catalog.CATALOG)  # reads the catalog's old names
@@ -138,8 +147,12 @@ class SourceSession:
     def __enter__(self) -> SourceSession:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None or self._closed:
+            self.close()
+        else:  # a failing run: its error is known, and a dead source would hold up the close
+            self._closed = True
+            close_in_background(self.conn.close, what="source session")
 
 
 def _open_source(source: SnowflakeSettings | SourceFactory, *, table: str) -> SnowflakeConnection:

@@ -23,7 +23,7 @@ from syncengine.pipeline.errors import SourceSchemaError
 from syncengine.pipeline.hooks import Log
 from syncengine.pipeline.identifiers import quote_snowflake, snowflake_name
 from syncengine.pipeline.schema.columns import TablePlan
-from syncengine.pipeline.source import classify_snowflake_error
+from syncengine.pipeline.source import classify_snowflake_error, close_in_background
 from syncengine.pipeline.spec import SourceRef
 from syncengine.pipeline.typemap import SourceColumn
 from syncengine.pipeline.watermark import Watermark
@@ -56,7 +56,7 @@ def _execute(
         # The connector's execute() overloads leave out the _force_qmark_paramstyle that its implementation takes.
         cursor.execute(sql, params or None, _force_qmark_paramstyle=True)  # type: ignore[call-overload]
     except sf_errors.Error as exc:
-        cursor.close()
+        close_in_background(cursor.close, what="source cursor")
         raise classify_snowflake_error(exc, table=table) from exc
     return cursor
 
@@ -152,19 +152,24 @@ def stream_batches(
 ) -> Generator[pa.RecordBatch, None, None]:
     """Record batches of at most `batch_size` rows, as Snowflake sends its result chunks."""
     cursor = _execute(conn, query.sql, query.params, table=table)
+    finished = False
     try:
         chunks = cursor.fetch_arrow_batches(force_microsecond_precision=True)
         while True:
             try:
                 chunk = next(chunks)
             except StopIteration:
+                finished = True
                 return
             except sf_errors.Error as exc:
                 raise classify_snowflake_error(exc, table=table) from exc
             # Slicing is zero-copy: it only bounds how much each later step handles at once.
             yield from chunk.to_batches(max_chunksize=batch_size)
     finally:
-        cursor.close()
+        if finished:
+            cursor.close()
+        else:  # failed or abandoned: the close may wait on a source that is gone
+            close_in_background(cursor.close, what="source cursor")
 
 
 def prefetch(

@@ -102,6 +102,7 @@ class StagingWriter:
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
         self._connections = []
+        self._threads: list[threading.Thread] = []  # set before connecting: close() reads it on failure
         try:
             for _ in range(max(streams, 1)):
                 self._connections.append(adbc.connect(dsn))

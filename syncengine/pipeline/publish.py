@@ -64,6 +64,15 @@ class Relations:
         )
 
 
+@dataclass(frozen=True)
+class PublishOptions:
+    """How a run publishes: `lock_timeout` bounds the wait for the target's lock (seconds); `run_id` is the
+    caller's id for the run, written with the data so that the run's outcome can be read from the target."""
+
+    lock_timeout: float
+    run_id: str | None = None
+
+
 @dataclass
 class PublishOutcome:
     published: Published
@@ -184,16 +193,17 @@ def publish_run(
     staged: Staged,
     *,
     protector: Protector | None,
-    lock_timeout: float,
+    options: PublishOptions,
 ) -> PublishOutcome:
     """One transaction that publishes the staged rows and advances the watermark.
 
-    1. Bound the wait for the target's lock (`lock_timeout` seconds; running out is a transient failure).
+    1. Bound the wait for the target's lock (`options.lock_timeout` seconds; running out is a transient
+       failure).
     2. Run the drift DDL (creating the target's schema when the table is new).
     3. Check that every extracted row was staged, publish them (full, upsert or replace slice) and check the
        counts the target reports.
     4. Finish the drift DDL, write the protection catalog and blind indexes, prune unused dictionaries.
-    5. Write the watermark and drop the staging table.
+    5. Write the watermark, with the run's id and counts (`options.run_id`), and drop the staging table.
     Any failure rolls all of it back: the target stays as it was.
     """
     spec = plan.spec
@@ -203,7 +213,9 @@ def publish_run(
     started = time.perf_counter()
     try:
         with conn.transaction():
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",))
+            conn.execute(
+                "SELECT set_config('lock_timeout', %s, true)", (f"{int(options.lock_timeout * 1000)}ms",)
+            )
             if plan.drift.creates_table:
                 locks.lock_bootstrap(conn)
                 create_schema_if_missing(conn, spec.target.schema)
@@ -214,7 +226,7 @@ def publish_run(
             published = outcome.published
             outcome.checks["rows_published"] = published.inserted + published.updated + published.unchanged
             outcome.checks["row_counts_match"] = True
-            write_state(conn, _state_after(plan, outcome))
+            write_state(conn, _state_after(plan, staged, outcome, run_id=options.run_id))
             drop_staging(conn, staged.table)
     except psycopg.Error as exc:
         raise classify_postgres_error(exc, table=spec.name, source_names=source_names) from exc
@@ -279,8 +291,18 @@ def _finish_table(
         )
 
 
-def _state_after(plan: RunPlan, outcome: PublishOutcome) -> SyncState:
+def _state_after(plan: RunPlan, staged: Staged, outcome: PublishOutcome, *, run_id: str | None) -> SyncState:
     spec = plan.spec
+    published = outcome.published
+    run_result = {
+        "mode": str(plan.mode),
+        "extracted": staged.extract.rows,
+        "loaded": staged.load.rows,
+        "inserted": published.inserted,
+        "updated": published.updated,
+        "deleted": published.deleted,
+        "watermark_before": plan.since.to_json() if plan.since else None,
+    }
     return SyncState(
         table_name=spec.name,
         target_schema=spec.target.schema,
@@ -289,4 +311,6 @@ def _state_after(plan: RunPlan, outcome: PublishOutcome) -> SyncState:
         watermark_column=plan.columns.watermark.source_name if plan.columns.watermark else None,
         watermark=outcome.watermark,
         rows_published=outcome.published.inserted + outcome.published.updated,
+        run_id=run_id,
+        run_result=run_result if run_id is not None else None,
     )

@@ -19,7 +19,7 @@ from syncengine.pipeline.plan import RunPlan, plan_run
 from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.protector import Protector
-from syncengine.pipeline.publish import PublishOutcome, publish_run
+from syncengine.pipeline.publish import PublishOptions, PublishOutcome, publish_run
 from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import TableSpec
@@ -41,6 +41,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     publish_lock_timeout: float = DEFAULT_PUBLISH_LOCK_TIMEOUT,
     copy_streams: int = DEFAULT_COPY_STREAMS,
     keyring: Keyring | None = None,
+    run_id: str | None = None,
 ) -> SyncResult:
     """Sync one table and report what happened.
 
@@ -59,7 +60,9 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
 
     `publish_lock_timeout` (seconds) bounds the wait for the target's lock when publishing; running out of it
     is a transient failure, so a long report query delays the sync rather than queueing readers behind it.
-    `copy_streams` is how many COPY connections fill the staging table in parallel.
+    `copy_streams` is how many COPY connections fill the staging table in parallel. `run_id` (the caller's
+    id for the run) is written into the table's state in the publishing transaction, with the counts it
+    published: `watermark.read_run_state` tells later whether this run's data committed.
     """
     hooks = Hooks.of(log=log, progress=on_progress, cancelled=should_cancel)
     if spec.batch_size <= 0:
@@ -91,7 +94,9 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
 
         if hooks.cancelled():
             raise RunCancelled(f"cancelled before publishing {result.extract.rows} rows", table=spec.name)
-        outcome = publish_run(conn, plan, staged, protector=protector, lock_timeout=publish_lock_timeout)
+        hooks.progress("publish", 0)
+        options = PublishOptions(lock_timeout=publish_lock_timeout, run_id=run_id)
+        outcome = publish_run(conn, plan, staged, protector=protector, options=options)
         _record_published(result, outcome)
         hooks.progress("publish", result.rows_inserted + result.rows_updated)
         hooks.log(

@@ -7,6 +7,9 @@ secrets out of its repr.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,9 @@ _OBJECT_MISSING_ERRNOS = {2003, 2043, 2140, 904}
 _TRANSIENT_ERRNOS = {
     604,  # query cancelled (warehouse suspended, statement cancelled by the service)
     630,  # statement timeout
+    290401,  # HTTP 401 on a query: the session's token is no longer accepted; a new session is needed
+    390111,  # session no longer exists
+    390112,  # session expired
     390114,  # session token expired mid-run
     250001,  # could not connect
     250002,  # connection closed
@@ -178,12 +184,29 @@ def classify_snowflake_error(exc: Exception, *, table: str | None = None) -> Pip
         return ConfigurationError(f"no usable warehouse; check SNOWFLAKE_WAREHOUSE: {message}", table=table)
     if (
         errno in _TRANSIENT_ERRNOS
+        or str(getattr(exc, "sqlstate", None) or "").startswith("08")  # the connection, not the query
         or isinstance(exc, _TRANSIENT_HTTP_ERRORS)
         or isinstance(exc, sf_errors.OperationalError)
         or isinstance(exc, OSError | TimeoutError)
     ):
         return TransientError(f"Snowflake query failed: {message}", table=table)
     return TerminalError(f"Snowflake query failed: {message}", table=table)
+
+
+def close_in_background(close: Callable[[], object], *, what: str) -> None:
+    """Close a Snowflake cursor or connection without waiting for it.
+
+    After a failure the connector's close may wait a whole network timeout more: closing a cursor whose query
+    failed sends an abort request, and a connection's close a logout, each retried until
+    SNOWFLAKE_NETWORK_TIMEOUT when the source is gone. The run has its error already and holds the table's
+    lock meanwhile, so it fails at once and leaves the close to a daemon thread.
+    """
+
+    def run() -> None:
+        with suppress(Exception):
+            close()
+
+    threading.Thread(target=run, name=f"fdm close {what}", daemon=True).start()
 
 
 def _first_line(exc: Exception) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,9 +211,12 @@ def drop_staging_after_failure(
             return
         except (psycopg.Error, PipelineError):
             continue
-    log(
-        "warning",
-        "could not drop the staging table; the next run of this table drops it",
-        table=table,
-        staging=staging,
-    )
+    # The run is already failing: a caller's log that fails too (its own database gone) must not replace the
+    # run's error with its own.
+    with suppress(Exception):
+        log(
+            "warning",
+            "could not drop the staging table; the next run of this table or the reaper drops it",
+            table=table,
+            staging=staging,
+        )

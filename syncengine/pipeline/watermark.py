@@ -118,6 +118,10 @@ class SyncState:
     watermark_column: str | None
     watermark: Watermark | None
     rows_published: int = 0
+    # The run that published this state (the caller's id for it), and what it published: committed with the
+    # data, so a run whose process died right after the commit can still be recorded as it ended.
+    run_id: str | None = None
+    run_result: dict[str, Any] | None = None
 
 
 def state_table_sql() -> str:
@@ -130,8 +134,18 @@ def state_table_sql() -> str:
         " watermark_column text,"
         " watermark jsonb,"
         " rows_published bigint NOT NULL DEFAULT 0,"
-        " updated_at timestamptz NOT NULL DEFAULT now())"
+        " updated_at timestamptz NOT NULL DEFAULT now(),"
+        " run_id text,"
+        " run_result jsonb)"
     )
+
+
+# Added after the first release: tables created before then gain them.
+STATE_TABLE_UPGRADE_SQL = "ALTER TABLE _fdm.sync_state ADD COLUMN IF NOT EXISTS run_id text, ADD COLUMN IF NOT EXISTS run_result jsonb"
+STATE_TABLE_CURRENT_SQL = (
+    "SELECT count(*) = 2 FROM pg_attribute WHERE attrelid = to_regclass('_fdm.sync_state') "
+    "AND attname IN ('run_id', 'run_result') AND NOT attisdropped"
+)
 
 
 def read_state(conn: psycopg.Connection, table_name: str) -> SyncState | None:
@@ -158,12 +172,14 @@ def write_state(conn: psycopg.Connection, state: SyncState) -> None:
     """Record the table's watermark; called inside the publishing transaction."""
     conn.execute(
         "INSERT INTO _fdm.sync_state AS s "
-        "(table_name, target_schema, target_table, mode, watermark_column, watermark, rows_published, updated_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, now()) "
+        "(table_name, target_schema, target_table, mode, watermark_column, watermark, rows_published, updated_at, "
+        "run_id, run_result) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, now(), %s, %s) "
         "ON CONFLICT (table_name) DO UPDATE SET target_schema = EXCLUDED.target_schema, "
         "target_table = EXCLUDED.target_table, mode = EXCLUDED.mode, "
         "watermark_column = EXCLUDED.watermark_column, watermark = EXCLUDED.watermark, "
-        "rows_published = EXCLUDED.rows_published, updated_at = EXCLUDED.updated_at",
+        "rows_published = EXCLUDED.rows_published, updated_at = EXCLUDED.updated_at, "
+        "run_id = EXCLUDED.run_id, run_result = EXCLUDED.run_result",
         (
             state.table_name,
             state.target_schema,
@@ -172,5 +188,22 @@ def write_state(conn: psycopg.Connection, state: SyncState) -> None:
             state.watermark_column,
             Jsonb(state.watermark.to_json()) if state.watermark is not None else None,
             state.rows_published,
+            state.run_id,
+            Jsonb(state.run_result) if state.run_result is not None else None,
         ),
     )
+
+
+def read_run_state(conn: psycopg.Connection, table_name: str, *, run_id: str) -> dict[str, Any] | None:
+    """What run `run_id` published into `table_name`, when it is the run that last did (its `run_result`,
+    with the watermark it wrote and the commit time); None otherwise, or before fdm ever synced the table."""
+    if not conn.execute(STATE_TABLE_CURRENT_SQL).fetchone() == (True,):
+        return None
+    row = conn.execute(
+        "SELECT run_result, watermark, updated_at FROM _fdm.sync_state WHERE table_name = %s AND run_id = %s",
+        (table_name, run_id),
+    ).fetchone()
+    if row is None:
+        return None
+    result, watermark, committed_at = row
+    return {**(result or {}), "watermark_after": watermark, "at": committed_at.isoformat()}

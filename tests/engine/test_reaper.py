@@ -13,6 +13,7 @@ from syncengine import reaper, services, tasks
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.connections import target_dsn
 from syncengine.models import SyncRun
+from syncengine.pipeline.load import new_staging_name
 from syncengine.pipeline.locks import try_lock_table
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +40,11 @@ def test_the_reaper_fails_runs_whose_worker_is_gone(make_table):
     assert stale.error_kind == ErrorKind.TRANSIENT
     assert "presumed dead" in stale.error_message
     assert stale.error_message.startswith(f"{table.name}: ")
-    assert stale.log[-1]["fields"]["executor"] == "worker-1:42"
+    error = next(entry for entry in stale.log if entry["level"] == "error")
+    assert error["fields"]["executor"] == "worker-1:42"
+    assert stale.heartbeat_at == now - timedelta(seconds=661)  # the worker's last sign of life, kept
+    retry = SyncRun.objects.get(retry_of=stale)
+    assert (retry.status, retry.attempt) == (RunStatus.QUEUED, 2)
     alive.refresh_from_db()
     assert alive.status == RunStatus.RUNNING
 
@@ -93,3 +98,63 @@ def test_the_reaper_fails_runs_no_worker_took(make_table):
     assert SyncRun.objects.get(pk=waiting_retry.pk).status == RunStatus.QUEUED
     assert SyncRun.objects.get(pk=fresh.pk).status == RunStatus.QUEUED
     assert tasks.reap_stale_runs() == 0
+
+
+@override_settings(SYNC_TIMEOUT_SECONDS=60, FDM_RUN_STALE_GRACE_SECONDS=0)
+def test_the_reaper_drops_a_dead_runs_staging_tables_only_when_nobody_holds_the_table(make_table, target):
+    free_table, held_table = make_table(), make_table()
+    staging = {table.name: new_staging_name(table.name) for table in (free_table, held_table)}
+    with psycopg.connect(target_dsn(), autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS _fdm_staging")
+        for name in staging.values():
+            conn.execute(f'CREATE UNLOGGED TABLE _fdm_staging."{name}" (id bigint)')
+    runs = {}
+    for table in (free_table, held_table):
+        run = services.run_create(table=table, trigger=RunTrigger.COMMAND)
+        run.start(executor="worker-1:42")
+        SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=600))
+        runs[table.name] = run
+
+    try:
+        with psycopg.connect(target_dsn(), autocommit=True) as new_run:
+            assert try_lock_table(new_run, held_table.name)  # a new run of this table took it meanwhile
+            failed = reaper.runs_fail_stale()
+        left = {
+            name for (name,) in target("SELECT tablename FROM pg_tables WHERE schemaname = '_fdm_staging'")
+        }
+    finally:
+        with psycopg.connect(target_dsn(), autocommit=True) as conn:
+            for name in staging.values():
+                conn.execute(f'DROP TABLE IF EXISTS _fdm_staging."{name}"')
+
+    assert {run.pk for run in failed} == {run.pk for run in runs.values()}
+    assert staging[free_table.name] not in left
+    assert staging[held_table.name] in left
+    dropped = {
+        name: next(entry for entry in SyncRun.objects.get(pk=run.pk).log if entry["level"] == "error")[
+            "fields"
+        ]
+        for name, run in runs.items()
+    }
+    assert dropped[free_table.name]["staging_dropped"] == [staging[free_table.name]]
+    assert dropped[held_table.name]["staging_dropped"] == []
+    assert not SyncRun.objects.filter(
+        retry_of__in=runs.values()
+    ).exists()  # sync_table runs: the operator reruns
+
+
+@override_settings(FDM_RUN_ORPHAN_GRACE_SECONDS=30, FDM_RETRY_BACKOFF_SECONDS=0)
+def test_a_schedule_that_finds_a_dead_run_settles_and_retries_it_at_once(make_table):
+    table = make_table()
+    dead = services.run_create(table=table, trigger=RunTrigger.SCHEDULE)
+    dead.start(executor="worker-1:42")
+    SyncRun.objects.filter(pk=dead.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=31))
+
+    skipped = services.run_enqueue_scheduled(table_id=table.pk)
+
+    dead.refresh_from_db()
+    assert (dead.status, dead.error_kind) == (RunStatus.FAILED, ErrorKind.TRANSIENT)
+    retry = SyncRun.objects.get(retry_of=dead)
+    assert (retry.status, retry.attempt) == (RunStatus.QUEUED, 2)
+    assert skipped.status == RunStatus.SKIPPED
+    assert skipped.skip_reason.startswith(f"run #{retry.pk} of this table is still queued")

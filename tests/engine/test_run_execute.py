@@ -7,6 +7,7 @@ import dataclasses
 import psycopg
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from django_q.models import OrmQ
 
 from syncengine import recorder, services, specs
@@ -77,11 +78,29 @@ def test_a_run_of_a_table_another_run_holds_is_skipped(orders, target):
         run = execute(orders)
 
     assert run.status == RunStatus.SKIPPED
-    assert "another run holds the table" in run.skip_reason
+    assert run.skip_reason == "another process holds the table's lock in the target database"
     assert run.finished_at is not None
     assert run.error_message == ""
     assert SyncRun.objects.filter(retry_of=run).count() == 0
     assert target("SELECT to_regclass(%s)", (f'public."{orders.postgres_table}"',)) == [(None,)]
+
+
+def test_a_skipped_run_names_the_run_that_holds_the_table_once(orders):
+    holder = services.run_create(table=orders, trigger=RunTrigger.SCHEDULE)
+    holder.start(executor="worker-1:42")
+    SyncRun.objects.filter(pk=holder.pk).update(stage="load")
+    holder.refresh_from_db()
+    with psycopg.connect(target_dsn(), autocommit=True) as holding_session:
+        holding_session.execute("SELECT pg_advisory_lock(%s)", (table_lock_key(orders.name),))
+        run = execute(orders)
+
+    started = timezone.localtime(holder.started_at)
+    assert run.status == RunStatus.SKIPPED
+    assert (
+        run.skip_reason
+        == f"another run (#{holder.pk}, started {started:%H:%M:%S}, stage load) holds the table"
+    )
+    assert run.log[-1]["message"] == f"skipped: {run.skip_reason}"
 
 
 def test_a_terminal_failure_names_the_table_and_cause_and_is_not_retried(make_table, snowflake):

@@ -16,6 +16,7 @@ from syncengine import reaper, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.connections import target_dsn
 from syncengine.models import SyncRun
+from syncengine.pipeline.load import staging_prefix
 from syncengine.schedules import SCHEDULED_SYNC_TASK
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -103,8 +104,17 @@ def test_a_worker_killed_mid_run_leaves_the_run_failed_and_the_target_intact(
     assert "session ended" in run.error_message and "presumed dead" in run.error_message
     assert target_rows(table) == 20
 
-    # The dead run holds nothing: the next run takes the table, clears the leftover staging, and loads it all.
+    # The reaper dropped the staging table the dead run left (the table's lock was free), named it, and
+    # queued another attempt.
+    reaped = next(entry for entry in run.log if entry["level"] == "error")
+    assert len(reaped["fields"]["staging_dropped"]) == 1
+    assert not target(
+        "SELECT 1 FROM pg_tables WHERE schemaname = '_fdm_staging' AND starts_with(tablename, %s)",
+        (staging_prefix(table.name),),
+    )
+    assert SyncRun.objects.get(retry_of=run).status == RunStatus.QUEUED
+
+    # The dead run holds nothing: the next run takes the table and loads it all.
     after = services.run_execute(run_id=services.run_create(table=table, trigger=RunTrigger.COMMAND).pk)
     assert after.status == RunStatus.SUCCEEDED, after.error_message
     assert target_rows(table) == 50
-    assert any("staging table left by an interrupted run" in entry["message"] for entry in after.log)

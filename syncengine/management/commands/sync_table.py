@@ -17,6 +17,7 @@ from syncconfig.selectors import table_get, table_list
 from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
+from syncengine.recorder import DATABASE_ERRORS, OutcomeNotRecorded
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -74,7 +75,16 @@ class Command(BaseCommand):
             def on_progress(stage: str, rows: int) -> None:
                 progress.update(bar, description=f"{table.name}: {stage}", completed=rows)
 
-            run = services.run_execute(run_id=run.pk, on_progress=on_progress, retry_transient=False)
+            try:
+                run = services.run_execute(run_id=run.pk, on_progress=on_progress, retry_transient=False)
+            except OutcomeNotRecorded as exc:
+                raise CommandError(str(exc), returncode=EXIT_FAILED) from None
+            except DATABASE_ERRORS as exc:
+                raise CommandError(
+                    f"run #{run.pk} of {table.name}: Django's database failed during the run "
+                    f"({_first_line(exc)}); the reaper settles the run",
+                    returncode=EXIT_FAILED,
+                ) from None
             progress.update(bar, description=f"{table.name}: {run.status}", completed=run.progress_rows)
 
         console.print(_summary(run))
@@ -166,3 +176,8 @@ def _show(value: object) -> str:
     if isinstance(value, dict) and "value" in value:
         return str(value["value"])
     return str(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
