@@ -8,6 +8,7 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
+from croniter import croniter
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
@@ -256,6 +257,24 @@ FDM_RUN_ORPHAN_GRACE_SECONDS = env_int("FDM_RUN_ORPHAN_GRACE_SECONDS", 120)
 FDM_RUN_QUEUED_MAX_AGE = env_int("FDM_RUN_QUEUED_MAX_AGE", 6 * 3600)
 FDM_REAPER_INTERVAL_MINUTES = env_int("FDM_REAPER_INTERVAL_MINUTES", 5)
 FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries kept per run
+
+# Maintenance (syncengine.maintenance): finished runs older than FDM_RUN_RETENTION_DAYS are purged daily (unset
+# or 0: runs are kept); scheduled backups of every synced table into FDM_BACKUP_DIR (unset: none), keeping the
+# newest FDM_BACKUP_KEEP, on the cron FDM_BACKUP_SCHEDULE (UTC), sealed with the keyring when FDM_BACKUP_ENCRYPT.
+FDM_RUN_RETENTION_DAYS = env_int("FDM_RUN_RETENTION_DAYS", 0)
+_backup_dir = env_str("FDM_BACKUP_DIR")
+FDM_BACKUP_DIR = Path(_backup_dir) if _backup_dir else None
+FDM_BACKUP_KEEP = env_int("FDM_BACKUP_KEEP", 7)
+FDM_BACKUP_SCHEDULE = env_str("FDM_BACKUP_SCHEDULE", "0 2 * * *")
+FDM_BACKUP_ENCRYPT = env_bool("FDM_BACKUP_ENCRYPT", False)
+if FDM_BACKUP_KEEP < 1:
+    raise ConfigurationError(f"FDM_BACKUP_KEEP: expected 1 or more backups to keep, got {FDM_BACKUP_KEEP}")
+if FDM_RUN_RETENTION_DAYS < 0:
+    raise ConfigurationError(
+        f"FDM_RUN_RETENTION_DAYS: expected 0 (keep) or more days, got {FDM_RUN_RETENTION_DAYS}"
+    )
+if not croniter.is_valid(FDM_BACKUP_SCHEDULE):
+    raise ConfigurationError(f"FDM_BACKUP_SCHEDULE: not a cron expression: {FDM_BACKUP_SCHEDULE!r}")
 
 # The REST API (docs/api.md). Every view names its permission classes; the default denies all but admins, so
 # a view that forgot to is closed rather than open.
