@@ -223,20 +223,38 @@ def restore_table(
         raise ArchiveError(f"{table_name}: a run holds the table; try again when it has finished")
     try:
         ensure_schemas(conn)
-        with conn.transaction():
-            describe.apply_session_settings(conn)
-            create_schema_if_missing(conn, schema)
-            rows = _restore_rows(conn, archive_dir, manifest, (schema, table), keyring)
-            for stem, state_table in SIDE_TABLES.items():
-                entry = manifest["side_tables"][stem]
-                side = (archive_dir / entry["file"], entry["columns"])
-                _restore_side_table(conn, side, state_table, (schema, table), keyring)
-            if into_schema is None and manifest.get("sync_state"):
-                _restore_sync_state(conn, manifest["sync_state"])
+        rows = _restore_in_transaction(conn, archive_dir, manifest, (schema, table), keyring)
+    except ArchiveError as exc:
+        raise ArchiveError(f"{table_name}: {exc}") from None
+    except psycopg.Error as exc:
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ArchiveError(f"{table_name}: the restore was rolled back: {first_line}") from None
     finally:
         if not conn.closed and not conn.broken:
             unlock_table(conn, table_name)
     return RestoreOutcome(table_name, f"{schema}.{table}", rows, clock() - started)
+
+
+def _restore_in_transaction(
+    conn: psycopg.Connection,
+    archive_dir: Path,
+    manifest: dict[str, Any],
+    target: tuple[str, str],
+    keyring: Keyring | None,
+) -> int:
+    schema, table = target
+    in_place = (schema, table) == (manifest["target"]["schema"], manifest["target"]["table"])
+    with conn.transaction():
+        describe.apply_session_settings(conn)
+        create_schema_if_missing(conn, schema)
+        rows = _restore_rows(conn, archive_dir, manifest, target, keyring)
+        for stem, state_table in SIDE_TABLES.items():
+            entry = manifest["side_tables"][stem]
+            side = (archive_dir / entry["file"], entry["columns"])
+            _restore_side_table(conn, side, state_table, target, keyring)
+        if in_place and manifest.get("sync_state"):
+            _restore_sync_state(conn, manifest["sync_state"])
+    return rows
 
 
 def _restore_rows(
@@ -247,7 +265,6 @@ def _restore_rows(
     keyring: Keyring | None,
 ) -> int:
     schema, table = target
-    label = manifest["table_name"]
     incoming_name = f"_fdm_restore_{secrets.token_hex(4)}"
     incoming = qualified(schema, incoming_name)
     conn.execute(describe.create_table_sql(incoming, manifest["columns"]))
@@ -256,13 +273,11 @@ def _restore_rows(
     found = describe.checksums(conn, incoming, names)
     expected = manifest["checksums"]
     if found["rows"] != expected["rows"]:
-        raise ArchiveError(
-            f"{label}: the archive holds {found['rows']} rows, the manifest says {expected['rows']}"
-        )
+        raise ArchiveError(f"the archive holds {found['rows']} rows, the manifest says {expected['rows']}")
     differing = [name for name in names if found["columns"][name] != expected["columns"].get(name)]
     if differing or found["row_checksum"] != expected["row_checksum"]:
         raise ArchiveError(
-            f"{label}: restored values differ from the manifest's checksums ({', '.join(differing) or 'rows'})"
+            f"restored values differ from the manifest's checksums ({', '.join(differing) or 'rows'})"
         )
     relation = qualified(schema, table)
     conn.execute(f"DROP TABLE IF EXISTS {relation}")
