@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served from here: no CDN on the admin's origin
+    "corsheaders",
     "simple_history",
     "django_q",
     "syncconfig",
@@ -111,11 +112,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fdm.api.request_log.RequestLog",  # first: its duration covers everything below
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as django-cors-headers asks
     "django.middleware.common.CommonMiddleware",
     "fdm.api.middleware.RejectNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -303,6 +306,18 @@ if FDM_API_KEY_RATE and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour
 FDM_METRICS_TOKEN = env_str("FDM_METRICS_TOKEN")
 FDM_READY_CACHE_SECONDS = env_int("FDM_READY_CACHE_SECONDS", 10)  # /health/ready reuses its checks this long
 
+# CORS (django-cors-headers): off unless FDM_CORS_ALLOWED_ORIGINS lists origins (https://app.example.com),
+# and then only for the REST API. Browser clients send API keys in the Authorization header, never cookies:
+# credentials stay disallowed, so another origin's page cannot act with an admin's session.
+CORS_ALLOWED_ORIGINS = env_list("FDM_CORS_ALLOWED_ORIGINS", [])
+for _origin in CORS_ALLOWED_ORIGINS:
+    if not re.fullmatch(r"https?://[^/\s]+", _origin):
+        raise ConfigurationError(
+            f"FDM_CORS_ALLOWED_ORIGINS: {_origin!r} is not an origin; expected e.g. https://app.example.com"
+        )
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "fdm API",
     "DESCRIPTION": "Tables, runs, metadata and administration of fdm. Guide with examples: docs/api.md.",
@@ -331,17 +346,38 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Logs go to stderr, one line per record: text by default, JSON objects with FDM_LOG_FORMAT=json (fdm/log.py).
+# Every line passes the redaction filter (no password, token or key), and carries the fields its block bound
+# (a worker's run_id and table). fdm.request logs one line per API and admin request (fdm/api/request_log.py).
+FDM_LOG_FORMAT = env_str("FDM_LOG_FORMAT", "text").lower()
+if FDM_LOG_FORMAT not in {"text", "json"}:
+    raise ConfigurationError(f"FDM_LOG_FORMAT: expected text or json, got {FDM_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(log_context)s"},
+        "json": {"()": "fdm.log.json_formatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "log_context": {"()": "fdm.log.LogContextFilter"},
+        "redact": {"()": "syncengine.redaction.RedactingFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": FDM_LOG_FORMAT,
+            "filters": ["log_context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "snowflake.connector": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
-        "django_q": {"level": "INFO"},
+        "django-q": {"level": "INFO"},
+        # fdm.request logs every request; Django's request log keeps only 5xx (with their tracebacks).
+        "django.request": {"level": "ERROR"},
+        # runserver's access log prints the query string, whose values may be filters on encrypted columns.
+        "django.server": {"level": "CRITICAL"},
     },
 }
