@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,8 +87,6 @@ def tables_backup(*, names: Sequence[str], out_dir: Path, encrypt: bool = False)
     Each table's archive is one snapshot of it; tables are archived one after the other. With `encrypt`, the
     files are sealed with the keyring's primary key (FDM_ENCRYPTION_KEYS), which a restore then needs.
     """
-    import time
-
     keyring = _keyring(required=True) if encrypt else None
     report = BackupReport(directory=out_dir, tables=[], skipped=[])
     with connect(connections.target_dsn(), application_name="fdm backup") as conn:

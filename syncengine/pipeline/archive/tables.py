@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,8 +212,6 @@ def restore_table(
        replace the table's catalog and dictionary rows and, in place, its sync state (watermark).
     `into_schema`: restore beside the original, as `into_schema.<table>`; the sync state is left alone.
     """
-    import time
-
     clock = clock or time.monotonic
     started = clock()
     manifest = read_verified_manifest(archive_dir)
