@@ -75,7 +75,8 @@ def backup_table(
 ) -> dict[str, Any]:
     """Write the table's archive into `out_dir` (created) and return its manifest. `keyring`: seal the files.
 
-    1. Open a read-only REPEATABLE READ transaction with fixed text settings.
+    1. Open a read-only REPEATABLE READ transaction, lock the table against a publish's TRUNCATE (a publish
+       waits for the backup), and fix the text settings.
     2. Describe the table; stream its rows and its catalog and dictionary rows through zstd into files.
     3. Compute the checksums and read the key ids and the sync state in the same snapshot.
     4. Write the manifest (with every file's SHA-256), then the manifest's own SHA-256.
@@ -84,6 +85,9 @@ def backup_table(
     relation = qualified(request.schema, request.table)
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        # Before the snapshot: a full load's TRUNCATE is not MVCC-safe, so a snapshot taken before it commits
+        # would read the table as empty. Holding the lock first makes a publish wait for the backup instead.
+        conn.execute(f"LOCK TABLE {relation} IN ACCESS SHARE MODE")
         describe.apply_session_settings(conn)
         columns = describe.describe_columns(conn, relation)
         names = [column["name"] for column in columns]
