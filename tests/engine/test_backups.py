@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django_q.models import Schedule
 from rest_framework.test import APIClient
 
@@ -276,6 +277,9 @@ def test_maintenance_schedules_follow_the_settings(settings, tmp_path):
     maintenance.maintenance_schedules_ensure()
     schedule = Schedule.objects.get(func=maintenance.BACKUP_TASK)
     assert (schedule.cron, schedule.name, schedule.next_run.minute) == ("15 1 * * *", "fdm-backup", 15)
+    # What django-q2 will call: the dotted paths resolve to the tasks.
+    assert import_string(schedule.func) is maintenance.backup_task
+    assert import_string(maintenance.HOUSEKEEPING_TASK) is maintenance.housekeeping_task
 
 
 def test_housekeeping_purges_old_runs_and_drops_orphaned_staging(make_table, settings):
