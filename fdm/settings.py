@@ -8,6 +8,7 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
+from croniter import croniter
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
@@ -102,6 +103,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's assets, served from here: no CDN on the admin's origin
+    "corsheaders",
     "simple_history",
     "django_q",
     "syncconfig",
@@ -110,11 +112,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "fdm.api.request_log.RequestLog",  # first: its duration covers everything below
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as django-cors-headers asks
     "django.middleware.common.CommonMiddleware",
     "fdm.api.middleware.RejectNulCharacters",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -257,6 +261,24 @@ FDM_RUN_QUEUED_MAX_AGE = env_int("FDM_RUN_QUEUED_MAX_AGE", 6 * 3600)
 FDM_REAPER_INTERVAL_MINUTES = env_int("FDM_REAPER_INTERVAL_MINUTES", 5)
 FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries kept per run
 
+# Maintenance (syncengine.maintenance): finished runs older than FDM_RUN_RETENTION_DAYS are purged daily (unset
+# or 0: runs are kept); scheduled backups of every synced table into FDM_BACKUP_DIR (unset: none), keeping the
+# newest FDM_BACKUP_KEEP, on the cron FDM_BACKUP_SCHEDULE (UTC), sealed with the keyring when FDM_BACKUP_ENCRYPT.
+FDM_RUN_RETENTION_DAYS = env_int("FDM_RUN_RETENTION_DAYS", 0)
+_backup_dir = env_str("FDM_BACKUP_DIR")
+FDM_BACKUP_DIR = Path(_backup_dir) if _backup_dir else None
+FDM_BACKUP_KEEP = env_int("FDM_BACKUP_KEEP", 7)
+FDM_BACKUP_SCHEDULE = env_str("FDM_BACKUP_SCHEDULE", "0 2 * * *")
+FDM_BACKUP_ENCRYPT = env_bool("FDM_BACKUP_ENCRYPT", False)
+if FDM_BACKUP_KEEP < 1:
+    raise ConfigurationError(f"FDM_BACKUP_KEEP: expected 1 or more backups to keep, got {FDM_BACKUP_KEEP}")
+if FDM_RUN_RETENTION_DAYS < 0:
+    raise ConfigurationError(
+        f"FDM_RUN_RETENTION_DAYS: expected 0 (keep) or more days, got {FDM_RUN_RETENTION_DAYS}"
+    )
+if not croniter.is_valid(FDM_BACKUP_SCHEDULE):
+    raise ConfigurationError(f"FDM_BACKUP_SCHEDULE: not a cron expression: {FDM_BACKUP_SCHEDULE!r}")
+
 # The REST API (docs/api.md). Every view names its permission classes; the default denies all but admins, so
 # a view that forgot to is closed rather than open.
 REST_FRAMEWORK = {
@@ -283,6 +305,18 @@ if FDM_API_KEY_RATE and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour
 # When set, /metrics needs `Authorization: Bearer <token>` (fdm.api.metrics).
 FDM_METRICS_TOKEN = env_str("FDM_METRICS_TOKEN")
 FDM_READY_CACHE_SECONDS = env_int("FDM_READY_CACHE_SECONDS", 10)  # /health/ready reuses its checks this long
+
+# CORS (django-cors-headers): off unless FDM_CORS_ALLOWED_ORIGINS lists origins (https://app.example.com),
+# and then only for the REST API. Browser clients send API keys in the Authorization header, never cookies:
+# credentials stay disallowed, so another origin's page cannot act with an admin's session.
+CORS_ALLOWED_ORIGINS = env_list("FDM_CORS_ALLOWED_ORIGINS", [])
+for _origin in CORS_ALLOWED_ORIGINS:
+    if not re.fullmatch(r"https?://[^/\s]+", _origin):
+        raise ConfigurationError(
+            f"FDM_CORS_ALLOWED_ORIGINS: {_origin!r} is not an origin; expected e.g. https://app.example.com"
+        )
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "fdm API",
@@ -312,17 +346,38 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Logs go to stderr, one line per record: text by default, JSON objects with FDM_LOG_FORMAT=json (fdm/log.py).
+# Every line passes the redaction filter (no password, token or key), and carries the fields its block bound
+# (a worker's run_id and table). fdm.request logs one line per API and admin request (fdm/api/request_log.py).
+FDM_LOG_FORMAT = env_str("FDM_LOG_FORMAT", "text").lower()
+if FDM_LOG_FORMAT not in {"text", "json"}:
+    raise ConfigurationError(f"FDM_LOG_FORMAT: expected text or json, got {FDM_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(log_context)s"},
+        "json": {"()": "fdm.log.json_formatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "log_context": {"()": "fdm.log.LogContextFilter"},
+        "redact": {"()": "syncengine.redaction.RedactingFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": FDM_LOG_FORMAT,
+            "filters": ["log_context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "snowflake.connector": {"level": "WARNING"},
         "pgserver": {"level": "WARNING"},
-        "django_q": {"level": "INFO"},
+        "django-q": {"level": "INFO"},
+        # fdm.request logs every request; Django's request log keeps only 5xx (with their tracebacks).
+        "django.request": {"level": "ERROR"},
+        # runserver's access log prints the query string, whose values may be filters on encrypted columns.
+        "django.server": {"level": "CRITICAL"},
     },
 }

@@ -1,13 +1,17 @@
 """Defensive removal of secrets from text that ends up in run records.
 
 The pipeline never puts a secret into a message, but an exception raised deep inside a driver may quote a
-connection string or a key. Everything written to a run's error, traceback or log passes through `redact`.
+connection string or a key. Everything written to a run's error, traceback or log passes through `redact`,
+and so does every line the processes log (`RedactingFilter`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
+
+from fdm.log import extra_fields
 
 REDACTED = "[redacted]"
 
@@ -55,3 +59,24 @@ def _names_secret(key: str) -> bool:
     return any(
         word in lowered for word in ("password", "passphrase", "secret", "token", "private_key", "api_key")
     )
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every message, traceback and extra field through `redact`.
+
+    Installed on the console handler (fdm/settings.py LOGGING), so nothing any library logs, a driver's error
+    quoting a connection string included, reaches the log with a password, token or key in it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = redact(message), None
+        if record.exc_info:
+            # Formatted here, once, so that the redacted text is what formatters print.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        for key, value in extra_fields(record).items():
+            setattr(record, key, REDACTED if _names_secret(key) else redact_value(value))
+        return True

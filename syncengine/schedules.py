@@ -151,7 +151,7 @@ def schedules_sync_all(*, now: datetime | None = None) -> SyncReport:
     """Bring every table's Schedule in step and remove schedules of tables that no longer exist.
 
     Repairs drift left by writes that bypass model signals (bulk updates, raw SQL, a restored backup), and
-    makes sure the reaper is scheduled.
+    makes sure the reaper and the maintenance jobs are scheduled.
     """
     report = SyncReport()
     with transaction.atomic():
@@ -164,6 +164,9 @@ def schedules_sync_all(*, now: datetime | None = None) -> SyncReport:
         report.deleted += orphans.count()
         orphans.delete()
         reaper_schedule_ensure()
+        from syncengine.maintenance import maintenance_schedules_ensure  # it builds on this module
+
+        maintenance_schedules_ensure()
     return report
 
 

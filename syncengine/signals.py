@@ -22,7 +22,8 @@ def table_deleted(sender: type, instance: Any, using: str = DEFAULT_DB_ALIAS, **
 
 
 def ensure_reaper_schedule(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """After `migrate`: the stale-run reaper is scheduled on every installation without a manual step."""
+    """After `migrate`: the stale-run reaper and the maintenance jobs are scheduled on every installation without
+    a manual step."""
     from django.db import connections
     from django_q.models import Schedule
 
@@ -30,3 +31,6 @@ def ensure_reaper_schedule(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs:
     if Schedule._meta.db_table not in connections[using].introspection.table_names():
         return
     schedules.reaper_schedule_ensure(using=using)
+    from syncengine.maintenance import maintenance_schedules_ensure
+
+    maintenance_schedules_ensure(using=using)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from syncengine import reaper, services
+from syncengine.log_context import run_log_context
 
 
 def execute_run(run_id: int) -> str:
     """Execute a queued run; returns its final status (kept as the task's result)."""
-    return services.run_execute(run_id=run_id).status
+    with run_log_context(run_id):
+        return services.run_execute(run_id=run_id).status
 
 
 def dispatch_run(run_id: int) -> str | None:

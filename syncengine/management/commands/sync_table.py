@@ -16,6 +16,7 @@ from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get, table_list
 from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
+from syncengine.log_context import run_log_context
 from syncengine.models import SyncRun
 from syncengine.recorder import DATABASE_ERRORS, OutcomeNotRecorded
 
@@ -69,7 +70,7 @@ class Command(BaseCommand):
         run = services.run_create(
             table=table, trigger=RunTrigger.COMMAND, full_refresh=options["full_refresh"]
         )
-        with _progress(console) as progress:
+        with _progress(console) as progress, run_log_context(run.pk):
             bar = progress.add_task(f"{table.name}: starting", total=None)
 
             def on_progress(stage: str, rows: int) -> None:
