@@ -183,15 +183,6 @@ def run_execute(
             run_retry(run=run)
         return run
     recorder.record_success(run, result)
-    logger.info(
-        "run #%s of %s succeeded: %s rows extracted, %s inserted, %s updated, %s deleted",
-        run.pk,
-        run.table_name,
-        run.rows_extracted,
-        run.rows_inserted,
-        run.rows_updated,
-        run.rows_deleted,
-    )
     return run
 
 

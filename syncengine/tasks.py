@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+
 from syncengine import reaper, services
+from syncengine.choices import RunStatus
+from syncengine.run_text import outcome_line
+
+# Every run that ends on a worker leaves one line here, failures included, so that a log system reading the
+# workers' output sees each outcome: "run #12 of transactions failed (terminal): <the error's first line>".
+logger = logging.getLogger("syncengine.runs")
 
 
 def execute_run(run_id: int) -> str:
     """Execute a queued run; returns its final status (kept as the task's result)."""
-    return services.run_execute(run_id=run_id).status
+    run = services.run_execute(run_id=run_id)
+    if run.is_terminal:
+        (logger.info if run.status == RunStatus.SUCCEEDED else logger.warning)(outcome_line(run))
+    return run.status
 
 
 def dispatch_run(run_id: int) -> str | None:
@@ -24,4 +35,7 @@ def scheduled_sync(table_id: int) -> str | None:
 
 def reap_stale_runs() -> int:
     """Fail runs whose worker is gone or that no worker took; returns how many."""
-    return len(reaper.runs_fail_stale())
+    failed = reaper.runs_fail_stale()
+    for run in failed:
+        logger.warning(outcome_line(run))
+    return len(failed)
