@@ -44,6 +44,21 @@ class RunStatus(models.TextChoices):
         return tuple(status for status in cls if statuses is None or status in statuses)
 
 
+class TableState(models.TextChoices):
+    """Where a table stands, at a glance; the first that applies wins, in this order.
+
+    disabled (its schedule is off) > running (a run is queued or running) > failing (its latest outcome is a
+    failure) > late (past its freshness limit) > never (no run has succeeded yet) > healthy.
+    """
+
+    FAILING = "failing", "Failing"
+    LATE = "late", "Late"
+    RUNNING = "running", "Running"
+    NEVER = "never", "Never run"
+    HEALTHY = "healthy", "Healthy"
+    DISABLED = "disabled", "Disabled"
+
+
 class RunTrigger(models.TextChoices):
     """Who asked for the run."""
 

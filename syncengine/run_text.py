@@ -32,6 +32,21 @@ def seconds_text(seconds: float | None) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
+def duration_text(seconds: float) -> str:
+    """A long span in words, to the two largest units: 45 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    seconds = max(seconds, 0)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
 def outcome_line(run: SyncRun) -> str:
     """The line a worker prints when a run ends: table, run id, status, and what happened or went wrong.
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from syncconfig.models import TableConfig
-from syncengine.choices import RunStatus
+from syncengine.choices import RunStatus, TableState
 from syncengine.models import SyncRun
 
 MAX_RUN_ID = 2**63 - 1  # a bigint primary key: a larger id cannot exist (and PostgreSQL would refuse it)
@@ -131,11 +133,34 @@ class TableStatus:
     active_run: SyncRun | None
     freshness: Freshness
 
+    @property
+    def state(self) -> TableState:
+        """The table at a glance (TableState's order decides when several apply)."""
+        if not self.table.enabled:
+            return TableState.DISABLED
+        if self.active_run is not None:
+            return TableState.RUNNING
+        if self.last_run is not None and self.last_run.status == RunStatus.FAILED:
+            return TableState.FAILING
+        if self.freshness.past_limit:
+            return TableState.LATE
+        if self.last_success is None:
+            return TableState.NEVER
+        return TableState.HEALTHY
 
-def table_statuses(*, tables: QuerySet[TableConfig], now: datetime) -> list[TableStatus]:
+
+def table_statuses(
+    *,
+    tables: QuerySet[TableConfig],
+    now: datetime,
+    last_run_among: Collection[str] | None = None,
+) -> list[TableStatus]:
     """Each table's status, in two queries whatever the number of tables: the tables with their latest runs'
-    ids, then those runs."""
-    annotated: list[Any] = list(tables_with_latest_runs(tables, active_run=True))
+    ids, then those runs. `last_run_among` narrows which runs count as the last one (RunStatus.outcomes() so
+    that a skipped run never hides the failure before it)."""
+    annotated: list[Any] = list(
+        tables_with_latest_runs(tables, last_run_among=last_run_among, active_run=True)
+    )
     ids = {i for t in annotated for i in (t.last_run_id, t.last_success_id, t.active_run_id) if i is not None}
     runs = runs_by_id(ids=ids)
     statuses = []
@@ -164,3 +189,56 @@ def tables_past_freshness(*, now: datetime) -> list[tuple[TableConfig, datetime]
         if freshness.past_limit:
             stale.append((table, freshness.since))
     return stale
+
+
+@dataclass(frozen=True)
+class DayOfRuns:
+    """How many runs finished on one day, by outcome."""
+
+    day: date
+    succeeded: int
+    failed: int
+
+
+def runs_per_day(*, days: int, now: datetime) -> list[DayOfRuns]:
+    """Runs that succeeded or failed on each of the last `days` days (today included, oldest first, days
+    without runs as zeros), in one query. Days are in the current time zone."""
+    today = timezone.localdate(now)
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, time.min))
+    rows = (
+        SyncRun.objects.filter(finished_at__gte=start, status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED])
+        .annotate(day=TruncDate("finished_at"))
+        .values("day")
+        .annotate(
+            succeeded=Count("pk", filter=Q(status=RunStatus.SUCCEEDED)),
+            failed=Count("pk", filter=Q(status=RunStatus.FAILED)),
+        )
+        .order_by()
+    )
+    by_day = {row["day"]: row for row in rows}
+    result = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = by_day.get(day, {})
+        result.append(DayOfRuns(day=day, succeeded=row.get("succeeded", 0), failed=row.get("failed", 0)))
+    return result
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The work waiting for workers: queued runs (the oldest's age), and running ones."""
+
+    waiting: int
+    running: int
+    oldest_waiting_since: datetime | None
+
+
+def run_queue() -> Queue:
+    """The queue of runs, in one query."""
+    totals = SyncRun.objects.filter(status__in=RunStatus.active()).aggregate(
+        waiting=Count("pk", filter=Q(status=RunStatus.QUEUED)),
+        running=Count("pk", filter=Q(status=RunStatus.RUNNING)),
+        oldest=Min("queued_at", filter=Q(status=RunStatus.QUEUED)),
+    )
+    return Queue(waiting=totals["waiting"], running=totals["running"], oldest_waiting_since=totals["oldest"])
