@@ -13,7 +13,6 @@ from functools import update_wrapper
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -23,7 +22,7 @@ from django.template.loader import select_template
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from syncengine import selectors, services
+from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
 
@@ -418,28 +417,6 @@ class TableRunsAdminMixin(admin.ModelAdmin):
     """
 
     change_form_template = "admin/syncengine/table_change_form.html"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # The list's "last run" and "last success" columns come with the tables, not a query per row.
-        return selectors.tables_with_latest_runs(super().get_queryset(request), details=True)
-
-    @admin.display(description="last run", ordering="last_run_id")
-    def last_run(self, table: Any) -> str:
-        if table.last_run_id is None:
-            return "-"
-        status = RunStatus(table.last_run_status)
-        return format_html(
-            '<a href="{}"><strong style="color: {}">{}</strong></a>',
-            _run_url(table.last_run_id),
-            _STATUS_COLOURS.get(status, "inherit"),
-            status.label,
-        )
-
-    @admin.display(description="last success", ordering="last_success_finished_at")
-    def last_success(self, table: Any) -> str:
-        if table.last_success_finished_at is None:
-            return "never"
-        return f"{naturaltime(table.last_success_finished_at)}"
 
     def get_urls(self):
         sync_now_url = path(

@@ -16,7 +16,7 @@ from django.utils import timezone
 from fdm.admin_site import DashboardPanel
 from syncconfig.models import TableConfig
 from syncengine import selectors
-from syncengine.choices import RunStatus, TableState
+from syncengine.choices import TableState
 from syncengine.run_text import duration_text, first_line
 
 CHART_DAYS = 14
@@ -97,9 +97,7 @@ def _run_url(pk: int) -> str:
 def overview(*, now: datetime) -> dict[str, Any]:
     """Everything the panel shows: four queries (tables with their latest runs' ids, those runs, runs per
     day, the queue)."""
-    statuses = selectors.table_statuses(
-        tables=TableConfig.objects.order_by("name"), now=now, last_run_among=RunStatus.outcomes()
-    )
+    statuses = selectors.table_statuses(tables=TableConfig.objects.order_by("name"), now=now, with_state=True)
     counts = Counter(status.state for status in statuses)
     board_url = reverse("admin:syncconfig_tableconfig_changelist")
     failing = [

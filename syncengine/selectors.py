@@ -7,8 +7,23 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import TruncDate
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from syncconfig.models import TableConfig
@@ -100,6 +115,45 @@ def tables_with_latest_runs(
     return base.annotate(**annotations)
 
 
+def tables_with_state(tables: QuerySet[TableConfig] | None = None, *, now: datetime) -> QuerySet[TableConfig]:
+    """Tables annotated, in SQL, with `state` (a TableState) and `state_rank` (its place in TableState's order,
+    for sorting: what needs a person first), so that a list can filter and sort by state.
+
+    The latest run counts among RunStatus.outcomes() (a skipped run never hides the failure before it); the
+    annotations of `tables_with_latest_runs` (with `active_run` and `details`) come along. The one definition
+    of a table's state: TableStatus.state reads this annotation.
+    """
+    annotated = tables_with_latest_runs(
+        tables, last_run_among=RunStatus.outcomes(), active_run=True, details=True
+    )
+    limit = ExpressionWrapper(
+        F("max_staleness_minutes") * Value(timedelta(minutes=1)), output_field=DurationField()
+    )
+    deadline = ExpressionWrapper(Value(now) - limit, output_field=DateTimeField())
+    annotated = annotated.alias(
+        fresh_since=Coalesce("last_success_finished_at", "created_at"), stale_before=deadline
+    )
+    rules = [
+        (TableState.DISABLED, Q(enabled=False)),
+        (TableState.RUNNING, Q(active_run_id__isnull=False)),
+        (TableState.FAILING, Q(last_run_status=RunStatus.FAILED)),
+        (TableState.LATE, Q(max_staleness_minutes__isnull=False, fresh_since__lt=F("stale_before"))),
+        (TableState.NEVER, Q(last_success_id__isnull=True)),
+    ]
+    rank = {state: index for index, state in enumerate(TableState)}
+    return annotated.annotate(
+        state=Case(
+            *(When(rule, then=Value(state.value)) for state, rule in rules),
+            default=Value(TableState.HEALTHY.value),
+        ),
+        state_rank=Case(
+            *(When(rule, then=Value(rank[state])) for state, rule in rules),
+            default=Value(rank[TableState.HEALTHY]),
+            output_field=IntegerField(),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Freshness:
     """How old a table's data is: since its latest successful run finished or, before its first success,
@@ -134,32 +188,23 @@ class TableStatus:
     freshness: Freshness
 
     @property
-    def state(self) -> TableState:
-        """The table at a glance (TableState's order decides when several apply)."""
-        if not self.table.enabled:
-            return TableState.DISABLED
-        if self.active_run is not None:
-            return TableState.RUNNING
-        if self.last_run is not None and self.last_run.status == RunStatus.FAILED:
-            return TableState.FAILING
-        if self.freshness.past_limit:
-            return TableState.LATE
-        if self.last_success is None:
-            return TableState.NEVER
-        return TableState.HEALTHY
+    def state(self) -> TableState | None:
+        """The table at a glance, when read through `tables_with_state` (`table_statuses(with_state=True)`)."""
+        state = getattr(self.table, "state", None)
+        return TableState(state) if state is not None else None
 
 
 def table_statuses(
     *,
     tables: QuerySet[TableConfig],
     now: datetime,
-    last_run_among: Collection[str] | None = None,
+    with_state: bool = False,
 ) -> list[TableStatus]:
     """Each table's status, in two queries whatever the number of tables: the tables with their latest runs'
-    ids, then those runs. `last_run_among` narrows which runs count as the last one (RunStatus.outcomes() so
-    that a skipped run never hides the failure before it)."""
+    ids, then those runs. With `with_state`, each table's state too (`tables_with_state`: the last run is then
+    the latest outcome, so that a skipped run never hides the failure before it)."""
     annotated: list[Any] = list(
-        tables_with_latest_runs(tables, last_run_among=last_run_among, active_run=True)
+        tables_with_state(tables, now=now) if with_state else tables_with_latest_runs(tables, active_run=True)
     )
     ids = {i for t in annotated for i in (t.last_run_id, t.last_success_id, t.active_run_id) if i is not None}
     runs = runs_by_id(ids=ids)

@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -254,7 +256,7 @@ def _errors(response) -> str:
     return repr(errors)
 
 
-def test_the_table_list_shows_each_tables_last_run_and_last_success(admin_client, make_table, finished_run):
+def test_the_table_list_is_a_status_board(admin_client, make_table, finished_run):
     synced = finished_run.table
     SyncRun.objects.filter(pk=finished_run.pk).update(finished_at=timezone.now() - timedelta(hours=2))
     failing = make_table()
@@ -269,7 +271,34 @@ def test_the_table_list_shows_each_tables_last_run_and_last_success(admin_client
         for table in (synced, failing, never)
         if f">{table.name}</a>" in row
     }
-    assert "Succeeded" in rows[synced.name] and "2\xa0hours ago" in rows[synced.name]
+    assert "Healthy" in rows[synced.name] and "2\xa0hours ago" in rows[synced.name]
+    assert "1,200 rows" in rows[synced.name]
     assert f'href="{reverse("admin:syncengine_syncrun_change", args=[finished_run.pk])}"' in rows[synced.name]
-    assert "Failed" in rows[failing.name] and "never" in rows[failing.name]
-    assert "never" in rows[never.name] and "Succeeded" not in rows[never.name]
+    assert "Failing" in rows[failing.name] and "never synced" in rows[failing.name]
+    assert "Never run" in rows[never.name] and "never synced" in rows[never.name]
+
+
+def test_the_status_board_filters_and_sorts_by_state(admin_client, make_table, finished_run):
+    failing = make_table()
+    services.run_create(table=failing, trigger=RunTrigger.SCHEDULE).finish(RunStatus.FAILED, message="boom")
+    make_table()  # never run
+    url = reverse("admin:syncconfig_tableconfig_changelist")
+
+    only_failing = admin_client.get(url, {"state": "failing"})
+    assert [table.name for table in only_failing.context["cl"].result_list] == [failing.name]
+
+    by_state = admin_client.get(url, {"o": "1"})  # the first column: status, what needs a person first
+    assert [table.state for table in by_state.context["cl"].result_list] == ["failing", "never", "healthy"]
+
+
+def test_the_status_board_reads_a_fixed_number_of_queries(admin_client, make_table, finished_run):
+    url = reverse("admin:syncconfig_tableconfig_changelist")
+    admin_client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(url)
+    for _ in range(5):
+        table = make_table()
+        services.run_create(table=table, trigger=RunTrigger.SCHEDULE).finish(RunStatus.FAILED, message="x")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(url)
+    assert len(few) == len(many)
