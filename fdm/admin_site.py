@@ -110,6 +110,9 @@ class AdminSite(admin.AdminSite):
     site_title = "fdm"
     index_title = "Overview"
     site_url = None  # no "View site": the admin is the site
+    # No sidebar of every model on every page: the front page lists them, the breadcrumbs lead back, and the
+    # status board needs the width (it fits 1440 px with its filters).
+    enable_nav_sidebar = False
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:
         """One app's models when `app_label` is given (Django's app page); otherwise every model grouped into

@@ -74,6 +74,23 @@ class Browser:
             return f"(no screenshot: {exc})"
         return str(path)
 
+    def save_png(self, path: Path) -> None:
+        """The whole page as a PNG at `path` (for people to look at, not for failures)."""
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def scrolls_sideways(self) -> bool:
+        """Whether the page, or the change list's results inside it, is wider than its box (a horizontal
+        scroll bar)."""
+        return bool(
+            self.driver.execute_script(
+                "const wide = (e) => e && e.scrollWidth > e.clientWidth + 1;"
+                "return wide(document.documentElement) || wide(document.querySelector('#changelist .results'));"
+            )
+        )
+
     def fail(self, message: str) -> AssertionError:
         shot = self.screenshot(message)
         return AssertionError(f"{message}\n  page: {self.driver.current_url}\n  screenshot: {shot}")
