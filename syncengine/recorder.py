@@ -120,7 +120,7 @@ def record_skip(run: SyncRun, reason: str) -> None:
 
 def record_cancel(run: SyncRun, reason: str) -> None:
     """Close the run as cancelled; the pipeline left the target as it was."""
-    run.append_log("warning", f"cancelled: {reason}")
+    run.append_log("warning", reason if reason.startswith("cancelled") else f"cancelled: {reason}")
     run.finish(RunStatus.CANCELLED, message=reason)
 
 

@@ -5,6 +5,11 @@ One home for how runs are described, so the worker's output, the admin and the d
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
 from syncengine.choices import RunStatus
 from syncengine.models import SyncRun
 
@@ -67,3 +72,76 @@ def outcome_line(run: SyncRun) -> str:
         kind = f" ({run.error_kind})" if run.error_kind else ""
         return f"{head}{took}{kind}: {reason or 'no error recorded'}"
     return f"{head}{took}: {reason}" if reason else f"{head}{took}"
+
+
+def sentence(text: str) -> str:
+    """A message's first line as a sentence: a capital first letter and a full stop."""
+    line = first_line(text)
+    if not line:
+        return ""
+    line = line[0].upper() + line[1:]
+    return line if line[-1] in ".!?" else f"{line}."
+
+
+def protection_counts(checks: Any) -> tuple[int, int]:
+    """How many columns a run encrypted and compressed (without encryption), from its protection checks."""
+    columns = checks.get("protection") if isinstance(checks, dict) else None
+    if not isinstance(columns, dict):
+        return 0, 0
+    encrypted = sum(1 for stats in columns.values() if isinstance(stats, dict) and stats.get("encrypted"))
+    return encrypted, len(columns) - encrypted
+
+
+def _changes(run: SyncRun) -> str:
+    unchanged = run.checks.get("rows_unchanged") if isinstance(run.checks, dict) else None
+    parts = [
+        f"{count:,} {what}"
+        for count, what in (
+            (run.rows_inserted, "new"),
+            (run.rows_updated, "updated"),
+            (run.rows_deleted, "deleted"),
+            (unchanged or 0, "unchanged"),
+        )
+        if count
+    ]
+    return ", ".join(parts)
+
+
+def rate_text(rows: int, seconds: float | None) -> str:
+    if not seconds or seconds <= 0 or rows <= 0:
+        return "-"
+    return f"{rows / seconds:,.0f} rows/s"
+
+
+def summary(run: SyncRun, *, now: datetime | None = None) -> str:
+    """The run in one line, first on its page: "Loaded 300,000 rows in 3.5 s (300,000 new); 2 columns
+    encrypted", "Failed after 2.1 s: column AMOUNT ...", "Running: extract, 12,000 rows so far"."""
+    now = now or timezone.now()
+    duration = run.duration
+    took = seconds_text(duration.total_seconds()) if duration is not None else ""
+    if run.status == RunStatus.QUEUED:
+        if run.not_before and run.not_before > now:
+            return f"Waiting to retry at {timezone.localtime(run.not_before):%H:%M:%S}."
+        return f"Queued {duration_text((now - run.queued_at).total_seconds())} ago, waiting for a worker."
+    if run.status == RunStatus.RUNNING:
+        return f"Running: {run.stage or 'starting'}, {run.progress_rows:,} rows so far, for {took}."
+    if run.status == RunStatus.SUCCEEDED:
+        changes = _changes(run)
+        text = f"Loaded {run.rows_extracted:,} rows in {took}" + (f" ({changes})" if changes else "")
+        if run.rows_extracted and not run.rows_written and run.mode != "full":
+            text = f"Read {run.rows_extracted:,} rows in {took}; nothing changed"
+        encrypted, compressed = protection_counts(run.checks)
+        extras = [
+            f"{count} column{'s' if count != 1 else ''} {what}"
+            for count, what in ((encrypted, "encrypted"), (compressed, "compressed"))
+            if count
+        ]
+        return "; ".join([text, *extras]) + "."
+    if run.status == RunStatus.SKIPPED:
+        return f"Skipped: {sentence(run.skip_reason) or 'no reason recorded.'}"
+    if run.status == RunStatus.CANCELLED:
+        reason = sentence(run.error_message)
+        if reason.lower().startswith("cancelled"):
+            return f"{reason[:-1]}; the target was left as it was."
+        return f"Cancelled{' after ' + took if took else ''}: {reason or 'no reason recorded.'}"
+    return f"Failed{' after ' + took if took else ''}: {sentence(run.error_message) or 'no error recorded.'}"

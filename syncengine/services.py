@@ -172,7 +172,7 @@ def run_execute(
         recorder.record_skip(run, f"another run holds the table ({exc.message})")
         return run
     except RunCancelled as exc:
-        recorder.record_cancel(run, f"cancelled by an operator ({exc.message})")
+        recorder.record_cancel(run, f"{exc.message} at an operator's request")
         return run
     except KeyboardInterrupt:
         recorder.record_cancel(run, "interrupted")
