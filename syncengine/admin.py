@@ -58,14 +58,7 @@ def _status_badge(run: SyncRun) -> str:
 
 
 def _duration(value: timedelta | None) -> str:
-    if value is None:
-        return "-"
-    seconds = value.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+    return "-" if value is None else seconds_text(value.total_seconds())
 
 
 def _rows(run: SyncRun) -> str:
@@ -109,6 +102,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
         "rows",
     ]
     list_display_links = ["id"]
+    view_on_site = False  # a run's URL is this page
     list_filter = ["status", "trigger", "table_name", "full_refresh"]
     date_hierarchy = "queued_at"
     search_fields = ["table_name"]
@@ -126,7 +120,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                     "status_badge",
                     "trigger",
                     "requested_by",
-                    "full_refresh",
+                    "full_refresh_display",
                     "mode",
                     "attempt_display",
                 ]
@@ -152,6 +146,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
     readonly_fields = [
         "table_link",
         "status_badge",
+        "full_refresh_display",
         "attempt_display",
         "queued_display",
         "not_before_display",
@@ -183,6 +178,10 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
     @admin.display(description="last sign of life")
     def heartbeat_display(self, run: SyncRun) -> str:
         return _moment(run.heartbeat_at)
+
+    @admin.display(description="full refresh")
+    def full_refresh_display(self, run: SyncRun) -> str:
+        return "yes: everything reloaded, ignoring the watermark" if run.full_refresh else "no"
 
     @admin.display(description="cancel requested")
     def cancel_requested_display(self, run: SyncRun) -> str:

@@ -80,6 +80,7 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
         "protection",
     )
     list_display_links = ("name",)
+    view_on_site = False  # a table has no page outside the admin
     list_filter = (StateFilter, *ConfigurationAdmin.list_filter)
     list_per_page = 50
 

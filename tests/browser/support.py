@@ -35,6 +35,7 @@ CHROMIUM_FLAGS = (
 )
 PAGE_TIMEOUT = 30  # seconds; generous, the machine is shared
 DEMO_CONFIG = Path(settings.BASE_DIR) / "config" / "demo" / "tables.yaml"
+DEMO_SOURCE_ROWS = 300  # transactions in the emulator's demo source (the demo_source fixture)
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "correct horse battery staple"
 

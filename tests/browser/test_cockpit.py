@@ -141,3 +141,47 @@ def test_the_status_board_fits_1440_px_and_filters_by_state(browser, superuser, 
 
     browser.click_and_wait(browser.find_xpath("//*[@id='changelist-filter']//a[normalize-space()='Late']"))
     assert browser.result_names() == ["market_prices"]
+
+
+@pytest.mark.slow
+def test_a_run_page_follows_the_run_from_queued_to_succeeded_without_a_reload(
+    browser, superuser, manual_demo_tables, demo_source, qcluster
+):
+    browser.driver.set_window_size(WIDTH, 1000)
+    table = TableConfig.objects.get(name="transactions")
+    browser.log_in()
+    browser.open(f"{CHANGELIST}{table.pk}/change/")
+    browser.click_and_wait(
+        browser.find_xpath("//ul[contains(@class,'object-tools')]//button[normalize-space()='Sync now']")
+    )
+    run = SyncRun.objects.get(table=table)
+    assert browser.path() == f"/admin/syncengine/syncrun/{run.pk}/change/"
+    assert browser.text("#fdm-live-status") == "Queued"
+    assert browser.find_all("#fdm-cancel button")  # Cancel is on the page while the run may still stop
+    # A mark on this page: a reload would lose it.
+    browser.driver.execute_script("window.__fdmSamePage = true;")
+
+    with qcluster() as cluster:
+
+        def ended() -> str | None:
+            cluster.check_alive()
+            status = browser.text("#fdm-live-status")
+            return status if status in {"Succeeded", "Failed", "Cancelled", "Skipped"} else None
+
+        status = browser.wait_until(ended, "the page to show the run's end", timeout=90, every=0.5)
+
+    run.refresh_from_db()
+    assert status == "Succeeded", f"{run.error_message}\n{cluster.log_tail()}"
+    assert browser.driver.execute_script("return window.__fdmSamePage === true")
+    assert browser.text("#fdm-summary").startswith(f"Loaded {run.rows_extracted:,} rows in ")
+    assert browser.text(".field-status_badge .readonly") == "Succeeded"
+    log = browser.text("#fdm-log")
+    assert "published" in log  # log lines arrived while the page stayed open
+    assert not browser.find_all("#fdm-cancel")  # nothing left to cancel
+    assert browser.find("#fdm-live").get_attribute("data-state") == "ended"
+    assert browser.csp_violations() == []
+
+    # The full page after the run: the report a person reads.
+    browser.open(browser.path())
+    assert not browser.find_all("#fdm-live")
+    save_page(browser, "run")
