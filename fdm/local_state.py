@@ -119,11 +119,11 @@ def stop_embedded_database(pgdata: Path | None = None) -> bool:
     pgdata = Path(settings.EMBEDDED_PGDATA) if pgdata is None else pgdata
     if running_embedded_database_url(pgdata) is None:
         return False
-    import pgserver
+    from pgserver import _commands  # pg_ctl is generated at import, unseen by type checkers
 
     # pgserver runs the server as its own `pgserver` user when started by root; pg_ctl must run as that user.
     owner = {"user": "pgserver"} if os.geteuid() == 0 else {}
-    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, **owner)
+    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, **owner)  # type: ignore[attr-defined]
     return True
 
 

@@ -74,7 +74,7 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         "compression_mode",
         "enabled",
     )
-    list_filter = (
+    list_filter: tuple[Any, ...] = (
         "sync_mode",
         ScheduleKindFilter,
         "enabled",

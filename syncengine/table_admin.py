@@ -40,7 +40,8 @@ class StateFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[TableConfig]) -> QuerySet[TableConfig]:
         value = self.value()
-        return queryset.filter(state=value) if value in TableState.values else queryset
+        # `state` is an annotation of the admin's queryset (selectors.tables_with_state).
+        return queryset.filter(state=value) if value in TableState.values else queryset  # type: ignore[misc]
 
 
 def state_badge(state: str) -> str:
@@ -81,7 +82,7 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
     )
     list_display_links = ("name",)
     view_on_site = False  # a table has no page outside the admin
-    list_filter = (StateFilter, *ConfigurationAdmin.list_filter)
+    list_filter: tuple[Any, ...] = (StateFilter, *ConfigurationAdmin.list_filter)
     list_per_page = 50
 
     class Media:
