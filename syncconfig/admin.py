@@ -74,7 +74,7 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         "compression_mode",
         "enabled",
     )
-    list_filter: tuple[Any, ...] = (
+    list_filter = (
         "sync_mode",
         ScheduleKindFilter,
         "enabled",

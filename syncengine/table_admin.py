@@ -82,7 +82,7 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
     )
     list_display_links = ("name",)
     view_on_site = False  # a table has no page outside the admin
-    list_filter: tuple[Any, ...] = (StateFilter, *ConfigurationAdmin.list_filter)
+    list_filter = (StateFilter, *ConfigurationAdmin.list_filter)  # type: ignore[assignment,misc]  # a filter class first
     list_per_page = 50
 
     class Media:
