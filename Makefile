@@ -38,8 +38,8 @@ test: install browser
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
 
-# PNGs of the operator's pages (dashboard, status board, a live run page) at 1440 px, written to screenshots/
-# by the real-browser tests that drive those pages.
+# PNGs of the operator's pages at 1440 px (dashboard, status board, a queued run's page following its run, the
+# finished run's page), written to screenshots/ by the real-browser tests that drive those pages.
 screenshots: install browser
 	rm -rf screenshots
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_SCREENSHOT_DIR=$(CURDIR)/screenshots \

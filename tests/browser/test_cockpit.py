@@ -160,6 +160,7 @@ def test_a_run_page_follows_the_run_from_queued_to_succeeded_without_a_reload(
     assert browser.find_all("#fdm-cancel button")  # Cancel is on the page while the run may still stop
     # A mark on this page: a reload would lose it.
     browser.driver.execute_script("window.__fdmSamePage = true;")
+    save_page(browser, "run-queued")
 
     with qcluster() as cluster:
 
