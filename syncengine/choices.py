@@ -45,10 +45,11 @@ class RunStatus(models.TextChoices):
 
 
 class TableState(models.TextChoices):
-    """Where a table stands, at a glance; the first that applies wins, in this order.
+    """Where a table stands, at a glance (selectors.tables_with_state computes it).
 
-    disabled (its schedule is off) > running (a run is queued or running) > failing (its latest outcome is a
-    failure) > late (past its freshness limit) > never (no run has succeeded yet) > healthy.
+    When several apply, the first of these wins: disabled (not enabled) > running (a run is queued or running) >
+    failing (its latest outcome is a failure) > late (past its freshness limit) > never (no run has succeeded
+    yet) > healthy. The members' order here is the order lists sort and show them in: what needs a person first.
     """
 
     FAILING = "failing", "Failing"
