@@ -74,7 +74,8 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
         "status_badge",
         "name",
         "source_and_target",
-        "mode_and_schedule",
+        "sync_mode",
+        "schedule",
         "last_run",
         "next_run",
         "freshness",
@@ -112,10 +113,6 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
     @admin.display(description="source → target", ordering="snowflake_table")
     def source_and_target(self, table: TableConfig) -> str:
         return format_html('{}<span class="fdm-sub">→ {}</span>', table.source_display, table.target_display)
-
-    @admin.display(description="mode", ordering="sync_mode")
-    def mode_and_schedule(self, table: TableConfig) -> str:
-        return format_html('{}<span class="fdm-sub">{}</span>', table.get_sync_mode_display(), table.schedule)
 
     @admin.display(description="last run", ordering="last_run_id")
     def last_run(self, table: Any) -> str:
