@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Tests use this PostgreSQL server (pytest-django creates and drops its own test database on it).
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install browser demo test lint format bench clean
+.PHONY: install browser demo test lint format bench clean screenshots
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,14 @@ test: install browser
 		ALLOWED_HOSTS=fdm.example.com DEBUG= FDM_HTTPS= $(BIN)/python manage.py check --deploy --fail-level WARNING
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
+
+# PNGs of the operator's pages at 1440 px (dashboard, status board, a queued run's page following its run, the
+# finished run's page), written to screenshots/ by the real-browser tests that drive those pages.
+screenshots: install browser
+	rm -rf screenshots
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_SCREENSHOT_DIR=$(CURDIR)/screenshots \
+		$(BIN)/pytest -q tests/browser/test_cockpit.py
+	@ls -1 screenshots/*.png
 
 lint:
 	$(BIN)/ruff check .

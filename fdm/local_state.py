@@ -111,6 +111,22 @@ def ensure_embedded_database(pgdata: Path | None = None) -> str:
     return url
 
 
+def stop_embedded_database(pgdata: Path | None = None) -> bool:
+    """Stop the embedded PostgreSQL in `pgdata` if it runs (a fast shutdown: open sessions end, committed data
+    stays); True when there was one to stop."""
+    from django.conf import settings
+
+    pgdata = Path(settings.EMBEDDED_PGDATA) if pgdata is None else pgdata
+    if running_embedded_database_url(pgdata) is None:
+        return False
+    from pgserver import _commands  # pg_ctl is generated at import, unseen by type checkers
+
+    # pgserver runs the server as its own `pgserver` user when started by root; pg_ctl must run as that user.
+    owner = {"user": "pgserver"} if os.geteuid() == 0 else {}
+    _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, **owner)  # type: ignore[attr-defined]
+    return True
+
+
 def database_settings(url: str) -> dict[str, Any]:
     """Django's DATABASES entry for `url` (always the PostgreSQL backend)."""
     import environ

@@ -6,6 +6,7 @@ class SyncConfigConfig(AppConfig):
     verbose_name = "Table configuration"
 
     def ready(self) -> None:
+        from fdm.admin_site import admin_section_assign
         from fdm.api.errors import register_error
         from fdm.api.roles import Role, role_permission_add
         from syncconfig.api.errors import protection_denied, table_rejected
@@ -16,3 +17,4 @@ class SyncConfigConfig(AppConfig):
         register_error(ProtectionDenied, protection_denied)
         register_error(TableRejected, table_rejected)
         role_permission_add(Role.ADMIN, PERMISSION)  # only admins weaken the protection of sensitive columns
+        admin_section_assign("Configuration", "syncconfig")

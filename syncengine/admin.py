@@ -8,24 +8,32 @@ enqueues a run and shows it; the sync itself happens in a worker.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import update_wrapper
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.loader import select_template
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from syncengine import selectors, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
+from syncengine.run_text import rate_text, seconds_text, sentence, summary
 
 INLINE_RUN_LIMIT = 10
 START_SYNC_PERMISSION = "syncengine.start_sync"
@@ -50,14 +58,7 @@ def _status_badge(run: SyncRun) -> str:
 
 
 def _duration(value: timedelta | None) -> str:
-    if value is None:
-        return "-"
-    seconds = value.total_seconds()
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m {seconds:02d}s" if hours else f"{minutes}m {seconds:02d}s"
+    return "-" if value is None else seconds_text(value.total_seconds())
 
 
 def _rows(run: SyncRun) -> str:
@@ -65,7 +66,9 @@ def _rows(run: SyncRun) -> str:
         return f"{run.progress_rows:,} so far ({run.stage or 'starting'})"
     if run.status != RunStatus.SUCCEEDED:
         return "-"
-    return f"{run.rows_extracted:,} read, {run.rows_written:,} written"
+    if run.rows_extracted and not run.rows_written:
+        return f"{run.rows_extracted:,} read, none changed"
+    return f"{run.rows_extracted:,} read, {run.rows_written:,} changed"
 
 
 class RunColumns:
@@ -99,6 +102,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
         "rows",
     ]
     list_display_links = ["id"]
+    view_on_site = False  # a run's URL is this page
     list_filter = ["status", "trigger", "table_name", "full_refresh"]
     date_hierarchy = "queued_at"
     search_fields = ["table_name"]
@@ -116,7 +120,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                     "status_badge",
                     "trigger",
                     "requested_by",
-                    "full_refresh",
+                    "full_refresh_display",
                     "mode",
                     "attempt_display",
                 ]
@@ -126,26 +130,77 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
             "Timing",
             {
                 "fields": [
-                    "queued_at",
-                    "not_before",
-                    "started_at",
-                    "finished_at",
+                    "queued_display",
+                    "not_before_display",
+                    "started_display",
+                    "finished_display",
                     "duration_display",
-                    "heartbeat_at",
+                    "heartbeat_display",
                     "progress_display",
                 ]
             },
         ),
-        ("Outcome", {"fields": ["error_message", "error_kind", "skip_reason", "cancel_requested"]}),
+        ("Outcome", {"fields": ["error_display", "error_kind", "skip_reason", "cancel_requested_display"]}),
         ("Execution", {"classes": ["collapse"], "fields": ["config_hash", "task_id", "executor"]}),
     ]
     readonly_fields = [
         "table_link",
         "status_badge",
+        "full_refresh_display",
         "attempt_display",
+        "queued_display",
+        "not_before_display",
+        "started_display",
+        "finished_display",
         "duration_display",
+        "heartbeat_display",
         "progress_display",
+        "error_display",
+        "cancel_requested_display",
     ]
+
+    @admin.display(description="queued")
+    def queued_display(self, run: SyncRun) -> str:
+        return _moment(run.queued_at)
+
+    @admin.display(description="not before")
+    def not_before_display(self, run: SyncRun) -> str:
+        return _moment(run.not_before)
+
+    @admin.display(description="started")
+    def started_display(self, run: SyncRun) -> str:
+        return _moment(run.started_at)
+
+    @admin.display(description="finished")
+    def finished_display(self, run: SyncRun) -> str:
+        return _moment(run.finished_at)
+
+    @admin.display(description="last sign of life")
+    def heartbeat_display(self, run: SyncRun) -> str:
+        return _moment(run.heartbeat_at)
+
+    @admin.display(description="full refresh")
+    def full_refresh_display(self, run: SyncRun) -> str:
+        return "yes: everything reloaded, ignoring the watermark" if run.full_refresh else "no"
+
+    @admin.display(description="cancel requested")
+    def cancel_requested_display(self, run: SyncRun) -> str:
+        return "yes" if run.cancel_requested else "no"
+
+    @admin.display(description="error")
+    def error_display(self, run: SyncRun) -> str:
+        if not run.error_message:
+            return "-"
+        rest = "\n".join(run.error_message.strip().splitlines()[1:]).strip()
+        details = "\n\n".join(part for part in (rest, run.error_traceback.strip()) if part)
+        if not details:
+            return sentence(run.error_message)
+        return format_html(
+            '<p class="fdm-error-sentence">{}</p><details class="fdm-traceback"><summary>Details and traceback'
+            "</summary><pre>{}</pre></details>",
+            sentence(run.error_message),
+            details,
+        )
 
     # Read-only: viewing is the only permission that matters.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -215,8 +270,27 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                 wrap(self.cancel_view),
                 name=f"{self.opts.app_label}_{self.opts.model_name}_cancel",
             ),
+            path(
+                "<path:object_id>/live/",
+                wrap(self.live_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_live",
+            ),
             *super().get_urls(),
         ]
+
+    def live_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The run as it goes, for the run page's poller (static/syncengine/run_live.js): status, stage, rows
+        so far, rate, the log entries after the first `after`, and whether it has ended."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = selectors.run_get(run_id=int(object_id)) if object_id.isdigit() else None
+        if run is None:
+            raise Http404(f"no run with id {object_id}")
+        try:
+            after = max(int(request.GET.get("after", "0")), 0)
+        except ValueError:
+            after = 0
+        return JsonResponse(_live_state(run, after=after), headers={"Cache-Control": "no-store"})
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
@@ -244,6 +318,11 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                 run_detail=_run_detail(run),
                 can_cancel=run.status in RunStatus.active() and self.has_cancel_permission(request),
                 cancel_url=reverse("admin:syncengine_syncrun_cancel", args=[run.pk]),
+                run_summary=summary(run),
+                live_url=reverse("admin:syncengine_syncrun_live", args=[run.pk])
+                if run.status in RunStatus.active()
+                else "",
+                live=_live_state(run, after=len(run.log)),
             )
         return super().change_view(request, object_id, form_url, extra_context=extra_context)
 
@@ -252,8 +331,127 @@ def _run_url(pk: int) -> str:
     return reverse("admin:syncengine_syncrun_change", args=[pk])
 
 
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, default=str)
+def _moment(value: datetime | None) -> str:
+    """A moment to the second, in the current time zone (log entries use the same precision)."""
+    if value is None:
+        return "-"
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def _log_time(value: Any) -> str:
+    try:
+        return f"{timezone.localtime(datetime.fromisoformat(str(value))):%Y-%m-%d %H:%M:%S}"
+    except ValueError:
+        return str(value)
+
+
+# What each recorded check means, in words; a check not listed here shows its name in plain words.
+CHECK_LABELS = {
+    "rows_extracted": "Rows read from the source",
+    "rows_staged": "Rows in the staging table",
+    "rows_published": "Rows in the published result",
+    "row_counts_match": "Row counts match (source, staging, published)",
+    "rows_unchanged": "Rows already up to date",
+    "primary_key_not_null": "No row without a primary key",
+    "primary_key_unique": "Primary key unique in the source",
+    "distinct_keys": "Distinct primary keys",
+    "duplicates_resolved": "Duplicate keys resolved (the last one kept)",
+    "dictionaries_dropped": "Old compression dictionaries dropped",
+}
+
+
+def _check_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key.replace('_', ' ')}: {_check_value(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(_check_value(item) for item in value)
+    return "-" if value is None else str(value)
+
+
+def _checks(checks: Any) -> list[dict[str, str]]:
+    if not isinstance(checks, dict):
+        return []
+    rows = []
+    for key, value in checks.items():
+        if key == "protection":
+            continue
+        label = CHECK_LABELS.get(key, key.replace("_", " ").capitalize())
+        failed = value is False
+        rows.append({"label": label, "value": _check_value(value), "failed": "yes" if failed else ""})
+    return rows
+
+
+def _protection(checks: Any) -> list[dict[str, str]]:
+    columns = checks.get("protection") if isinstance(checks, dict) else None
+    if not isinstance(columns, dict):
+        return []
+    rows = []
+    for column, stats in sorted(columns.items()):
+        stats = stats if isinstance(stats, dict) else {}
+        ratio = stats.get("compression_ratio")
+        rows.append(
+            {
+                "column": column,
+                "how": "encrypted" if stats.get("encrypted") else "compressed",
+                "stored": f"{stats.get('bytes_stored', 0):,}",
+                "ratio": f"{ratio:.1f}x" if isinstance(ratio, int | float) else "-",
+            }
+        )
+    return rows
+
+
+def _watermark(value: Any) -> str:
+    """A watermark in words: its value, and its type in brackets."""
+    if value is None:
+        return "none (everything is read)"
+    if isinstance(value, dict) and "value" in value:
+        kind = str(value.get("type", "")).replace("_", " ")
+        shown = str(value["value"]).replace("T", " ")
+        if shown.endswith(".000000"):
+            shown = shown[: -len(".000000")]
+        return f"{shown} ({kind})" if kind else shown
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _log_entries(entries: list[Any]) -> list[dict[str, str]]:
+    return [
+        {
+            "ts": _log_time(entry.get("ts", "")),
+            "level": entry.get("level", "info"),
+            "message": entry.get("message", ""),
+            "fields": ", ".join(f"{key}={value}" for key, value in (entry.get("fields") or {}).items()),
+        }
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+
+
+def _live_state(run: SyncRun, *, after: int) -> dict[str, Any]:
+    """What the run page's poller shows: the run's state now, and the log entries it has not shown yet."""
+    duration = run.duration
+    seconds = duration.total_seconds() if duration is not None else None
+    log = run.log if isinstance(run.log, list) else []
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_label": run.get_status_display(),
+        "status_colour": _STATUS_COLOURS.get(run.status, "inherit"),
+        "terminal": run.is_terminal,
+        "stage": run.stage or ("starting" if run.status == RunStatus.RUNNING else "-"),
+        "rows": f"{run.progress_rows:,}" if run.status == RunStatus.RUNNING else f"{run.rows_extracted:,}",
+        "rate": rate_text(
+            run.progress_rows if run.status == RunStatus.RUNNING else run.rows_extracted, seconds
+        ),
+        "elapsed": seconds_text(seconds) if seconds is not None else "-",
+        "summary": summary(run),
+        "cancel_requested": run.cancel_requested,
+        "log": _log_entries(log[after:]),
+        "log_count": len(log),
+    }
 
 
 def _run_detail(run: SyncRun) -> dict[str, Any]:
@@ -264,40 +462,33 @@ def _run_detail(run: SyncRun) -> dict[str, Any]:
         ("Load", run.load_seconds, run.rows_loaded, run.bytes_loaded),
         ("Publish", run.publish_seconds, run.rows_written, None),
     ]
+    unchanged = run.checks.get("rows_unchanged") if isinstance(run.checks, dict) else None
+    counts = [
+        ("read from the source", run.rows_extracted),
+        ("loaded into staging", run.rows_loaded),
+        ("new", run.rows_inserted),
+        ("updated", run.rows_updated),
+        ("deleted", run.rows_deleted),
+    ]
+    if unchanged is not None:
+        counts.append(("already up to date (not written)", unchanged))
     return {
         "stages": [
             {
                 "name": name,
-                "seconds": "-" if seconds is None else f"{seconds:.2f}s",
+                "seconds": "-" if seconds is None else f"{seconds:.2f} s",
                 "rows": "" if rows is None else f"{rows:,}",
                 "bytes": "" if size is None else f"{size:,}",
             }
             for name, seconds, rows, size in stages
         ],
-        "counts": [
-            ("extracted", run.rows_extracted),
-            ("loaded into staging", run.rows_loaded),
-            ("inserted", run.rows_inserted),
-            ("updated", run.rows_updated),
-            ("deleted", run.rows_deleted),
-        ],
-        "watermark_before": _pretty(run.watermark_before),
-        "watermark_after": _pretty(run.watermark_after),
-        "drift": [str(item) for item in run.drift] if isinstance(run.drift, list) else [_pretty(run.drift)],
-        "checks": [(key, _pretty(value)) for key, value in sorted(run.checks.items())]
-        if isinstance(run.checks, dict)
-        else [],
-        "log": [
-            {
-                "ts": entry.get("ts", ""),
-                "level": entry.get("level", "info"),
-                "message": entry.get("message", ""),
-                "fields": ", ".join(f"{key}={value}" for key, value in (entry.get("fields") or {}).items()),
-            }
-            for entry in run.log
-            if isinstance(entry, dict)
-        ],
-        "traceback": run.error_traceback,
+        "counts": [(label, f"{count:,}") for label, count in counts],
+        "watermark_before": _watermark(run.watermark_before),
+        "watermark_after": _watermark(run.watermark_after),
+        "drift": [str(item) for item in run.drift] if isinstance(run.drift, list) else [str(run.drift)],
+        "checks": _checks(run.checks),
+        "protection": _protection(run.checks),
+        "log": _log_entries(run.log if isinstance(run.log, list) else []),
         "has_metrics": run.status == RunStatus.SUCCEEDED or run.rows_extracted > 0,
     }
 
@@ -418,28 +609,6 @@ class TableRunsAdminMixin(admin.ModelAdmin):
     """
 
     change_form_template = "admin/syncengine/table_change_form.html"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # The list's "last run" and "last success" columns come with the tables, not a query per row.
-        return selectors.tables_with_latest_runs(super().get_queryset(request), details=True)
-
-    @admin.display(description="last run", ordering="last_run_id")
-    def last_run(self, table: Any) -> str:
-        if table.last_run_id is None:
-            return "-"
-        status = RunStatus(table.last_run_status)
-        return format_html(
-            '<a href="{}"><strong style="color: {}">{}</strong></a>',
-            _run_url(table.last_run_id),
-            _STATUS_COLOURS.get(status, "inherit"),
-            status.label,
-        )
-
-    @admin.display(description="last success", ordering="last_success_finished_at")
-    def last_success(self, table: Any) -> str:
-        if table.last_success_finished_at is None:
-            return "never"
-        return f"{naturaltime(table.last_success_finished_at)}"
 
     def get_urls(self):
         sync_now_url = path(

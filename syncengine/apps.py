@@ -18,9 +18,10 @@ class SyncEngineConfig(AppConfig):
         )
         post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")
 
+        from fdm.admin_site import admin_section_assign, dashboard_panel_register
         from fdm.api.roles import Role, role_permission_add
         from fdm.two_factor import second_factor_require
-        from syncengine import health, metrics, table_admin
+        from syncengine import dashboard, health, metrics, table_admin
         from syncengine.protected_data import READ_DECRYPTED
 
         role_permission_add(Role.ADMIN, READ_DECRYPTED)  # admins read decrypted data
@@ -29,3 +30,6 @@ class SyncEngineConfig(AppConfig):
         metrics.register()  # once per process, however often ready() runs
         health.register()
         table_admin.register()
+        admin_section_assign("Runs", "syncengine.syncrun")
+        admin_section_assign("Audit", "syncengine.decryptedread")
+        dashboard_panel_register(dashboard.panel)

@@ -44,6 +44,22 @@ class RunStatus(models.TextChoices):
         return tuple(status for status in cls if statuses is None or status in statuses)
 
 
+class TableState(models.TextChoices):
+    """Where a table stands, at a glance (selectors.tables_with_state computes it).
+
+    When several apply, the first of these wins: disabled (not enabled) > running (a run is queued or running) >
+    failing (its latest outcome is a failure) > late (past its freshness limit) > never (no run has succeeded
+    yet) > healthy. The members' order here is the order lists sort and show them in: what needs a person first.
+    """
+
+    FAILING = "failing", "Failing"
+    LATE = "late", "Late"
+    RUNNING = "running", "Running"
+    NEVER = "never", "Never run"
+    HEALTHY = "healthy", "Healthy"
+    DISABLED = "disabled", "Disabled"
+
+
 class RunTrigger(models.TextChoices):
     """Who asked for the run."""
 

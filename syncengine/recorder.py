@@ -191,7 +191,9 @@ def record_skip(run: SyncRun, reason: str) -> None:
 
 def record_cancel(run: SyncRun, reason: str) -> None:
     """Close the run as cancelled; the pipeline left the target as it was."""
-    run.append_log("warning", f"cancelled: {reason}", save=False)
+    run.append_log(
+        "warning", reason if reason.startswith("cancelled") else f"cancelled: {reason}", save=False
+    )
     run.close(RunStatus.CANCELLED, message=reason)
     save_outcome(run)
 

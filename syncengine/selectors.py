@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
 
 from syncconfig.models import TableConfig
-from syncengine.choices import RunStatus
+from syncengine.choices import RunStatus, TableState
 from syncengine.models import SyncRun
 
 MAX_RUN_ID = 2**63 - 1  # a bigint primary key: a larger id cannot exist (and PostgreSQL would refuse it)
@@ -98,6 +115,45 @@ def tables_with_latest_runs(
     return base.annotate(**annotations)
 
 
+def tables_with_state(tables: QuerySet[TableConfig] | None = None, *, now: datetime) -> QuerySet[TableConfig]:
+    """Tables annotated, in SQL, with `state` (a TableState) and `state_rank` (its place in TableState's order,
+    for sorting: what needs a person first), so that a list can filter and sort by state.
+
+    The latest run counts among RunStatus.outcomes() (a skipped run never hides the failure before it); the
+    annotations of `tables_with_latest_runs` (with `active_run` and `details`) come along. The one definition
+    of a table's state: TableStatus.state reads this annotation.
+    """
+    annotated = tables_with_latest_runs(
+        tables, last_run_among=RunStatus.outcomes(), active_run=True, details=True
+    )
+    limit = ExpressionWrapper(
+        F("max_staleness_minutes") * Value(timedelta(minutes=1)), output_field=DurationField()
+    )
+    deadline = ExpressionWrapper(Value(now) - limit, output_field=DateTimeField())
+    annotated = annotated.alias(
+        fresh_since=Coalesce("last_success_finished_at", "created_at"), stale_before=deadline
+    )
+    rules = [
+        (TableState.DISABLED, Q(enabled=False)),
+        (TableState.RUNNING, Q(active_run_id__isnull=False)),
+        (TableState.FAILING, Q(last_run_status=RunStatus.FAILED)),
+        (TableState.LATE, Q(max_staleness_minutes__isnull=False, fresh_since__lt=F("stale_before"))),
+        (TableState.NEVER, Q(last_success_id__isnull=True)),
+    ]
+    rank = {state: index for index, state in enumerate(TableState)}
+    return annotated.annotate(
+        state=Case(
+            *(When(rule, then=Value(state.value)) for state, rule in rules),
+            default=Value(TableState.HEALTHY.value),
+        ),
+        state_rank=Case(
+            *(When(rule, then=Value(rank[state])) for state, rule in rules),
+            default=Value(rank[TableState.HEALTHY]),
+            output_field=IntegerField(),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Freshness:
     """How old a table's data is: since its latest successful run finished or, before its first success,
@@ -131,11 +187,25 @@ class TableStatus:
     active_run: SyncRun | None
     freshness: Freshness
 
+    @property
+    def state(self) -> TableState | None:
+        """The table at a glance, when read through `tables_with_state` (`table_statuses(with_state=True)`)."""
+        state = getattr(self.table, "state", None)
+        return TableState(state) if state is not None else None
 
-def table_statuses(*, tables: QuerySet[TableConfig], now: datetime) -> list[TableStatus]:
+
+def table_statuses(
+    *,
+    tables: QuerySet[TableConfig],
+    now: datetime,
+    with_state: bool = False,
+) -> list[TableStatus]:
     """Each table's status, in two queries whatever the number of tables: the tables with their latest runs'
-    ids, then those runs."""
-    annotated: list[Any] = list(tables_with_latest_runs(tables, active_run=True))
+    ids, then those runs. With `with_state`, each table's state too (`tables_with_state`: the last run is then
+    the latest outcome, so that a skipped run never hides the failure before it)."""
+    annotated: list[Any] = list(
+        tables_with_state(tables, now=now) if with_state else tables_with_latest_runs(tables, active_run=True)
+    )
     ids = {i for t in annotated for i in (t.last_run_id, t.last_success_id, t.active_run_id) if i is not None}
     runs = runs_by_id(ids=ids)
     statuses = []
@@ -164,3 +234,56 @@ def tables_past_freshness(*, now: datetime) -> list[tuple[TableConfig, datetime]
         if freshness.past_limit:
             stale.append((table, freshness.since))
     return stale
+
+
+@dataclass(frozen=True)
+class DayOfRuns:
+    """How many runs finished on one day, by outcome."""
+
+    day: date
+    succeeded: int
+    failed: int
+
+
+def runs_per_day(*, days: int, now: datetime) -> list[DayOfRuns]:
+    """Runs that succeeded or failed on each of the last `days` days (today included, oldest first, days
+    without runs as zeros), in one query. Days are in the current time zone."""
+    today = timezone.localdate(now)
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, time.min))
+    rows = (
+        SyncRun.objects.filter(finished_at__gte=start, status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED])
+        .annotate(day=TruncDate("finished_at"))
+        .values("day")
+        .annotate(
+            succeeded=Count("pk", filter=Q(status=RunStatus.SUCCEEDED)),
+            failed=Count("pk", filter=Q(status=RunStatus.FAILED)),
+        )
+        .order_by()
+    )
+    by_day = {row["day"]: row for row in rows}
+    result = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = by_day.get(day, {})
+        result.append(DayOfRuns(day=day, succeeded=row.get("succeeded", 0), failed=row.get("failed", 0)))
+    return result
+
+
+@dataclass(frozen=True)
+class Queue:
+    """The work waiting for workers: queued runs (the oldest's age), and running ones."""
+
+    waiting: int
+    running: int
+    oldest_waiting_since: datetime | None
+
+
+def run_queue() -> Queue:
+    """The queue of runs, in one query."""
+    totals = SyncRun.objects.filter(status__in=RunStatus.active()).aggregate(
+        waiting=Count("pk", filter=Q(status=RunStatus.QUEUED)),
+        running=Count("pk", filter=Q(status=RunStatus.RUNNING)),
+        oldest=Min("queued_at", filter=Q(status=RunStatus.QUEUED)),
+    )
+    return Queue(waiting=totals["waiting"], running=totals["running"], oldest_waiting_since=totals["oldest"])

@@ -175,7 +175,7 @@ def run_execute(
         recorder.record_skip(run, _busy_reason(run))
         return run
     except RunCancelled as exc:
-        recorder.record_cancel(run, f"cancelled by an operator ({exc.message})")
+        recorder.record_cancel(run, f"{exc.message} at an operator's request")
         return run
     except KeyboardInterrupt:
         recorder.record_cancel(run, "interrupted")
@@ -184,15 +184,6 @@ def run_execute(
         _record_failed_run(run, exc, target=target, retry_transient=retry_transient)
         return run
     recorder.record_success(run, result)
-    logger.info(
-        "run #%s of %s succeeded: %s rows extracted, %s inserted, %s updated, %s deleted",
-        run.pk,
-        run.table_name,
-        run.rows_extracted,
-        run.rows_inserted,
-        run.rows_updated,
-        run.rows_deleted,
-    )
     return run
 
 

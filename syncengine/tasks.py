@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+
 from syncengine import reaper, services
+from syncengine.choices import RunStatus
 from syncengine.log_context import run_log_context
+from syncengine.models import SyncRun
+from syncengine.run_text import outcome_line
+
+# Every run that ends on a worker leaves one line here, failures included, so that a log system reading the
+# workers' output sees each outcome: "run #12 of transactions failed (terminal): <the error's first line>".
+logger = logging.getLogger("syncengine.runs")
 
 
 def execute_run(run_id: int) -> str:
     """Execute a queued run; returns its final status (kept as the task's result)."""
     with run_log_context(run_id):
-        return services.run_execute(run_id=run_id).status
+        run = services.run_execute(run_id=run_id)
+        if run.is_terminal:
+            _print_outcome(run)
+    return run.status
 
 
 def dispatch_run(run_id: int) -> str | None:
@@ -26,4 +38,11 @@ def scheduled_sync(table_id: int) -> str | None:
 
 def reap_stale_runs() -> int:
     """Fail runs whose worker is gone or that no worker took; returns how many."""
-    return len(reaper.runs_fail_stale())
+    failed = reaper.runs_fail_stale()
+    for run in failed:
+        _print_outcome(run)  # the reaper may find a run's data committed: then it succeeded
+    return len(failed)
+
+
+def _print_outcome(run: SyncRun) -> None:
+    (logger.info if run.status == RunStatus.SUCCEEDED else logger.warning)(outcome_line(run))

@@ -31,7 +31,6 @@ def test_the_demo_syncs_every_sample_table_through_the_worker_queue(
     env.update(
         DATABASE_URL=_url_for_database(pg_server_url, scratch_database),
         FDM_STATE_DIR=str(tmp_path),
-        COLUMNS="200",  # keep rich's lines whole
     )
     env.pop("TARGET_DATABASE_URL", None)
 

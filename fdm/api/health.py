@@ -2,8 +2,9 @@
 
 - `/health/live`: the process answers; always 200 `{"status": "ok"}`, without authentication, touching nothing.
 - `/health/ready`: 200 when every check passes, 503 otherwise. Checks: Django's database here, and those the
-  apps register (`register_check`; the engine's, in `syncengine.health`: the target database, Snowflake,
-  workers and freshness). A probe without credentials gets only the overall status, since probes (load
+  apps register (`register_check`; the engine's, in `syncengine.health`: the target database, the task broker
+  and workers). Readiness is about the service only: data freshness and the source's reachability stay out of
+  it, so that a stale table never takes the admin out of service. A probe without credentials gets only the overall status, since probes (load
   balancers, kubelets) cannot keep a secret; a viewer or above also gets each check with its message, which
   may name tables and hosts. Results are kept FDM_READY_CACHE_SECONDS, so that frequent probes do not open a
   Snowflake session each.

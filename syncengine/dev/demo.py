@@ -2,11 +2,17 @@
 
 1. Migrate Django's database (the embedded PostgreSQL under .fdm/ unless DATABASE_URL is set).
 2. Start the Snowflake emulator (fakesnow in server mode) and seed it with sample financial tables.
-3. Import config/demo/tables.yaml, which points at those tables (accounts encrypts two columns, with a keyring
-   generated for the demo and kept in .fdm/demo_keyring unless FDM_ENCRYPTION_KEYS is set).
+3. On the first start (no table configured yet), or with `--reset`, import config/demo/tables.yaml, which points
+   at those tables (accounts encrypts two columns, with a keyring generated for the demo and kept in
+   .fdm/demo_keyring unless FDM_ENCRYPTION_KEYS is set). Otherwise keep the tables as they are, with the
+   operator's edits from the admin.
 4. Create (or reset) the `admin` login and print it.
 5. Start a django-q2 worker cluster and enqueue one sync per table through the real worker path.
 6. Wait for the runs, print their summary, then serve the admin at http://127.0.0.1:8000/admin/.
+7. On Ctrl-C (or at the end with `--no-serve`) stop the web server, the workers, the emulator and, when the
+   demo started it, the embedded PostgreSQL.
+
+The summary is printed whole when the output is not a terminal (a log file, CI): no cut at 80 columns.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from syncengine.dev.emulator import emulator, emulator_environment, free_port
+from syncengine.run_text import first_line
 
 DEMO_CONFIG = Path(settings.BASE_DIR) / "config" / "demo" / "tables.yaml"
 DEMO_DATABASE = "DEMO_DB"
@@ -42,12 +49,27 @@ class DemoOptions:
     snowflake_port: int = 0  # the emulator's; 0 picks a free one
     serve: bool = True  # serve the admin after the syncs
     timeout: int = 600  # seconds to wait for the syncs
+    reset: bool = False  # import the demo's YAML again even though tables are configured
+    stop_database: bool = False  # stop the embedded PostgreSQL at the end (the demo started it)
+
+
+# Wide enough that no line of the summary is cut or folded when the output is a file or a pipe.
+LOG_WIDTH = 240
+
+
+def demo_console(*, terminal: bool | None = None) -> Console:
+    """Rich output at the terminal's width, or unbounded enough for a log file when not a terminal (rich would
+    otherwise assume 80 columns and cut the tables)."""
+    terminal = sys.stdout.isatty() if terminal is None else terminal
+    return Console() if terminal else Console(width=LOG_WIDTH, soft_wrap=True)
 
 
 def run_demo(options: DemoOptions, *, stdout: TextIOBase) -> None:
     """Run the numbered steps of this module's docstring; Ctrl-C, or the end, stops every process started."""
-    console = Console()
+    console = demo_console()
     with ExitStack() as started:
+        if options.stop_database:
+            started.callback(_stop_database, console)  # registered first: runs last, after the processes
         try:
             _run(console, started, options, stdout)
         except KeyboardInterrupt:
@@ -80,7 +102,7 @@ def _run(console: Console, started: ExitStack, options: DemoOptions, stdout: Tex
         f"Seeded {DEMO_DATABASE} in {time.monotonic() - seeding_started:.1f} s: {_format_counts(counts)}"
     )
 
-    call_command("import_tables", str(DEMO_CONFIG), stdout=stdout)
+    demo_tables_import(console, stdout=stdout, reset=options.reset)
     password = _reset_admin_login()
 
     console.print("Starting the worker cluster (python manage.py qcluster) ...")
@@ -105,6 +127,35 @@ def _run(console: Console, started: ExitStack, options: DemoOptions, stdout: Tex
         started, [sys.executable, "manage.py", "runserver", f"127.0.0.1:{options.port}", "--noreload"]
     )
     web.wait()
+
+
+def demo_tables_import(console: Console, *, stdout: TextIOBase, reset: bool) -> bool:
+    """Import the demo's YAML on the first start (no table configured) or when `reset`; True when it did.
+
+    Later starts keep the configured tables, so that what the operator changed in the admin is not undone. A
+    reset also removes tables the file does not name (`--prune`)."""
+    from syncconfig.models import TableConfig
+
+    configured = TableConfig.objects.count()
+    if configured and not reset:
+        console.print(
+            f"Keeping the {configured} configured table(s) and their edits; {DEMO_CONFIG.name} is imported on "
+            "the first start only (`manage.py demo --reset` imports it again)."
+        )
+        return False
+    arguments = [str(DEMO_CONFIG), "--prune"] if configured else [str(DEMO_CONFIG)]
+    call_command("import_tables", *arguments, stdout=stdout)
+    return True
+
+
+def _stop_database(console: Console) -> None:
+    from django.db import connections
+
+    from fdm.local_state import stop_embedded_database
+
+    connections.close_all()
+    if stop_embedded_database():
+        console.print("Stopped the embedded PostgreSQL.")
 
 
 def _start(started: ExitStack, command: list[str]) -> subprocess.Popen:
@@ -252,6 +303,6 @@ def _runs_table(runs) -> Table:
             f"{run.rows_inserted:,}",
             f"{run.rows_updated:,}",
             f"{seconds:.1f}",
-            (run.error_message or "")[:80],
+            first_line(run.error_message or ""),
         )
     return table

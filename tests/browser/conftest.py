@@ -16,15 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import snowflake.connector
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from syncconfig import services, yaml_io
+from syncengine.dev.sampledata import seed_demo_dataset
 from tests.browser.support import (
     ADMIN_PASSWORD,
     ADMIN_USER,
     CHROMEDRIVER,
     CHROMIUM,
     DEMO_CONFIG,
+    DEMO_SOURCE_ROWS,
     Browser,
     start_chromium,
 )
@@ -96,3 +100,24 @@ def demo_tables(transactional_db, settings) -> None:
     """The tables of config/demo/tables.yaml, imported by the real command (no environment overlay)."""
     settings.FDM_ENV = None
     call_command("import_tables", str(DEMO_CONFIG), stdout=io.StringIO())
+
+
+@pytest.fixture
+def demo_source(snowflake_env) -> None:
+    """The demo's source tables in the emulator, with a few hundred transactions."""
+    connection = snowflake.connector.connect(**snowflake_env)
+    try:
+        seed_demo_dataset(connection, database="DEMO_DB", rows=DEMO_SOURCE_ROWS)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def manual_demo_tables(transactional_db, settings) -> None:
+    """The demo's tables with every schedule set to manual, so that the only run is the one the test starts."""
+    settings.FDM_ENV = None
+    document = yaml_io.read_file(DEMO_CONFIG)
+    for table in document["tables"]:
+        table["schedule"] = "manual"
+    result = services.tables_import(document=document, source=str(DEMO_CONFIG))
+    assert result.ok, result.errors

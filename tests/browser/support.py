@@ -35,6 +35,7 @@ CHROMIUM_FLAGS = (
 )
 PAGE_TIMEOUT = 30  # seconds; generous, the machine is shared
 DEMO_CONFIG = Path(settings.BASE_DIR) / "config" / "demo" / "tables.yaml"
+DEMO_SOURCE_ROWS = 300  # transactions in the emulator's demo source (the demo_source fixture)
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -73,6 +74,23 @@ class Browser:
         except Exception as exc:  # the browser itself may be what failed
             return f"(no screenshot: {exc})"
         return str(path)
+
+    def save_png(self, path: Path) -> None:
+        """The whole page as a PNG at `path` (for people to look at, not for failures)."""
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def scrolls_sideways(self) -> bool:
+        """Whether the page, or the change list's results inside it, is wider than its box (a horizontal
+        scroll bar)."""
+        return bool(
+            self.driver.execute_script(
+                "const wide = (e) => e && e.scrollWidth > e.clientWidth + 1;"
+                "return wide(document.documentElement) || wide(document.querySelector('#changelist .results'));"
+            )
+        )
 
     def fail(self, message: str) -> AssertionError:
         shot = self.screenshot(message)

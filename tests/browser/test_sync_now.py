@@ -5,42 +5,18 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-import snowflake.connector
 
-from syncconfig import services, yaml_io
 from syncconfig.models import TableConfig
 from syncengine.choices import RunStatus
 from syncengine.connections import target_dsn
-from syncengine.dev.sampledata import seed_demo_dataset
 from syncengine.models import SyncRun
-from tests.browser.support import DEMO_CONFIG
+from tests.browser.support import DEMO_SOURCE_ROWS
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-ROWS = 300
+ROWS = DEMO_SOURCE_ROWS
 RUN_TIMEOUT = 60  # seconds for the worker to take the run and finish it
 TERMINAL_LABELS = {RunStatus(status).label for status in RunStatus.terminal()}
-
-
-@pytest.fixture
-def demo_source(snowflake_env) -> None:
-    """The demo's source tables in the emulator, with a few hundred transactions."""
-    connection = snowflake.connector.connect(**snowflake_env)
-    try:
-        seed_demo_dataset(connection, database="DEMO_DB", rows=ROWS)
-    finally:
-        connection.close()
-
-
-@pytest.fixture
-def manual_demo_tables(transactional_db, settings) -> None:
-    """The demo's tables with every schedule set to manual, so that the only run is the one the test starts."""
-    settings.FDM_ENV = None
-    document = yaml_io.read_file(DEMO_CONFIG)
-    for table in document["tables"]:
-        table["schedule"] = "manual"
-    result = services.tables_import(document=document, source=str(DEMO_CONFIG))
-    assert result.ok, result.errors
 
 
 def _labelled_cells(browser, css: str) -> dict[str, str]:
@@ -88,7 +64,7 @@ def test_sync_now_on_a_table_page_runs_it_in_a_worker_and_the_run_page_shows_its
 
     # The run page shows the counts the worker recorded.
     counts = _labelled_cells(browser, ".fdm-run")
-    assert counts["Extracted"] == str(ROWS) and counts["Inserted"] == str(ROWS), counts
+    assert counts["Read from the source"] == str(ROWS) and counts["New"] == str(ROWS), counts
     assert (run.rows_extracted, run.rows_inserted) == (ROWS, ROWS)
     with psycopg.connect(target_dsn(), autocommit=True) as target:
         assert target.execute("SELECT count(*) FROM finance.transactions").fetchone()[0] == ROWS
@@ -114,7 +90,7 @@ def test_sync_now_on_a_table_page_runs_it_in_a_worker_and_the_run_page_shows_its
     assert cells == {
         "run_link": f"#{run.pk}",
         "status_badge": "Succeeded",
-        "rows": f"{ROWS} read, {ROWS} written",
+        "rows": f"{ROWS} read, {ROWS} changed",
     }
     browser.click_and_wait(inline_rows[0].find_element("css selector", "td.field-run_link a"))
     assert browser.path() == run_path

@@ -26,7 +26,7 @@ def test_an_admin_finds_a_table_edits_its_schedule_and_sees_the_edit_listed_audi
     browser, superuser, demo_tables
 ):
     browser.log_in()
-    browser.expect_text("Site administration", "#content")
+    browser.expect_text("Overview", "#content")
 
     # The list shows the tables imported from config/demo/tables.yaml.
     browser.open(CHANGELIST)

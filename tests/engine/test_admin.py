@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -74,22 +77,70 @@ def test_runs_can_be_viewed_but_not_added_changed_or_deleted(admin_client, finis
     assert "delete_selected" not in [name for name, _ in actions]
 
 
-def test_the_run_page_shows_metrics_watermark_drift_checks_and_log(admin_client, finished_run):
+def test_the_run_page_reads_as_a_report(admin_client, finished_run):
     page = admin_client.get(reverse("admin:syncengine_syncrun_change", args=[finished_run.pk]))
     assert page.status_code == 200
     html = page.content.decode()
     for expected in (
-        "1,200",
-        "1.50s",
-        "2026-01-02T08:30:00",
+        "Loaded 1,200 rows in ",  # the summary line first
+        "(1,000 new, 200 updated)",
+        "1.50 s",
+        "2026-01-02 08:30:00",  # the watermark, readable
         "new column NOTE added to the target as text",
-        "row_count_matches",
+        "Row count matches",  # checks in words, not JSON
         "extracted batch",
         "rows=1200",
     ):
         assert expected in html, expected
+    assert html.index('id="fdm-summary"') < html.index("field-table_link")
     assert 'name="_save"' not in html
     assert "Cancel run" not in html  # finished runs cannot be cancelled
+    assert "run_live.js" not in html  # nothing to follow
+    started = timezone.localtime(SyncRun.objects.get(pk=finished_run.pk).started_at)
+    assert f"{started:%Y-%m-%d %H:%M:%S}" in html  # times to the second
+    cancel_requested = html.split("field-cancel_requested_display")[1]
+    assert re.search(r'<div class="readonly">no</div>', cancel_requested)  # words, not a red cross
+
+
+def test_a_failed_runs_page_states_the_error_and_keeps_the_traceback_behind_an_expander(
+    admin_client, make_table
+):
+    run = services.run_create(table=make_table(), trigger=RunTrigger.SCHEDULE)
+    run.start(executor="worker:1")
+    try:
+        raise ValueError("column AMOUNT overflows numeric(10,2)\nsecond line of detail")
+    except ValueError as exc:
+        run.finish(RunStatus.FAILED, exc)
+
+    html = admin_client.get(reverse("admin:syncengine_syncrun_change", args=[run.pk])).content.decode()
+
+    assert "Failed after " in html and "Column AMOUNT overflows numeric(10,2)." in html
+    details = html.split('<details class="fdm-traceback">')[1].split("</details>")[0]
+    assert "second line of detail" in details and "Traceback (most recent call last)" in details
+
+
+def test_a_running_runs_page_polls_its_live_state(admin_client, make_table):
+    run = services.run_create(table=make_table(), trigger=RunTrigger.ADMIN)
+    page = admin_client.get(reverse("admin:syncengine_syncrun_change", args=[run.pk])).content.decode()
+    live_url = reverse("admin:syncengine_syncrun_live", args=[run.pk])
+    assert f'data-url="{live_url}"' in page and "syncengine/run_live.js" in page and "Cancel run" in page
+
+    queued = admin_client.get(live_url).json()
+    assert (queued["status"], queued["terminal"]) == ("queued", False)
+    shown = queued["log_count"]
+
+    run.start(executor="worker:1")
+    run.append_log("info", "extracting")
+    SyncRun.objects.filter(pk=run.pk).update(stage="extract", progress_rows=1500)
+    running = admin_client.get(live_url, {"after": shown}).json()
+    assert (running["status"], running["stage"], running["rows"]) == ("running", "extract", "1,500")
+    assert [entry["message"] for entry in running["log"]] == ["started", "extracting"][-len(running["log"]) :]
+    assert running["log"][-1]["message"] == "extracting"
+
+    run.refresh_from_db()
+    run.finish(RunStatus.SUCCEEDED)
+    ended = admin_client.get(live_url, {"after": running["log_count"]}).json()
+    assert ended["terminal"] is True and ended["log"] == []
 
 
 def test_the_changelist_filters_by_table_status_and_trigger(admin_client, make_table, finished_run):
@@ -254,7 +305,7 @@ def _errors(response) -> str:
     return repr(errors)
 
 
-def test_the_table_list_shows_each_tables_last_run_and_last_success(admin_client, make_table, finished_run):
+def test_the_table_list_is_a_status_board(admin_client, make_table, finished_run):
     synced = finished_run.table
     SyncRun.objects.filter(pk=finished_run.pk).update(finished_at=timezone.now() - timedelta(hours=2))
     failing = make_table()
@@ -269,7 +320,34 @@ def test_the_table_list_shows_each_tables_last_run_and_last_success(admin_client
         for table in (synced, failing, never)
         if f">{table.name}</a>" in row
     }
-    assert "Succeeded" in rows[synced.name] and "2\xa0hours ago" in rows[synced.name]
+    assert "Healthy" in rows[synced.name] and "2\xa0hours ago" in rows[synced.name]
+    assert "1,200 rows" in rows[synced.name]
     assert f'href="{reverse("admin:syncengine_syncrun_change", args=[finished_run.pk])}"' in rows[synced.name]
-    assert "Failed" in rows[failing.name] and "never" in rows[failing.name]
-    assert "never" in rows[never.name] and "Succeeded" not in rows[never.name]
+    assert "Failing" in rows[failing.name] and "never synced" in rows[failing.name]
+    assert "Never run" in rows[never.name] and "never synced" in rows[never.name]
+
+
+def test_the_status_board_filters_and_sorts_by_state(admin_client, make_table, finished_run):
+    failing = make_table()
+    services.run_create(table=failing, trigger=RunTrigger.SCHEDULE).finish(RunStatus.FAILED, message="boom")
+    make_table()  # never run
+    url = reverse("admin:syncconfig_tableconfig_changelist")
+
+    only_failing = admin_client.get(url, {"state": "failing"})
+    assert [table.name for table in only_failing.context["cl"].result_list] == [failing.name]
+
+    by_state = admin_client.get(url, {"o": "1"})  # the first column: status, what needs a person first
+    assert [table.state for table in by_state.context["cl"].result_list] == ["failing", "never", "healthy"]
+
+
+def test_the_status_board_reads_a_fixed_number_of_queries(admin_client, make_table, finished_run):
+    url = reverse("admin:syncconfig_tableconfig_changelist")
+    admin_client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(url)
+    for _ in range(5):
+        table = make_table()
+        services.run_create(table=table, trigger=RunTrigger.SCHEDULE).finish(RunStatus.FAILED, message="x")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get(url)
+    assert len(few) == len(many)

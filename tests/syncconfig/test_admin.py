@@ -180,7 +180,7 @@ def test_the_history_page_lists_changes(admin_client, transactions):
     response = admin_client.get(reverse("admin:syncconfig_tableconfig_history", args=[transactions.pk]))
     assert response.status_code == 200
     content = response.content.decode()
-    assert "admin edit" in content and "schedule" in content
+    assert "admin edit" in content and "<strong>Schedule:</strong>" in content
 
 
 def test_delete_selected_deletes_one_at_a_time_and_audits_each(admin_client, admin_user, transactions):

@@ -27,12 +27,23 @@ class Command(BaseCommand):
         parser.add_argument(
             "--timeout", type=int, default=600, help="seconds to wait for the syncs (default 600)"
         )
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="import config/demo/tables.yaml again, undoing changes made to the demo's tables (by default "
+            "it is imported on the first start only, so that edits made in the admin stay)",
+        )
 
     def handle(self, *args, **options):
-        from fdm.local_state import prepare_local_run
+        from django.conf import settings
+
+        from fdm.local_state import embedded_database_stopped, prepare_local_run
         from syncengine.dev.demo import DemoOptions, run_demo
         from syncengine.dev.emulator import EmulatorError
 
+        # The demo stops, when it ends, the embedded PostgreSQL it started; one that ran before it keeps running
+        # (a `runserver` or another command may be using it).
+        starts_database = settings.EMBEDDED_DATABASE and embedded_database_stopped()
         prepare_local_run()
         self._enrol_admin_device()
         try:
@@ -43,6 +54,8 @@ class Command(BaseCommand):
                     snowflake_port=options["snowflake_port"],
                     serve=not options["no_serve"],
                     timeout=options["timeout"],
+                    reset=options["reset"],
+                    stop_database=starts_database,
                 ),
                 stdout=self.stdout,
             )
