@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ("requirements.txt", "requirements-dev.txt")
 # Packages the image must not hold: the emulator, the embedded PostgreSQL and the test tools.
 NOT_AT_RUN_TIME = {"fakesnow", "pgserver", "pytest", "hypothesis", "selenium", "mypy", "ruff", "schemathesis"}
-OFFLINE = re.compile(r"(dns error|failed to connect|connection refused|network is unreachable|timed out)", re.I)
+OFFLINE = re.compile(
+    r"(dns error|failed to connect|connection refused|network is unreachable|timed out)", re.I
+)
 
 
 def locked(name: str) -> dict[str, str]:
@@ -61,4 +63,6 @@ def test_the_locks_are_in_step_with_pyproject(tmp_path):
         pytest.skip(f"the package index is unreachable: {done.stderr.strip().splitlines()[-1]}")
     assert done.returncode == 0, done.stderr
     for name in LOCKS:
-        assert (tmp_path / name).read_text() == (ROOT / name).read_text(), f"{name} is out of step: run make lock"
+        assert (tmp_path / name).read_text() == (ROOT / name).read_text(), (
+            f"{name} is out of step: run make lock"
+        )
