@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.deploy.tools import find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ("requirements.txt", "requirements-dev.txt")
@@ -46,7 +47,7 @@ def test_the_runtime_lock_holds_no_demo_or_test_dependency():
 
 def test_the_locks_are_in_step_with_pyproject(tmp_path):
     """`make lock` into a copy of the locks changes nothing: every pin of pyproject.toml is locked as written."""
-    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    uv = find_tool("uv")
     if uv is None:
         pytest.skip("uv is not installed (the dev extra installs it)")
     for name in LOCKS:
