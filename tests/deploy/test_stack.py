@@ -33,7 +33,9 @@ from django_q.models import Schedule, Task
 from fdm.api.roles import Role
 from fdm.apikeys.services import service_key_create
 from syncconfig.models import TableConfig
+from syncengine import reaper
 from syncengine.choices import RunStatus
+from syncengine.dev.sampledata import seed_transactions
 from syncengine.models import SyncRun
 from syncengine.services import EXECUTE_TASK
 from tests.deploy.tools import find_tool
@@ -46,6 +48,7 @@ ROOT = Path(settings.BASE_DIR)
 REDIS_URL = os.environ.get("FDM_STACK_REDIS_URL", "redis://127.0.0.1:6379/13")
 SOURCE = "FDM_STACK.PUBLIC"
 ROWS = 30
+BIG_ROWS = 1_000_000
 DUE_FUNC = "math.copysign"  # a task no other part of fdm runs
 
 
@@ -217,11 +220,18 @@ def seed_source(snowflake_env: dict, name: str) -> None:
         )
 
 
-def test_the_stack_runs_a_requested_sync_once_fires_a_due_schedule_once_and_is_scraped(stack, snowflake_env):
-    started = time.monotonic()
-    name = f"stack_{uuid.uuid4().hex[:8]}"
-    seed_source(snowflake_env, name)
-    TableConfig.objects.create(
+def seed_big_source(snowflake_env: dict, name: str) -> None:
+    """A table large enough that its sync is still running when the test kills the worker."""
+    import snowflake.connector
+
+    with snowflake.connector.connect(**snowflake_env) as connection:
+        seed_transactions(
+            connection, database="FDM_STACK", schema="PUBLIC", table=name.upper(), rows=BIG_ROWS
+        )
+
+
+def make_table(name: str) -> TableConfig:
+    return TableConfig.objects.create(
         name=name,
         snowflake_database="FDM_STACK",
         snowflake_schema="PUBLIC",
@@ -231,6 +241,15 @@ def test_the_stack_runs_a_requested_sync_once_fires_a_due_schedule_once_and_is_s
         sync_mode="full",
         schedule="manual",
     )
+
+
+def test_the_stack_runs_a_sync_once_fires_a_schedule_once_survives_a_killed_worker_and_is_scraped(
+    stack, snowflake_env
+):
+    started = time.monotonic()
+    name = f"stack_{uuid.uuid4().hex[:8]}"
+    seed_source(snowflake_env, name)
+    make_table(name)
     _, key = service_key_create(username=f"ci-{uuid.uuid4().hex[:8]}", role=Role.parse("operator"))
     # Due now, then hourly: one firing in the minutes this test lasts, however many clusters run.
     Schedule.objects.create(
@@ -242,7 +261,15 @@ def test_the_stack_runs_a_requested_sync_once_fires_a_due_schedule_once_and_is_s
         next_run=timezone.now() - timedelta(seconds=1),
     )
 
-    # 1. A run requested through the API is executed, once, by one of the clusters.
+    run_id = check_a_requested_run_is_executed(stack, key, name)
+    check_the_schedule_fires_once(stack, name, run_id)
+    check_a_killed_worker_leaves_the_others_serving(stack, snowflake_env, key, name)
+    check_prometheus_scrapes_fdm(stack, name)
+    print(f"stack test: {time.monotonic() - started:.1f} s after the processes started")
+
+
+def check_a_requested_run_is_executed(stack: Stack, key: str, name: str) -> int:
+    """A run requested through the API is executed by one of the clusters."""
     status, run = stack.api("POST", "/api/v1/pipeline/runs/", key, {"table": name})
     assert status == 202, run
     run_id = run["id"]
@@ -255,10 +282,13 @@ def test_the_stack_runs_a_requested_sync_once_fires_a_due_schedule_once_and_is_s
     assert record.executor
     status, body = stack.api("GET", f"/api/v1/pipeline/runs/{run_id}/", key)
     assert (status, body["status"]) == (200, RunStatus.SUCCEEDED)
+    return run_id
 
-    # 2. The schedule fired once: wait for it, then for two more scheduler rounds (about 15 s each).
+
+def check_the_schedule_fires_once(stack: Stack, name: str, run_id: int) -> None:
+    """The due schedule fired once, by the scheduler alone; the requested run was executed once."""
     stack.wait_for(lambda: Task.objects.filter(func=DUE_FUNC).exists(), timeout=90, what="the due schedule")
-    time.sleep(35)
+    time.sleep(35)  # two more rounds of every cluster's scheduler loop (about 15 s each)
     assert Task.objects.filter(func=DUE_FUNC).count() == 1
     assert Schedule.objects.get(name="stack-due-once").next_run > timezone.now() + timedelta(minutes=50)
     assert len([task for task in Task.objects.filter(func=EXECUTE_TASK) if task.args == (run_id,)]) == 1
@@ -267,7 +297,43 @@ def test_the_stack_runs_a_requested_sync_once_fires_a_due_schedule_once_and_is_s
     fired = {p.name for p in stack.processes if firing in p.log.read_text(errors="replace")}
     assert fired == {"scheduler"}, fired
 
-    # 3. Prometheus scraped fdm as job fdm, holds its series, and loaded the alert rules.
+
+def check_a_killed_worker_leaves_the_others_serving(
+    stack: Stack, snowflake_env: dict, key: str, name: str
+) -> None:
+    """The cluster running a large sync is killed: the reaper fails the run, the other clusters serve on."""
+    big = f"stack_big_{uuid.uuid4().hex[:8]}"
+    seed_big_source(snowflake_env, big)
+    make_table(big)
+    status, run = stack.api("POST", "/api/v1/pipeline/runs/", key, {"table": big})
+    assert status == 202, run
+    killed_run = stack.wait_for(
+        lambda: SyncRun.objects.filter(pk=run["id"], status=RunStatus.RUNNING).exclude(executor="").first(),
+        timeout=120,
+        what="the large run to start",
+    )
+    executor_pid = int(killed_run.executor.rsplit(":", 1)[1])
+    [victim] = [p for p in stack.processes if p.popen.pid == os.getpgid(executor_pid)]
+    victim.stop(signal.SIGKILL)
+    stack.processes.remove(victim)  # no longer expected to be alive
+    assert SyncRun.objects.get(pk=killed_run.pk).status == RunStatus.RUNNING  # killed before it finished
+    # The reaper's rule for runs whose table lock is free, as its schedule applies it once the grace passed.
+    later = timezone.now() + timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS + 1)
+    assert [reaped.pk for reaped in reaper.runs_fail_stale(now=later)] == [killed_run.pk]
+    reaped = SyncRun.objects.get(pk=killed_run.pk)
+    assert (reaped.status, reaped.error_kind) == (RunStatus.FAILED, "transient")
+    assert "presumed dead" in reaped.error_message
+    status, again = stack.api("POST", "/api/v1/pipeline/runs/", key, {"table": name})
+    assert status == 202, again
+    stack.wait_for(
+        lambda: SyncRun.objects.get(pk=again["id"]).status == RunStatus.SUCCEEDED,
+        timeout=120,
+        what=f"a run served by the clusters left after {victim.name} was killed",
+    )
+
+
+def check_prometheus_scrapes_fdm(stack: Stack, name: str) -> None:
+    """Prometheus scraped fdm as job fdm, holds its series, and loaded the alert rules."""
     if not stack.prometheus_url:
         pytest.skip("prometheus is not installed: the scrape was not checked (make test installs it)")
     stack.wait_for(
@@ -283,4 +349,3 @@ def test_the_stack_runs_a_requested_sync_once_fires_a_due_schedule_once_and_is_s
     with urllib.request.urlopen(stack.prometheus_url + "/api/v1/rules", timeout=10) as response:
         groups = json.loads(response.read())["data"]["groups"]
     assert {"FdmTableLastRunFailed", "FdmTableStale"} <= {r["name"] for g in groups for r in g["rules"]}
-    print(f"stack test: {time.monotonic() - started:.1f} s after the processes started")
