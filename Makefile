@@ -5,15 +5,29 @@ BIN := $(VENV)/bin
 # Tests use this PostgreSQL server (pytest-django creates and drops its own test database on it).
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: install browser demo test lint format bench clean screenshots
+# The locks pin every package, with hashes, for Python 3.11 on any platform: requirements.txt (what the image
+# runs) and requirements-dev.txt (that, the demo's emulator and embedded PostgreSQL, and the test tools).
+UV ?= $(BIN)/uv
+LOCK_DIR ?= .
+LOCK_FLAGS := --quiet --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock"
+
+.PHONY: install browser tools demo test lint format bench lock clean screenshots
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly what the lock lists (pip refuses any package whose hash differs), then fdm itself.
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# After a change of pins in pyproject.toml: rewrite both locks (versions already locked stay unless a pin moves
+# them). tests/deploy/test_lock.py fails while a lock is out of step with pyproject.toml.
+lock:
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(LOCK_DIR)/requirements.txt
+	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK_DIR)/requirements-dev.txt
 
 # The admin's page tests drive Debian's Chromium through its chromedriver; installed only when missing.
 browser:
@@ -22,13 +36,24 @@ browser:
 		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# Debian's prometheus (promtool runs the alert rules' unit tests; the stack test runs Prometheus itself) and
+# docker-compose (`docker-compose config` validates docker-compose.yml); installed only when missing.
+tools:
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 # The demo serves plain http on 127.0.0.1: FDM_HTTPS=false (no HTTPS redirect, cookies sent over http).
 demo: install
 	FDM_HTTPS=false $(BIN)/python manage.py demo
 
 # Checks and tests run as a local run (FDM_HTTPS=false, no SECRET_KEY); `check --deploy` with a production
 # environment proves the production posture.
-test: install browser
+test: install browser tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/mypy

@@ -238,6 +238,8 @@ Q_CLUSTER = {
     "retry": SYNC_TIMEOUT_SECONDS + 300,
     "max_attempts": 1,  # retries of transient failures are decided by fdm and recorded as new attempts
     "catch_up": False,
+    # FDM_SCHEDULER=false: a cluster that only works. One cluster fires the schedules (docs/deployment.md).
+    "scheduler": env_bool("FDM_SCHEDULER", True),
     "ack_failures": True,
     "save_limit": 1000,
     "label": "Task queue",

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-MONITORING = Path(__file__).resolve().parents[2] / "docs" / "monitoring"
-ALERTS = MONITORING / "alerts.yml"
-ALERT_TESTS = MONITORING / "alerts_test.yml"
-DASHBOARD = MONITORING / "grafana-dashboard.json"
+MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
+PROMETHEUS = MONITORING / "prometheus.yml"
+ALERTS = MONITORING / "alerts" / "pipeline_alerts.yml"
+ALERT_TESTS = MONITORING / "alerts" / "pipeline_alerts_test.yml"
+DASHBOARDS = MONITORING / "grafana" / "dashboards"
+DASHBOARD = DASHBOARDS / "fdm.json"
+PROVISIONING = MONITORING / "grafana" / "provisioning"
 
 # Metrics that Prometheus itself records for every scrape target.
 SCRAPE_METRICS = {"up"}
@@ -93,19 +96,18 @@ def test_alert_rules_query_only_served_metrics(served_metrics):
             assert names <= served_metrics | SCRAPE_METRICS, (rule["alert"], names - served_metrics)
 
 
-def test_dashboard_is_importable_with_a_prometheus_input_and_a_table_variable():
+def test_dashboard_picks_its_prometheus_through_a_variable_and_filters_by_table():
+    """A data-source variable instead of import-time inputs: the same file imports by hand and provisions."""
     dashboard = json.loads(DASHBOARD.read_text())
 
-    [source] = dashboard["__inputs"]
-    assert (source["name"], source["type"], source["pluginId"]) == (
-        "DS_PROMETHEUS",
-        "datasource",
-        "prometheus",
-    )
-    for reference in datasource_references(dashboard):
+    assert "__inputs" not in dashboard
+    source, variable = dashboard["templating"]["list"]
+    assert (source["name"], source["type"], source["query"]) == ("datasource", "datasource", "prometheus")
+    references = datasource_references(dashboard)
+    assert references
+    for reference in references:
         if reference.get("type") == "prometheus":
-            assert reference["uid"] == "${DS_PROMETHEUS}"
-    [variable] = dashboard["templating"]["list"]
+            assert reference["uid"] == "${datasource}"
     assert (variable["name"], variable["type"]) == ("table", "query")
     assert variable["multi"] and variable["includeAll"]
     assert dashboard["id"] is None and dashboard["uid"]
@@ -126,7 +128,7 @@ def test_dashboard_queries_only_served_metrics(served_metrics):
     for expr in exprs:
         names = metric_names(expr)
         assert names and names <= served_metrics, (expr, names - served_metrics)
-    [variable] = dashboard["templating"]["list"]
+    variable = dashboard["templating"]["list"][1]
     [metric] = re.fullmatch(r"label_values\((\w+), table\)", variable["query"]["query"]).groups()
     assert metric in served_metrics
     # Every per-table metric follows the table variable.
@@ -135,13 +137,38 @@ def test_dashboard_queries_only_served_metrics(served_metrics):
             assert 'table=~"$table"' in selector[1], expr
 
 
+# `make test` installs Debian's prometheus package when promtool is missing.
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Prometheus) is not installed")
-def test_alert_rules_pass_promtool_and_their_unit_tests():
-    for args in (["check", "rules", ALERTS.name], ["test", "rules", ALERT_TESTS.name]):
+def test_alert_rules_and_the_prometheus_config_pass_promtool_and_the_rules_unit_tests():
+    for args in (
+        ["check", "rules", ALERTS.name],
+        ["test", "rules", ALERT_TESTS.name],
+        ["check", "config", str(PROMETHEUS)],
+    ):
         done = subprocess.run(
-            ["promtool", *args], cwd=MONITORING, capture_output=True, text=True, check=False
+            ["promtool", *args], cwd=ALERTS.parent, capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prometheus_scrapes_fdm_as_the_job_the_alerts_expect_and_loads_the_rules():
+    config = yaml.safe_load(PROMETHEUS.read_text())
+
+    assert [(MONITORING / path).resolve() for path in config["rule_files"]] == [ALERTS]
+    [job] = config["scrape_configs"]
+    assert (job["job_name"], job["metrics_path"]) == ("fdm", "/metrics")
+    assert 'job="fdm"' in ALERTS.read_text()
+
+
+def test_grafana_provisions_the_prometheus_source_and_the_dashboards_folder():
+    [source] = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"]
+    assert source["url"] == "http://prometheus:9090"
+    [provider] = yaml.safe_load((PROVISIONING / "dashboards" / "fdm.yml").read_text())["providers"]
+    assert provider["type"] == "file"
+    # docker-compose.yml mounts monitoring/grafana/dashboards at the provider's path.
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    assert sorted(path.name for path in DASHBOARDS.iterdir()) == ["fdm.json"]
 
 
 def datasource_references(node) -> list[dict]:
