@@ -14,6 +14,7 @@ from psycopg import sql
 
 from syncconfig.models import TableConfig
 from syncengine.connections import target_dsn
+from syncengine.pipeline.protection.keyring import Keyring
 
 SOURCE_DATABASE = "FDM_ENGINE"
 SOURCE_SCHEMA = "PUBLIC"
@@ -106,3 +107,11 @@ def target_rows() -> Callable[[TableConfig], int]:
             return conn.execute(query).fetchone()[0]
 
     return count
+
+
+@pytest.fixture
+def keyring(monkeypatch) -> Keyring:
+    """A keyring with one key, k1, in the environment of fdm's processes (this one and those it starts)."""
+    ring = Keyring.generate("k1")
+    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", ring.format())
+    return ring

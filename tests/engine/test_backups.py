@@ -28,18 +28,10 @@ from syncengine.models import SyncRun
 from syncengine.pipeline.archive.tables import MANIFEST, MANIFEST_HASH
 from syncengine.pipeline.load import STAGING_SCHEMA, staging_prefix
 from syncengine.pipeline.locks import try_lock_table
-from syncengine.pipeline.protection.keyring import Keyring
 
 pytestmark = pytest.mark.django_db
 
 IBANS = ["NL91ABNA0417164300", "BE68539007547034"]
-
-
-@pytest.fixture
-def keyring(monkeypatch) -> Keyring:
-    ring = Keyring.generate("k1")
-    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", ring.format())
-    return ring
 
 
 @pytest.fixture

@@ -34,13 +34,6 @@ SECRETS = ["NL91ABNA0417164300", "BE68539007547034"]
 
 
 @pytest.fixture
-def keyring(monkeypatch) -> Keyring:
-    ring = Keyring.generate("k1")
-    monkeypatch.setenv("FDM_ENCRYPTION_KEYS", ring.format())
-    return ring
-
-
-@pytest.fixture
 def accounts(make_table, snowflake):
     """A table of 40 accounts whose IBAN and holder name are encrypted (IBAN searchable), notes compressed."""
     table = make_table(
