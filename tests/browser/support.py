@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -209,6 +209,11 @@ def _is_stale(element: WebElement) -> bool:
         element.is_enabled()
     except StaleElementReferenceException:
         return True
+    except WebDriverException as exc:
+        # Mid-navigation, Chromium may report the old page's node this way instead of as stale.
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
     return False
 
 
