@@ -41,6 +41,22 @@ class CompressionMode(StrEnum):
     COLUMNS = "columns"
 
 
+class DeleteMode(StrEnum):
+    """What an incremental run does with target rows whose key no longer exists in the source.
+
+    - off (default): nothing; they stay (a full load always drops them).
+    - hard: delete them in the publishing transaction.
+    - soft: set `_fdm_deleted_at` on them (cleared when the key comes back).
+    """
+
+    OFF = "off"
+    HARD = "hard"
+    SOFT = "soft"
+
+
+DEFAULT_DELETE_MAX_RATIO = 0.1
+
+
 @dataclass(frozen=True)
 class SourceRef:
     database: str
@@ -65,6 +81,15 @@ class EncryptionSpec:
 class CompressionSpec:
     mode: CompressionMode = CompressionMode.OFF
     columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeletesSpec:
+    """Deletes in the source, kept in step (`mode`); a run that would remove more than `max_ratio` of the
+    target's rows fails instead, deleting nothing, unless the operator allowed it for that run."""
+
+    mode: DeleteMode = DeleteMode.OFF
+    max_ratio: float = DEFAULT_DELETE_MAX_RATIO
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,9 @@ class TableSpec:
     compression: CompressionSpec = CompressionSpec()
     drift_policy: DriftPolicy = DriftPolicy.EVOLVE
     batch_size: int = 100_000
+    deletes: DeletesSpec = DeletesSpec()
+    history: bool = False  # SCD type 2: keep every version with _fdm_valid_from/_fdm_valid_to/_fdm_is_current
+    lineage: bool = False  # add _fdm_synced_at and _fdm_run_id to each row written
     # The per-source protection policy: what other tables encrypt, and this table's recorded exceptions.
     encrypted_elsewhere: tuple[EncryptedElsewhere, ...] = ()
     clear_columns: tuple[str, ...] = ()
