@@ -21,7 +21,7 @@ from fdm.notifications.services import (
     incident_resolve,
     observation_record,
 )
-from tests.notifications.conftest import WEBHOOK_SECRET
+from tests.notifications.receivers import WEBHOOK_SECRET
 
 pytestmark = pytest.mark.django_db(transaction=True)  # messages leave after the commit, as in production
 
@@ -67,7 +67,9 @@ def test_an_incident_seen_again_sends_nothing_and_its_resolution_sends_one_messa
     assert (second.occurrences, second.detail) == (2, "run #2 failed")
     assert [json.loads(r.body)["event"] for r in http_receiver.requests] == ["incident.opened"]
 
-    resolved = incident_resolve(kind=IncidentKind.RUN_FAILED, key="transactions", resolution="run #3 succeeded")
+    resolved = incident_resolve(
+        kind=IncidentKind.RUN_FAILED, key="transactions", resolution="run #3 succeeded"
+    )
     assert incident_resolve(kind=IncidentKind.RUN_FAILED, key="transactions") is None  # nothing open now
     deliver_pending()
 
@@ -82,7 +84,9 @@ def test_an_incident_seen_again_sends_nothing_and_its_resolution_sends_one_messa
     assert len(http_receiver.requests) == 3
 
 
-def test_a_failing_receiver_is_retried_until_it_accepts(make_channel, http_receiver, deliver_pending, settings):
+def test_a_failing_receiver_is_retried_until_it_accepts(
+    make_channel, http_receiver, deliver_pending, settings
+):
     settings.FDM_NOTIFY_BACKOFF_SECONDS = 0  # no wait between attempts here; the backoff has its own test
     make_channel(url=http_receiver.url())
     http_receiver.script = [500, 503]
@@ -147,8 +151,9 @@ def test_a_missing_secret_fails_the_delivery_naming_the_variable_and_nothing_is_
 
 
 def test_a_slack_url_read_from_the_environment_gets_text_and_is_never_recorded(
-    make_channel, http_receiver, deliver_pending, monkeypatch
+    make_channel, http_receiver, deliver_pending, monkeypatch, settings
 ):
+    settings.FDM_NOTIFY_BACKOFF_SECONDS = 0
     token_url = http_receiver.url("/services/T000/B000/tokenXYZ")
     monkeypatch.setenv("FDM_CHANNEL_SLACK_URL", token_url)
     make_channel(ChannelKind.SLACK, url_env="FDM_CHANNEL_SLACK_URL")
@@ -198,7 +203,10 @@ def test_an_unreachable_mail_server_is_retried(make_channel, email_settings, del
 
     attempts = deliver_pending()
 
-    assert [(d.attempt, d.status) for d in attempts] == [(1, DeliveryStatus.FAILED), (2, DeliveryStatus.FAILED)]
+    assert [(d.attempt, d.status) for d in attempts] == [
+        (1, DeliveryStatus.FAILED),
+        (2, DeliveryStatus.FAILED),
+    ]
     assert "cannot send through the mail server 127.0.0.1" in attempts[0].error
 
 
@@ -213,8 +221,10 @@ def test_channels_get_only_the_events_and_tables_they_chose(make_channel, http_r
 
     deliver_pending()
 
-    sent = sorted((r.path, json.loads(r.body)["incident"]["kind"], json.loads(r.body)["incident"]["key"])
-                  for r in http_receiver.requests)
+    sent = sorted(
+        (r.path, json.loads(r.body)["incident"]["kind"], json.loads(r.body)["incident"]["key"])
+        for r in http_receiver.requests
+    )
     assert sent == [
         ("/all", "run_failed", "ledger"),
         ("/all", "run_failed", "transactions"),
@@ -236,7 +246,11 @@ def test_a_test_message_is_sent_at_once_and_recorded(make_channel, http_receiver
 
     delivery = channel_test_send(channel=channel)
 
-    assert (delivery.message, delivery.status, delivery.response_code) == (Message.TEST, DeliveryStatus.SENT, 200)
+    assert (delivery.message, delivery.status, delivery.response_code) == (
+        Message.TEST,
+        DeliveryStatus.SENT,
+        200,
+    )
     (request,) = http_receiver.requests
     assert json.loads(request.body)["event"] == "test"
 
