@@ -133,7 +133,10 @@ def test_a_rotation_that_stops_moving_is_reported_stuck_and_resolves_once_done(
     protected_data.table_keys_rotate(table=table, keyring=rotated)
     assert alerts.rotations_check(now=start + timedelta(minutes=62)) == {"checked": 1, "stuck": 0}
     incident.refresh_from_db()
-    assert (incident.status, incident.resolution) == (IncidentStatus.RESOLVED, "every value is on the primary key")
+    assert (incident.status, incident.resolution) == (
+        IncidentStatus.RESOLVED,
+        "every value is on the primary key",
+    )
 
 
 def test_the_checks_have_one_schedule_each_and_the_rotation_check_can_be_turned_off(db, settings):

@@ -33,14 +33,18 @@ def test_a_worker_sends_the_webhook_after_a_failed_attempt_and_the_email(
 
     with qcluster() as cluster:
         cluster.wait_for(
-            lambda: Delivery.objects.filter(channel=webhook, status=DeliveryStatus.SENT).exists()
-            and Delivery.objects.filter(channel=email, status=DeliveryStatus.SENT).exists(),
+            lambda: (
+                Delivery.objects.filter(channel=webhook, status=DeliveryStatus.SENT).exists()
+                and Delivery.objects.filter(channel=email, status=DeliveryStatus.SENT).exists()
+            ),
             timeout=90,
             what="the webhook's retry and the email to be sent",
         )
         incident_resolve(kind=IncidentKind.DELETE_GUARD, key="ledger", resolution="deletes allowed once")
         cluster.wait_for(
-            lambda: Delivery.objects.filter(message=Message.RESOLVED, status=DeliveryStatus.SENT).count() == 2,
+            lambda: (
+                Delivery.objects.filter(message=Message.RESOLVED, status=DeliveryStatus.SENT).count() == 2
+            ),
             timeout=60,
             what="the resolution to be sent to both channels",
         )
