@@ -12,4 +12,3 @@ class NotificationsConfig(AppConfig):
         admin_section_assign("Configuration", "notifications.channel")
         admin_section_assign("Runs", "notifications.incident")
         admin_section_assign("Audit", "notifications.delivery")
-        admin_section_assign("Internals", "notifications.observation")

@@ -102,3 +102,10 @@ def test_incidents_and_deliveries_can_be_read_but_not_changed(admin_client, make
         admin_client.post(reverse("admin:notifications_delivery_delete", args=[delivery.pk])).status_code
         == 403
     )
+
+
+def test_the_admin_front_page_lists_channels_incidents_and_deliveries_in_their_sections(admin_client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+
+    for model in ("channel", "incident", "delivery"):
+        assert reverse(f"admin:notifications_{model}_changelist") in page
