@@ -6,6 +6,7 @@ pipeline_urls = [
     path("runs/", pipeline.RunListView.as_view(), name="run-list"),
     path("runs/<int:run_id>/", pipeline.RunDetailView.as_view(), name="run-detail"),
     path("runs/<int:run_id>/cancel/", pipeline.RunCancelView.as_view(), name="run-cancel"),
+    path("runs/<int:run_id>/evidence/", pipeline.RunEvidenceView.as_view(), name="run-evidence"),
     path("tables/", pipeline.TableStatusListView.as_view(), name="table-status-list"),
     path("tables/<str:name>/", pipeline.TableStatusView.as_view(), name="table-status"),
 ]
