@@ -24,8 +24,8 @@ from fdm.env import ConfigurationError, env_value
 
 SIGNATURE_HEADER = "X-FDM-Signature"
 USER_AGENT = "fdm-notifications/1"
-# Worth another attempt: the receiver is overloaded, down for a moment, or asks to slow down.
-RETRYABLE_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
+# Worth another attempt besides any 5xx: the receiver timed out, or asks to wait or to slow down.
+RETRYABLE_HTTP = frozenset({408, 425, 429})
 
 
 class DeliveryFailed(Exception):
@@ -145,7 +145,7 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
         raise DeliveryFailed(
             f"{where} answered HTTP {exc.code} {exc.reason}",
             code=exc.code,
-            retryable=exc.code in RETRYABLE_HTTP,
+            retryable=exc.code >= 500 or exc.code in RETRYABLE_HTTP,
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc

@@ -125,6 +125,7 @@ class SmtpServer:
     port: int
     messages: list[Message] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)  # scripted replies to DATA, then 250
 
 
 @pytest.fixture
@@ -135,6 +136,8 @@ def smtp_server() -> Iterator[SmtpServer]:
 
     class Handler:
         async def handle_DATA(self, smtp: object, session: object, envelope: object) -> str:
+            if server.replies:
+                return server.replies.pop(0)
             server.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))  # type: ignore[attr-defined]
             server.messages.append(message_from_bytes(envelope.content))  # type: ignore[attr-defined]
             return "250 Message accepted for delivery"

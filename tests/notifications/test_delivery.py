@@ -9,8 +9,9 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from fdm.notifications.choices import ChannelKind, DeliveryStatus, IncidentKind, IncidentStatus, Message
 from fdm.notifications.models import Delivery, Incident
@@ -194,6 +195,29 @@ def test_email_goes_through_the_smtp_backend_to_every_recipient(
     assert "run #2 succeeded" in resolved.get_payload()
 
 
+def test_a_mail_server_that_asks_to_try_later_gets_the_message_again_and_a_refusal_is_final(
+    make_channel, smtp_server, email_settings, deliver_pending, settings
+):
+    settings.FDM_NOTIFY_BACKOFF_SECONDS = 0
+    make_channel(ChannelKind.EMAIL, recipients="ops@example.com")
+    smtp_server.replies = ["451 4.3.0 Try again later"]
+    open_run_failed("ledger")
+
+    later = deliver_pending()
+
+    assert [(d.attempt, d.status, d.response_code) for d in later] == [
+        (1, DeliveryStatus.FAILED, 451),
+        (2, DeliveryStatus.SENT, 250),
+    ]
+    assert "replied 451" in later[0].error
+    assert len(smtp_server.messages) == 1
+
+    smtp_server.replies = ["554 5.7.1 Rejected"]
+    open_run_failed("fx")
+    refused = deliver_pending()
+    assert [(d.attempt, d.status, d.response_code) for d in refused] == [(1, DeliveryStatus.FAILED, 554)]
+
+
 def test_an_unreachable_mail_server_is_retried(make_channel, email_settings, deliver_pending, settings):
     settings.FDM_NOTIFY_BACKOFF_SECONDS = 0
     settings.FDM_NOTIFY_MAX_ATTEMPTS = 2
@@ -233,6 +257,19 @@ def test_channels_get_only_the_events_and_tables_they_chose(make_channel, http_r
         ("/ledger", "table_stale", "ledger"),
         ("/stale", "table_stale", "ledger"),
     ]
+
+
+def test_an_incident_opened_in_a_transaction_that_rolls_back_leaves_nothing_to_send(
+    make_channel, http_receiver
+):
+    make_channel(url=http_receiver.url())
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        open_run_failed()
+        raise RuntimeError("the caller's work failed")
+
+    assert not Incident.objects.exists() and not Delivery.objects.exists()
+    assert OrmQ.objects.count() == 0  # no task was queued
 
 
 def test_an_unknown_incident_kind_is_refused_naming_the_kinds(db):
