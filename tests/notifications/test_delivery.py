@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
@@ -257,6 +258,46 @@ def test_channels_get_only_the_events_and_tables_they_chose(make_channel, http_r
         ("/ledger", "table_stale", "ledger"),
         ("/stale", "table_stale", "ledger"),
     ]
+
+
+def test_two_processes_opening_the_same_incident_at_once_open_one(
+    make_channel, http_receiver, deliver_pending
+):
+    make_channel(url=http_receiver.url())
+    start = threading.Barrier(2)
+    opened: list[int] = []
+
+    def open_it(detail: str) -> None:
+        try:
+            start.wait()
+            opened.append(open_run_failed(detail=detail).pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=open_it, args=(f"seen by {n}",)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    deliver_pending()
+
+    assert len(opened) == 2 and opened[0] == opened[1]
+    assert Incident.objects.get().occurrences == 2
+    assert len(http_receiver.requests) == 1
+
+
+def test_a_secret_may_come_from_a_file(make_channel, http_receiver, deliver_pending, monkeypatch, tmp_path):
+    secret_file = tmp_path / "hook_secret"
+    secret_file.write_text("from-a-file-0123456789\n")
+    monkeypatch.setenv("FDM_CHANNEL_FILE_SECRET_FILE", str(secret_file))
+    make_channel(url=http_receiver.url(), secret_env="FDM_CHANNEL_FILE_SECRET")
+    open_run_failed()
+
+    deliver_pending()
+
+    (request,) = http_receiver.requests
+    signed = "sha256=" + hmac.new(b"from-a-file-0123456789", request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-FDM-Signature"] == signed
 
 
 def test_an_incident_opened_in_a_transaction_that_rolls_back_leaves_nothing_to_send(
