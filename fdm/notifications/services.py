@@ -59,7 +59,8 @@ def incident_open(*, kind: str, key: str, title: str, table: str = "", detail: s
             return _seen_again(existing, now=now, **fields)
         channels = selectors.channels_for(kind=kind, table=table)
         _deliveries_create(incident, Message.OPENED, channels)
-    logger.warning("incident opened: %s (%s %s), %s channel(s)", incident.title, kind, key, len(channels))
+    # Debug only: the incident is on record, and a foreground command (sync_table) keeps its stderr to the error.
+    logger.debug("incident opened: %s (%s %s), %s channel(s)", incident.title, kind, key, len(channels))
     return incident
 
 
@@ -82,7 +83,7 @@ def incident_resolve(
         told = incident.deliveries.filter(message=Message.OPENED).values_list("channel_id", flat=True)
         channels = list(Channel.objects.filter(pk__in=set(told), enabled=True).order_by("pk"))
         _deliveries_create(incident, Message.RESOLVED, channels)
-    logger.info("incident resolved: %s (%s %s)", incident.title, kind, key)
+    logger.debug("incident resolved: %s (%s %s)", incident.title, kind, key)
     return incident
 
 
