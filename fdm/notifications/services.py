@@ -113,6 +113,8 @@ def delivery_send(*, delivery_id: int) -> Delivery:
         return delivery
     if delivery.channel is None:
         return _record(delivery, error="the channel was deleted before the message was sent")
+    if not delivery.channel.enabled:
+        return _record(delivery, error="the channel was disabled before the message was sent")
     delivery, retryable = _attempt(delivery, delivery.channel)
     if retryable:
         delivery_retry(delivery=delivery)

@@ -313,6 +313,23 @@ def test_an_incident_opened_in_a_transaction_that_rolls_back_leaves_nothing_to_s
     assert OrmQ.objects.count() == 0  # no task was queued
 
 
+def test_a_channel_disabled_before_its_message_left_sends_nothing(
+    make_channel, http_receiver, deliver_pending
+):
+    channel = make_channel(url=http_receiver.url())
+    open_run_failed()
+    channel.enabled = False
+    channel.save()
+
+    (delivery,) = deliver_pending()
+
+    assert (delivery.status, delivery.error) == (
+        DeliveryStatus.FAILED,
+        "the channel was disabled before the message was sent",
+    )
+    assert http_receiver.requests == []
+
+
 def test_an_unknown_incident_kind_is_refused_naming_the_kinds(db):
     with pytest.raises(ValueError, match="'mystery' is not an incident kind; expected one of run_failed"):
         incident_open(kind="mystery", key="x", title="x")
