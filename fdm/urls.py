@@ -20,7 +20,7 @@ from fdm.api import health
 from fdm.api.metrics import metrics
 from fdm.apikeys import urls as apikeys_urls
 from fdm.notifications import urls as notifications_urls
-from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls
+from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls, table_urls
 
 # JSON first: the schema by default, and errors (401, 403) in the API's error body as application/json.
 schema_view = SpectacularAPIView.as_view(
@@ -39,6 +39,7 @@ class DocsView(SpectacularSwaggerSplitView):
 
 
 v1 = [
+    path("tables/", include(table_urls)),
     path("tables/", include("syncconfig.api.urls")),
     path("pipeline/", include(pipeline_urls)),
     path("metadata/", include(metadata_urls)),

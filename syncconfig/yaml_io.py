@@ -37,13 +37,14 @@ EXPORT_HEADER = "# fdm table configuration. Keys and defaults: docs/configuratio
 class YamlError(Exception):
     """A document that cannot be read: not UTF-8, too large, not YAML, or using a refused feature."""
 
-    def __init__(self, message: str, *, source: str | None = None):
+    def __init__(self, message: str, *, source: str | None = None, excerpt: str | None = None):
         self.message = message
         self.source = source
+        self.excerpt = excerpt  # the text around a syntax error, with a caret under it
         super().__init__(f"{source}: {message}" if source else message)
 
     def as_config_error(self) -> ConfigError:
-        return ConfigError(field="", message=self.message, source=self.source)
+        return ConfigError(field="", message=self.message, source=self.source, excerpt=self.excerpt)
 
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
@@ -131,12 +132,51 @@ def parse(text: str | bytes, *, source: str | None = None) -> Any:
     try:
         return yaml.load(decoded, Loader=StrictSafeLoader)  # noqa: S506 - StrictSafeLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlError(f"{where}{problem}", source=source) from None
+        raise _syntax_error(exc, decoded, source=source) from None
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", source=source) from None
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, *, source: str | None) -> YamlError:
+    """The error with its line and column, and an excerpt of the text with a caret under the mistake.
+
+    PyYAML often notices a mistake on the line after it (a key without its colon is only found to be one when
+    the next line starts): its context mark points at where the trouble began, and the excerpt shows both.
+    """
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    context = exc.context_mark if exc.context and exc.problem_mark else None
+    if context is not None and exc.context == "while scanning a simple key":
+        # The most common slip, a key without its colon: the mistake is on the key's own line.
+        mark, problem = context, "this line has no ':' after its key (write key: value)"
+        context = None
+    elif (
+        context is not None
+        and mark is not None
+        and (context.line, context.column) != (mark.line, mark.column)
+    ):
+        problem += f" ({exc.context} on line {context.line + 1}, column {context.column + 1})"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    marks = [
+        (m.line, m.column, label) for m, label in ((context, exc.context), (mark, "here")) if m is not None
+    ]
+    return YamlError(f"{where}{problem}", source=source, excerpt=_excerpt(text, marks) if marks else None)
+
+
+def _excerpt(text: str, marks: list[tuple[int, int, str | None]]) -> str:
+    """The lines from the one before the first mark to the last mark, numbered, each mark's line followed by a
+    caret under its column."""
+    lines = text.splitlines() or [""]
+    first = max(min(line for line, _, _ in marks) - 1, 0)
+    last = min(max(line for line, _, _ in marks), len(lines) - 1)
+    width = len(str(last + 1))
+    out = []
+    for number in range(first, last + 1):
+        out.append(f"{number + 1:>{width}} | {lines[number]}")
+        for line, column, label in marks:
+            if line == number:
+                out.append(f"{'':>{width}} | {' ' * column}^ {label or ''}".rstrip())
+    return "\n".join(out)
 
 
 def read_file(path: str | Path, *, source: str | None = None) -> Any:

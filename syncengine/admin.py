@@ -635,7 +635,17 @@ class TableRunsAdminMixin(admin.ModelAdmin):
             self.admin_site.admin_view(self.sync_now_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_sync_now",
         )
-        return [sync_now_url, *super().get_urls()]
+        check_source_url = path(
+            "<path:object_id>/check-source/",
+            self.admin_site.admin_view(self.check_source_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_check_source",
+        )
+        return [sync_now_url, check_source_url, *super().get_urls()]
+
+    def check_source_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from syncengine.source_check_admin import check_source_view
+
+        return check_source_view(self, request, object_id)
 
     def sync_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return sync_now_view(self, request, object_id)
@@ -660,6 +670,9 @@ class TableRunsAdminMixin(admin.ModelAdmin):
                 context["fdm_protection"] = table_protection_status(table=obj)
             context["fdm_can_sync"] = self.has_start_sync_permission(request)
             context["fdm_sync_now_url"] = reverse(f"admin:{app_label}_{model_name}_sync_now", args=[obj.pk])
+            context["fdm_check_source_url"] = reverse(
+                f"admin:{app_label}_{model_name}_check_source", args=[obj.pk]
+            )
         return super().render_change_form(
             request, context, add=add, change=change, form_url=form_url, obj=obj
         )
