@@ -28,7 +28,7 @@ def pydantic_problem(error: Any) -> tuple[str, str]:
         message = "is required"
     elif kind == "extra_forbidden":
         allowed = ALLOWED_KEYS.get(tuple(p for p in loc[:-1] if isinstance(p, str)), ())
-        message = "unknown key" + _did_you_mean(str(loc[-1]) if loc else "", allowed)
+        message = "unknown key" + did_you_mean(str(loc[-1]) if loc else "", allowed)
         message += f"; allowed keys: {', '.join(allowed)}" if allowed else ""
     elif kind == "string_type":
         message = f"must be a string, got {got}"
@@ -67,6 +67,7 @@ def _number(limit: Any) -> str:
     return f"{limit:g}" if isinstance(limit, float) else str(limit)
 
 
-def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
+def did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
+    """ "; did you mean 'x'?" for the allowed key closest to a misspelt one, or nothing when none is close."""
     close = difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""

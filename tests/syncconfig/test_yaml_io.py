@@ -235,7 +235,10 @@ def test_applying_an_overlay_twice_equals_applying_it_once():
         ),
         ({"defaults": {"name": "x"}}, "environments/dev.yaml: defaults.name: a name cannot have a default"),
         ({"defaults": ["x"]}, "environments/dev.yaml: defaults: must be a mapping, got a list"),
-        ({"tabels": []}, "environments/dev.yaml: tabels: unknown key; allowed keys: defaults, tables"),
+        (
+            {"tabels": []},
+            "environments/dev.yaml: tabels: unknown key; did you mean 'tables'?; allowed keys: defaults, tables, pipeline",
+        ),
         (["x"], "environments/dev.yaml: must be a mapping with defaults and/or tables, got a list"),
     ],
 )
