@@ -60,7 +60,8 @@ def secret_from_env(name: str, *, what: str) -> str:
         raise DeliveryFailed(f"{what}: {exc}", retryable=False) from None
     if value is None:
         raise DeliveryFailed(
-            f"{what}: the environment variable {name} (or {name}_FILE) is not set in the worker's environment",
+            f"{what}: the environment variable {name} (or {name}_FILE) is not set where the message is sent "
+            "(the workers; the web process for a test message)",
             retryable=False,
         )
     return value.text
