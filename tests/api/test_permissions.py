@@ -75,6 +75,7 @@ ENDPOINTS = [
     Endpoint("put", "/api/v1/admin/users/{user}/role/", "admin", 200, body={"role": "viewer"}),
     Endpoint("get", "/api/v1/admin/workers/", "admin", 200),
     Endpoint("post", "/api/v1/admin/runs/purge/", "admin", 200, body={"older_than_days": 30}),
+    Endpoint("get", "/api/v1/incidents/", "viewer", 200),
     Endpoint("get", "/api/v1/schema/", "viewer", 200),
     Endpoint("get", "/api/v1/docs/", "viewer", 200),
     Endpoint("get", "/health/live", None, 200),
