@@ -337,6 +337,10 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                 can_cancel=run.status in RunStatus.active() and self.has_cancel_permission(request),
                 cancel_url=reverse("admin:syncengine_syncrun_cancel", args=[run.pk]),
                 evidence_url=reverse("admin:syncengine_syncrun_evidence", args=[run.pk]),
+                # Sync the run's table again from its page: only for a table that still exists.
+                sync_now_url=reverse("admin:syncconfig_tableconfig_sync_now", args=[run.table_id])
+                if run.table_id is not None and request.user.has_perm(START_SYNC_PERMISSION)
+                else "",
                 run_summary=summary(run),
                 live_url=reverse("admin:syncengine_syncrun_live", args=[run.pk])
                 if run.status in RunStatus.active()
