@@ -166,7 +166,8 @@ def _check_deletes(
     """Deletes are found by key; history and soft deletes on a full load compare every row with the target's,
     which randomised encryption makes impossible (every ciphertext differs from the stored one)."""
     mode = spec.deletes.mode
-    if mode != DeleteMode.OFF and not columns.primary_key and (incremental or mode == DeleteMode.SOFT):
+    keyed_mode = spec.mode == SyncMode.INCREMENTAL or mode == DeleteMode.SOFT
+    if mode != DeleteMode.OFF and not columns.primary_key and keyed_mode:
         raise ConfigurationError(
             f"deletes mode {mode} finds deleted rows by primary key; configure primary_key", table=spec.name
         )
