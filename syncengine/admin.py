@@ -13,7 +13,7 @@ from functools import update_wrapper
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import (
@@ -33,6 +33,7 @@ from django.utils.html import format_html
 from syncengine import selectors, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
+from syncengine.run_options import RunOptions
 from syncengine.run_text import rate_text, seconds_text, sentence, summary
 
 INLINE_RUN_LIMIT = 10
@@ -559,7 +560,9 @@ def sync_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Query
 
 
 def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
-    """The change page's "Sync now" / "Full refresh" buttons (POST): enqueue, then show the run."""
+    """The change page's sync buttons (POST): "Sync now", "Full refresh", "Sync now, allowing deletes" and the
+    backfill form (`backfill_from`, `backfill_to`). Enqueue, then show the run; a refused range goes back to
+    the table page with the reason."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     if not request.user.has_perm(START_SYNC_PERMISSION):
@@ -568,12 +571,36 @@ def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
     if table is None:
         raise Http404(f"no table with id {object_id}")
     full_refresh = request.POST.get("full_refresh") == "1"
-    run = services.run_enqueue(
-        table=table, trigger=RunTrigger.ADMIN, full_refresh=full_refresh, requested_by=request.user
+    options = RunOptions(
+        backfill_from=request.POST.get("backfill_from", "").strip(),
+        backfill_to=request.POST.get("backfill_to", "").strip(),
+        allow_deletes=request.POST.get("allow_deletes") == "1",
     )
-    what = "Full refresh" if full_refresh else "Sync"
+    try:
+        run = services.run_enqueue(
+            table=table,
+            trigger=RunTrigger.BACKFILL if options.backfill_from else RunTrigger.ADMIN,
+            full_refresh=full_refresh,
+            options=options,
+            requested_by=request.user,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+        model_admin.message_user(request, f"Nothing queued for {table.name}: {problems}", messages.ERROR)
+        opts = model_admin.opts
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[table.pk])
+        )
+    what = _run_request_words(full_refresh=full_refresh, options=options)
     model_admin.message_user(request, f"{what} of {table.name} queued as run #{run.pk}.", messages.SUCCESS)
     return HttpResponseRedirect(_run_url(run.pk))
+
+
+def _run_request_words(*, full_refresh: bool, options: RunOptions) -> str:
+    if options.backfill_from:
+        return f"Backfill from {options.backfill_from} to {options.backfill_to or 'the newest row'}"
+    what = "Full refresh" if full_refresh else "Sync"
+    return f"{what}, allowing deletes," if options.allow_deletes else what
 
 
 @admin.register(DecryptedRead)
