@@ -147,3 +147,33 @@ def test_a_bad_from_value_exits_1_naming_the_flag_and_records_nothing(orders):
 def test_allow_deletes_is_recorded_on_the_run(orders):
     call_command("sync_table", orders.name, "--allow-deletes", stdout=StringIO())
     assert SyncRun.objects.get(table=orders).allow_deletes is True
+
+
+@pytest.mark.django_db
+def test_a_tripped_delete_guard_exits_1_and_deletes_nothing_until_deletes_are_allowed(
+    make_table, seed_source, snowflake, target_rows
+):
+    table = make_table(
+        sync_mode="incremental",
+        incremental_column="updated_at",
+        primary_key=["TXN_ID"],
+        deletes_mode="hard",
+        deletes_max_ratio=0.1,
+    )
+    seed_source(table.snowflake_table, rows=10)
+    call_command("sync_table", table.name, stdout=StringIO())
+    snowflake.execute(f"DELETE FROM {table.source_display} WHERE TXN_ID <= 5")  # noqa: S608
+
+    with pytest.raises(CommandError) as raised:
+        call_command("sync_table", table.name, stdout=StringIO())
+
+    assert raised.value.returncode == 1
+    assert "5 of 10 rows" in str(raised.value) and "--allow-deletes" in str(raised.value)
+    assert target_rows(table) == 10
+    assert SyncRun.objects.filter(table=table).latest("id").error_kind == "terminal"
+
+    call_command("sync_table", table.name, "--allow-deletes", stdout=StringIO())
+
+    run = SyncRun.objects.filter(table=table).latest("id")
+    assert (run.status, run.rows_deleted, run.allow_deletes) == (RunStatus.SUCCEEDED, 5, True)
+    assert target_rows(table) == 5
