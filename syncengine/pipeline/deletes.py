@@ -134,9 +134,12 @@ class DeleteCount:
 
 
 def count_missing(conn: psycopg.Connection, plan: RunPlan, target: str, keys_relation: str) -> DeleteCount:
+    # Two scans rather than one count(*) FILTER: NOT EXISTS in a WHERE is planned as a hash anti-join, in a
+    # FILTER it would be a subquery run once per row.
+    live = live_rows_filter(plan)
     row = conn.execute(
-        f"SELECT count(*) FILTER (WHERE {_absent(plan.key, keys_relation)}), count(*) "  # noqa: S608 - quoted
-        f"FROM {target} t WHERE {live_rows_filter(plan)}"
+        f"SELECT (SELECT count(*) FROM {target} t WHERE {live} AND {_absent(plan.key, keys_relation)}), "  # noqa: S608
+        f"(SELECT count(*) FROM {target} t WHERE {live})"
     ).fetchone()
     return DeleteCount(missing=int(row[0]), live=int(row[1])) if row else DeleteCount(0, 0)
 
