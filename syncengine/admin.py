@@ -122,6 +122,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                     "trigger",
                     "requested_by",
                     "full_refresh_display",
+                    "options_display",
                     "mode",
                     "attempt_display",
                 ]
@@ -148,6 +149,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
         "table_link",
         "status_badge",
         "full_refresh_display",
+        "options_display",
         "attempt_display",
         "queued_display",
         "not_before_display",
@@ -183,6 +185,17 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
     @admin.display(description="full refresh")
     def full_refresh_display(self, run: SyncRun) -> str:
         return "yes: everything reloaded, ignoring the watermark" if run.full_refresh else "no"
+
+    @admin.display(description="asked for")
+    def options_display(self, run: SyncRun) -> str:
+        parts = []
+        if run.backfill_from:
+            parts.append(
+                f"backfill from {run.backfill_from} to {run.backfill_to or 'the newest row'} (inclusive)"
+            )
+        if run.allow_deletes:
+            parts.append("allowed past the delete guard")
+        return "; ".join(parts) or "-"
 
     @admin.display(description="cancel requested")
     def cancel_requested_display(self, run: SyncRun) -> str:

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -69,7 +69,7 @@ def run_create(
         allow_deletes=options.allow_deletes,
         requested_by=user,
     )
-    extras: dict[str, object] = {}
+    extras: dict[str, Any] = {}
     if options.backfill_from:
         extras["backfill"] = {"from": options.backfill_from, "to": options.backfill_to or None}
     if options.allow_deletes:

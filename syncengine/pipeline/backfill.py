@@ -41,6 +41,11 @@ class BackfillRequest:
 class BackfillRange:
     start: Watermark
     end: Watermark | None
+    request: BackfillRequest  # as the operator gave it
+
+    def describe(self) -> dict[str, str | None]:
+        """For the run's checks and log: the range as given, and the kind it was read as."""
+        return {**self.request.describe(), "type": self.start.kind}
 
 
 def parse_value(kind: str, raw: str, *, field: str) -> Watermark:
@@ -89,4 +94,4 @@ def parse_range(kind: str, request: BackfillRequest, *, table: str) -> BackfillR
         raise ConfigurationError(exc.message, table=table) from exc
     if end is not None and start.value > end.value:
         raise ConfigurationError(f"backfill from {request.start!r} is after to {request.end!r}", table=table)
-    return BackfillRange(start=start, end=end)
+    return BackfillRange(start=start, end=end, request=request)

@@ -26,7 +26,7 @@ from snowflake.connector import SnowflakeConnection
 
 from syncengine.pipeline.errors import DeleteGuardTripped, RunCancelled
 from syncengine.pipeline.extract import prefetch, stream_batches
-from syncengine.pipeline.hooks import Hooks, Log
+from syncengine.pipeline.hooks import Hooks
 from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.load import STAGING_SCHEMA, StagingWriter, create_staging
 from syncengine.pipeline.plan import RunPlan
@@ -62,18 +62,29 @@ def key_columns(plan: RunPlan) -> list[LoadColumn]:
 
 
 @contextmanager
-def key_staging(conn: psycopg.Connection, plan: RunPlan, *, staging: Staging, log: Log) -> Iterator[str]:
-    """Create the key table (named after the run's staging table, so a later run's leftover cleanup finds it);
-    drop it if the run fails before publishing, which drops it."""
+def staged_keys(
+    conn: psycopg.Connection,
+    plan: RunPlan,
+    source_conn: SnowflakeConnection,
+    *,
+    staging: Staging,
+    hooks: Hooks,
+) -> Iterator[KeyScan | None]:
+    """When the plan has a key scan: create the key table (named after the run's staging table, so a later
+    run's leftover cleanup finds it), fill it from the source, and drop it if the run fails before publishing
+    (which drops it). None when this run looks for no deletes."""
+    if plan.key_scan is None:
+        yield None
+        return
     name = f"{staging.table}_keys"
     try:
         create_staging(conn, name, key_columns(plan))
     except psycopg.Error as exc:
         raise classify_postgres_error(exc, table=plan.spec.name) from exc
     try:
-        yield name
+        yield scan_keys(plan, source_conn, staging=staging, key_table=name, hooks=hooks)
     except BaseException:
-        drop_staging_after_failure(conn, dsn=staging.dsn, staging=name, table=plan.spec.name, log=log)
+        drop_staging_after_failure(conn, dsn=staging.dsn, staging=name, table=plan.spec.name, log=hooks.log)
         raise
 
 

@@ -99,15 +99,7 @@ def plan_run(  # noqa: PLR0913 - the run's inputs, keyword-only
     drift = plan_drift(spec, columns, existing.table, full_load=since is None)
     for change in drift.changes:
         log("warning", "schema drift", table=spec.name, change=change)
-    key = target_key(spec, columns.target_primary_key)
-    merging = since is not None or spec.history or spec.deletes.mode == DeleteMode.SOFT
-    if merging and key and existing.table is not None and not existing.table.has_unique_key(key):
-        raise ConfigurationError(
-            f"the target table has no primary key or unique index on ({', '.join(key)}), which incremental "
-            "loading, history and soft deletes need",
-            table=spec.name,
-        )
-    _check_deletes(spec, columns, protection, incremental=since is not None)
+    _check_merge(spec, columns, protection, existing, incremental=since is not None)
     loaded = TablePlan(
         columns=tuple(column.plan for column in drift.load_columns),
         primary_key=columns.primary_key,
@@ -127,10 +119,15 @@ def plan_run(  # noqa: PLR0913 - the run's inputs, keyword-only
             backfill_range.end if backfill_range else None,
         ),
         backfill=backfill_range,
-        key_scan=key_query(spec.source, columns.primary_key)
-        if since is not None and spec.deletes.mode != DeleteMode.OFF
-        else None,
+        key_scan=_key_scan(spec, columns, incremental=since is not None),
     )
+
+
+def _key_scan(spec: TableSpec, columns: TablePlan, *, incremental: bool) -> SourceQuery | None:
+    """An incremental run with deletes on reads every source key; a full load has them all in staging."""
+    if not incremental or spec.deletes.mode == DeleteMode.OFF:
+        return None
+    return key_query(spec.source, columns.primary_key)
 
 
 def _backfill_range(
@@ -160,12 +157,26 @@ def _backfill_range(
     return parse_range(kind_for(columns.watermark.source), backfill, table=spec.name)
 
 
-def _check_deletes(
-    spec: TableSpec, columns: TablePlan, protection: ProtectionPlan | None, *, incremental: bool
+def _check_merge(
+    spec: TableSpec,
+    columns: TablePlan,
+    protection: ProtectionPlan | None,
+    existing: TargetState,
+    *,
+    incremental: bool,
 ) -> None:
-    """Deletes are found by key; history and soft deletes on a full load compare every row with the target's,
-    which randomised encryption makes impossible (every ciphertext differs from the stored one)."""
+    """A run that merges into the target's rows needs its key there; deletes are found by key; history and
+    soft deletes on a full load compare every row with the target's, which randomised encryption makes
+    impossible (every ciphertext differs from the stored one)."""
     mode = spec.deletes.mode
+    key = target_key(spec, columns.target_primary_key)
+    merging = incremental or spec.history or mode == DeleteMode.SOFT
+    if merging and key and existing.table is not None and not existing.table.has_unique_key(key):
+        raise ConfigurationError(
+            f"the target table has no primary key or unique index on ({', '.join(key)}), which incremental "
+            "loading, history and soft deletes need",
+            table=spec.name,
+        )
     keyed_mode = spec.mode == SyncMode.INCREMENTAL or mode == DeleteMode.SOFT
     if mode != DeleteMode.OFF and not columns.primary_key and keyed_mode:
         raise ConfigurationError(

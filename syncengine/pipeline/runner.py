@@ -18,7 +18,7 @@ from syncengine.pipeline.bootstrap import (
     locked_target,
     read_target_state,
 )
-from syncengine.pipeline.deletes import KeyScan, key_staging, scan_keys
+from syncengine.pipeline.deletes import KeyScan, staged_keys
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled
 from syncengine.pipeline.extract import describe_source
 from syncengine.pipeline.hooks import CancelCheck, Hooks, Log, Progress
@@ -100,10 +100,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             backfill=backfill,
         )
         protector = _protector(plan, keyring, existing)
-        _record_plan(result, plan, state=existing.sync_state)
-        if backfill is not None:
-            result.checks["backfill"] = backfill.describe()
-            hooks.log("info", "backfilling a range", table=spec.name, **backfill.describe())
+        _record_plan(result, plan, state=existing.sync_state, log=hooks.log)
         hooks.log("info", "extracting", table=spec.name, mode=result.mode, columns=len(plan.load_columns))
 
         staging = cleanup.enter_context(
@@ -113,31 +110,23 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             plan, source_session.conn, staging=staging, protector=protector, hooks=hooks
         )
         _record_staged(result, staged, protector)
-        key_table = None
-        if plan.key_scan is not None:
-            key_table = cleanup.enter_context(key_staging(conn, plan, staging=staging, log=hooks.log))
-            keys = scan_keys(plan, source_session.conn, staging=staging, key_table=key_table, hooks=hooks)
-            _record_key_scan(result, keys)
+        keys = cleanup.enter_context(
+            staged_keys(conn, plan, source_session.conn, staging=staging, hooks=hooks)
+        )
+        _record_key_scan(result, keys)
         source_session.close()
 
         if hooks.cancelled():
             raise RunCancelled(f"cancelled before publishing {result.extract.rows} rows", table=spec.name)
         hooks.progress("publish", 0)
         options = PublishOptions(
-            lock_timeout=publish_lock_timeout, run_id=run_id, allow_deletes=allow_deletes, key_table=key_table
+            lock_timeout=publish_lock_timeout,
+            run_id=run_id,
+            allow_deletes=allow_deletes,
+            key_table=keys.table if keys else None,
         )
         outcome = publish_run(conn, plan, staged, protector=protector, options=options)
-        _record_published(result, outcome)
-        hooks.progress("publish", result.rows_inserted + result.rows_updated)
-        hooks.log(
-            "info",
-            "published",
-            table=spec.name,
-            mode=result.mode,
-            inserted=result.rows_inserted,
-            updated=result.rows_updated,
-            deleted=result.rows_deleted,
-        )
+        _record_published(result, outcome, hooks)
     return result
 
 
@@ -153,7 +142,10 @@ def _protector(plan: RunPlan, keyring: Keyring | None, existing: TargetState) ->
     return Protector(plan=plan.protection, keyring=keyring, reuse=reuse)
 
 
-def _record_plan(result: SyncResult, plan: RunPlan, *, state: SyncState | None) -> None:
+def _record_plan(result: SyncResult, plan: RunPlan, *, state: SyncState | None, log: Log) -> None:
+    if plan.backfill is not None:
+        result.checks["backfill"] = plan.backfill.describe()
+        log("info", "backfilling a range", table=plan.spec.name, **plan.backfill.describe())
     result.drift = list(plan.drift.changes)
     result.target_created = plan.drift.creates_table
     result.mode = str(plan.mode)
@@ -169,14 +161,29 @@ def _record_staged(result: SyncResult, staged: Staged, protector: Protector | No
         result.bytes_before_compression, result.bytes_after_compression = protector.compression_totals()
 
 
-def _record_key_scan(result: SyncResult, keys: KeyScan) -> None:
-    result.checks["delete_scan"] = {"keys": keys.rows, "bytes": keys.bytes, "seconds": round(keys.seconds, 3)}
+def _record_key_scan(result: SyncResult, keys: KeyScan | None) -> None:
+    if keys is not None:
+        result.checks["delete_scan"] = {
+            "keys": keys.rows,
+            "bytes": keys.bytes,
+            "seconds": round(keys.seconds, 3),
+        }
 
 
-def _record_published(result: SyncResult, outcome: PublishOutcome) -> None:
+def _record_published(result: SyncResult, outcome: PublishOutcome, hooks: Hooks) -> None:
     result.checks.update(outcome.checks)
     result.rows_inserted = outcome.published.inserted
     result.rows_updated = outcome.published.updated
     result.rows_deleted = outcome.published.deleted
     result.publish_seconds = outcome.seconds
     result.watermark_after = outcome.watermark.to_json() if outcome.watermark else None
+    hooks.progress("publish", result.rows_inserted + result.rows_updated)
+    hooks.log(
+        "info",
+        "published",
+        table=result.table,
+        mode=result.mode,
+        inserted=result.rows_inserted,
+        updated=result.rows_updated,
+        deleted=result.rows_deleted,
+    )

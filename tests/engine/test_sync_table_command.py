@@ -122,7 +122,11 @@ def test_from_and_to_backfill_a_range_and_leave_the_watermark(orders, snowflake,
     assert (run.status, run.trigger) == (RunStatus.SUCCEEDED, RunTrigger.BACKFILL)
     assert (run.backfill_from, run.backfill_to) == ("2026-01-01T00:03:00", "2026-01-01 00:05:00")
     assert (run.rows_extracted, run.rows_updated) == (3, 2)
-    assert run.checks["backfill"] == {"from": "2026-01-01T00:03:00", "to": "2026-01-01 00:05:00"}
+    assert run.checks["backfill"] == {
+        "from": "2026-01-01T00:03:00",
+        "to": "2026-01-01 00:05:00",
+        "type": "timestamp_ntz",
+    }
     assert run.watermark_after == first.watermark_after
     assert "Backfill" in out.getvalue()
     changed = target(

@@ -56,7 +56,7 @@ def test_a_backfill_re_merges_changed_rows_in_its_range_and_keeps_the_watermark(
     assert result.mode == "incremental"
     assert result.extract.rows == 2  # ids 2 and 3: both ends are inclusive
     assert result.rows_updated == 2
-    assert result.checks["backfill"] == {"from": at(20), "to": at(30)}
+    assert result.checks["backfill"] == {"from": at(20), "to": at(30), "type": "timestamp_ntz"}
     assert _prices_in_target(target) == {
         1: "1.500000",
         2: "102.500000",
