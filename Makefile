@@ -64,11 +64,11 @@ test: install browser tools
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
 
 # PNGs of the operator's pages at 1440 px (dashboard, status board, a queued run's page following its run, the
-# finished run's page), written to screenshots/ by the real-browser tests that drive those pages.
+# finished run's page, the import page's error excerpt), written to screenshots/ by the real-browser tests that drive those pages.
 screenshots: install browser
 	rm -rf screenshots
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_SCREENSHOT_DIR=$(CURDIR)/screenshots \
-		$(BIN)/pytest -q tests/browser/test_cockpit.py
+		$(BIN)/pytest -q tests/browser/test_cockpit.py tests/browser/test_import_page.py
 	@ls -1 screenshots/*.png
 
 lint:

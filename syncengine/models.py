@@ -49,6 +49,7 @@ FINISH_FIELDS = (
     "watermark_after",
     "drift",
     "checks",
+    "evidence",
     "error_message",
     "error_traceback",
     "error_kind",
@@ -151,6 +152,13 @@ class SyncRun(models.Model):
     watermark_after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     drift = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
     checks = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    evidence = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="What the run's evidence pack is built from: the configuration it ran with, the Snowflake "
+        "queries, both tables' columns and the key ids it encrypted with (syncengine.evidence).",
+    )
 
     error_message = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True)

@@ -180,7 +180,8 @@ def run_execute(
     try:
         spec = specs.table_spec(table)
         run.config_hash = recorder.config_hash(spec)
-        run.save(update_fields=["config_hash"])
+        run.evidence = {"configuration": table.to_table_dict()}
+        run.save(update_fields=["config_hash", "evidence"])
         source = connections.snowflake_settings()
         target = connections.target_dsn()
         keyring = connections.keyring(required=table.encryption_mode != EncryptionMode.OFF)
@@ -235,6 +236,8 @@ def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
         should_cancel=callbacks.should_cancel,
         keyring=keyring,
         run_id=str(run.pk),
+        copy_streams=settings.FDM_PIPELINE["copy_streams"],
+        publish_lock_timeout=settings.FDM_PIPELINE["publish_lock_timeout_seconds"],
     )
 
 

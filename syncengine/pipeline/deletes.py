@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -54,6 +54,7 @@ class KeyScan:
     rows: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    query_ids: list[str] = field(default_factory=list)  # Snowflake's id for the key query, for the evidence
 
 
 def key_columns(plan: RunPlan) -> list[LoadColumn]:
@@ -109,7 +110,9 @@ def scan_keys(
     )
     started = time.perf_counter()
     batches = prefetch(
-        stream_batches(source_conn, plan.key_scan, batch_size=plan.spec.batch_size, table=table)
+        stream_batches(
+            source_conn, plan.key_scan, batch_size=plan.spec.batch_size, table=table, query_ids=scan.query_ids
+        )
     )
     try:
         for batch in batches:
