@@ -10,7 +10,8 @@ import datetime as dt
 import pytest
 
 from syncengine.pipeline.errors import ConfigurationError, DeleteGuardTripped
-from syncengine.pipeline.spec import DeleteMode, DeletesSpec, SyncMode
+from syncengine.pipeline.protection.keyring import Keyring
+from syncengine.pipeline.spec import DeleteMode, DeletesSpec, EncryptionMode, EncryptionSpec, SyncMode
 
 from .conftest import staging_tables
 
@@ -68,6 +69,8 @@ def test_hard_deletes_remove_rows_whose_key_left_the_source(source, make_spec, s
     assert result.rows_deleted == 2
     assert result.rows_updated == 1
     assert result.checks["delete_scan"]["keys"] == 8
+    scans = [query for query in result.evidence.queries if query["purpose"] == "delete scan"]
+    assert [query["sql"] for query in scans] == [f'SELECT "ID" FROM "{source.database}"."PUBLIC"."ACCOUNTS"']
     assert result.checks["deletes"]["rows_missing_from_source"] == 2
     assert [key for (key,) in target("SELECT id FROM public.accounts ORDER BY id")] == [
         1,
@@ -212,3 +215,31 @@ def test_the_fdm_columns_are_not_drift(source, make_spec, sync, target):
             "AND attname LIKE '\\_fdm\\_%' ORDER BY attnum"
         )
     ] == ["_fdm_deleted_at", "_fdm_synced_at", "_fdm_run_id"]
+
+
+def test_a_tripped_guard_flags_nothing_in_soft_mode(source, make_spec, sync, target):
+    _accounts(source, 10)
+    spec = _spec(make_spec, DeleteMode.SOFT, max_ratio=0.1)
+    sync(spec)
+    _delete(source, 1, 2, 3, 4, 5)
+
+    with pytest.raises(DeleteGuardTripped, match="5 of 10 rows"):
+        sync(spec)
+
+    assert target("SELECT count(*) FROM public.accounts WHERE _fdm_deleted_at IS NOT NULL") == [(0,)]
+    assert sync(spec, allow_deletes=True).rows_deleted == 5
+
+
+def test_soft_deletes_on_a_full_load_with_encrypted_columns_are_refused(source, make_spec, sync, target):
+    _accounts(source, 3)
+    spec = _spec(
+        make_spec,
+        DeleteMode.SOFT,
+        mode=SyncMode.FULL,
+        watermark_column=None,
+        encryption=EncryptionSpec(mode=EncryptionMode.COLUMNS, columns=("NAME",)),
+    )
+
+    with pytest.raises(ConfigurationError, match="encrypted"):
+        sync(spec, keyring=Keyring.generate("test"))
+    assert target("SELECT to_regclass('public.accounts')") == [(None,)]

@@ -154,3 +154,16 @@ def test_a_new_source_column_keeps_the_current_view_complete(source, make_spec, 
         )
     ]
     assert "note" in columns
+
+
+def test_each_version_carries_the_lineage_of_the_run_that_wrote_it(source, make_spec, sync, target):
+    _rates(source)
+    spec = make_spec("RATES", watermark_column="updated_at", history=True, lineage=True)
+    sync(spec, run_id="first")
+    _set_rate(source, 3, 30, 60)
+
+    sync(spec, run_id="second")
+
+    assert target(
+        "SELECT id, rate, _fdm_run_id, _fdm_synced_at = _fdm_valid_from FROM public.rates ORDER BY id, _fdm_valid_from"
+    ) == [(1, 1, "first", True), (2, 2, "first", True), (3, 3, "first", True), (3, 30, "second", True)]
