@@ -181,7 +181,7 @@ def check_guard(plan: RunPlan, counted: DeleteCount, *, allowed: bool) -> dict[s
         share = counted.missing / counted.live if counted.live else 1.0
         raise DeleteGuardTripped(
             f"{counted.missing} of {counted.live} rows ({share:.1%}) are no longer in the source, more than "
-            f"deletes.max_ratio {ratio:g} allows ({limit} rows): the source may be truncated or the table "
+            f"deletes.max_ratio {ratio:g} allows (at most {limit}): the source may be truncated or the table "
             "pointed at the wrong one. Nothing was deleted or published; if these deletes are real, run once "
             "allowing deletes (sync_table --allow-deletes)",
             table=plan.spec.name,
