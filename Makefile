@@ -79,7 +79,7 @@ test: install browser tools
 screenshots: install browser
 	rm -rf screenshots
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_SCREENSHOT_DIR=$(CURDIR)/screenshots \
-		$(BIN)/pytest -q tests/browser/test_cockpit.py tests/browser/test_import_page.py
+		$(BIN)/pytest -q tests/browser/test_cockpit.py tests/browser/test_import_page.py tests/browser/test_source_browser.py
 	@ls -1 screenshots/*.png
 
 lint:

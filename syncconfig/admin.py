@@ -18,7 +18,7 @@ from django.urls import path, reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from syncconfig import services, yaml_io
-from syncconfig.choices import ScheduleKind
+from syncconfig.choices import CompressionMode, EncryptionMode, ScheduleKind, SyncMode
 from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
 from syncconfig.models import TableConfig
 from syncconfig.reporting import change_text, import_summary_lines
@@ -55,6 +55,18 @@ def export_selected_as_yaml(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[TableConfig]
 ) -> HttpResponse:
     return _yaml_download(services.tables_export(names=queryset.values_list("name", flat=True)))
+
+
+# The add page's initial data may name several columns for these (`?primary_key=A&primary_key=B`, as the source
+# browser sends them); each becomes the field's one-name-per-line text.
+_COLUMN_LIST_FIELDS = (
+    "primary_key",
+    "include_columns",
+    "exclude_columns",
+    "encrypted_columns",
+    "searchable_columns",
+    "compressed_columns",
+)
 
 
 @admin.register(TableConfig)
@@ -106,6 +118,22 @@ class TableConfigAdmin(SimpleHistoryAdmin):
                                                     "reconcile_schedule")}),
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )  # fmt: skip
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """The add page's initial data from its query string, with column lists joined and the modes their
+        columns call for: listed encrypted or compressed columns, an incremental column."""
+        initial = super().get_changeform_initial_data(request)
+        for field in _COLUMN_LIST_FIELDS:
+            names = [name for name in request.GET.getlist(field) if name]
+            if names:
+                initial[field] = "\n".join(names)
+        if initial.get("encrypted_columns"):
+            initial.setdefault("encryption_mode", EncryptionMode.COLUMNS)
+        if initial.get("compressed_columns"):
+            initial.setdefault("compression_mode", CompressionMode.COLUMNS)
+        if initial.get("incremental_column"):
+            initial.setdefault("sync_mode", SyncMode.INCREMENTAL)
+        return initial
 
     @admin.display(description="Snowflake source", ordering="snowflake_table")
     def source(self, obj: TableConfig) -> str:

@@ -684,7 +684,17 @@ class TableRunsAdminMixin(admin.ModelAdmin):
             self.admin_site.admin_view(self.check_source_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_check_source",
         )
-        return [sync_now_url, check_source_url, *super().get_urls()]
+        browse_url = path(
+            "browse-source/",
+            self.admin_site.admin_view(self.browse_source_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_browse_source",
+        )
+        return [browse_url, sync_now_url, check_source_url, *super().get_urls()]
+
+    def browse_source_view(self, request: HttpRequest) -> HttpResponse:
+        from syncengine.source_check_admin import browse_source_view
+
+        return browse_source_view(self, request)
 
     def check_source_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         from syncengine.source_check_admin import check_source_view
@@ -707,6 +717,8 @@ class TableRunsAdminMixin(admin.ModelAdmin):
         if isinstance(base, list | tuple):  # several names: the first that exists
             base = select_template(base)
         context["fdm_base_change_form"] = base  # {% extends %} takes a template or a template's name
+        if add and self.has_add_permission(request):
+            context["fdm_browse_url"] = reverse(f"admin:{app_label}_{model_name}_browse_source")
         if obj is not None and obj.pk is not None:
             if obj.encryption_mode != "off" or obj.compression_mode != "off":
                 from syncengine.protected_data import table_protection_status
