@@ -77,12 +77,16 @@ def _decode(side: PostgresSide, records: list[dict[str, Any]], *, keyring: Keyri
         decode_rows, side.conn, table_name=shape.name, schema=shape.target.schema, table=shape.target.name,
         keyring=keyring,
     )
+    copies = [dict(record) for record in records]  # decoding works in place and may stop half-way
     try:
-        decode(records=records)
-        return
+        decode(records=copies)
     except DecryptionError:
         pass
-    bound = [name for name in record_keys(records) if name not in protected]
+    else:
+        for record, decoded in zip(records, copies, strict=True):
+            record.update(decoded)
+        return
+    bound = list(shape.catalog.row_key) if shape.catalog else []
     for record in records:
         for name in protected:
             single = {name: record[name], **{key: record[key] for key in bound}}
@@ -91,10 +95,6 @@ def _decode(side: PostgresSide, records: list[dict[str, Any]], *, keyring: Keyri
                 record[name] = single[name]
             except DecryptionError:
                 record[name] = Undecryptable()
-
-
-def record_keys(records: list[dict[str, Any]]) -> list[str]:
-    return list(records[0]) if records else []
 
 
 def _parsed(value: Any, column: CompareColumn) -> Any:
