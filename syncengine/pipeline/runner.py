@@ -20,6 +20,7 @@ from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.protector import Protector
 from syncengine.pipeline.publish import PublishOptions, PublishOutcome, publish_run
+from syncengine.pipeline.reconcile.light import check_after_publish
 from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import TableSpec
@@ -98,6 +99,10 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         options = PublishOptions(lock_timeout=publish_lock_timeout, run_id=run_id)
         outcome = publish_run(conn, plan, staged, protector=protector, options=options)
         _record_published(result, outcome)
+        # Counts and sums on both sides, still under the table's lock; never fails the published run.
+        result.checks["reconciliation"] = check_after_publish(
+            plan, source=source, target_conn=conn, until=outcome.watermark, log=hooks.log
+        )
         hooks.progress("publish", result.rows_inserted + result.rows_updated)
         hooks.log(
             "info",
