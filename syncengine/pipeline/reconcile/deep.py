@@ -17,6 +17,7 @@ second check tells a moving source from a stale copy.
 from __future__ import annotations
 
 import time
+from decimal import Decimal, InvalidOperation
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -65,6 +66,17 @@ def deep_reconcile(  # noqa: PLR0913 - all keyword-only: connections, keyring, o
     return result
 
 
+def _key_order(key: tuple[str, ...]) -> tuple[tuple[int, Decimal | str], ...]:
+    """Keys in their order: numbers (canonical texts of numbers and times) by value, text by text."""
+    order: list[tuple[int, Decimal | str]] = []
+    for text in key:
+        try:
+            order.append((0, Decimal(text)))
+        except InvalidOperation:
+            order.append((1, text))
+    return tuple(order)
+
+
 class _Check:
     def __init__(
         self,
@@ -94,7 +106,7 @@ class _Check:
         if self.shape.in_memory:
             for key_range in ranges:
                 self._compare_values(key_range)
-        differences = sorted(self.found.values(), key=lambda difference: difference.key)
+        differences = sorted(self.found.values(), key=lambda difference: _key_order(difference.key))
         self.result.differences_found = len(differences)
         self.result.differences = differences[: self.options.limit]
 

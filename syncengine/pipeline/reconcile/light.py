@@ -30,10 +30,12 @@ from syncengine.pipeline.extract import qualified_source
 from syncengine.pipeline.hooks import Log
 from syncengine.pipeline.identifiers import quote_postgres, quote_snowflake
 from syncengine.pipeline.plan import RunPlan
-from syncengine.pipeline.reconcile.shape import CURRENT_VERSION_COLUMN, SOFT_DELETED_COLUMN
+from syncengine.pipeline.reconcile import canonical
+from syncengine.pipeline.reconcile.shape import CURRENT_VERSION_COLUMN, SOFT_DELETED_COLUMN, table_shape
 from syncengine.pipeline.schema.drift import LoadColumn
 from syncengine.pipeline.schema.target import inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings
+from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.typemap import canonical_snowflake_type
 from syncengine.pipeline.watermark import Watermark
 
@@ -144,9 +146,13 @@ def _target_query(
 
 
 def _sums_agree(column: LoadColumn, source: Any, target: Any) -> bool:
+    return _agree(canonical_snowflake_type(column.plan.source.data_type) == "FLOAT", source, target)
+
+
+def _agree(is_float: bool, source: Any, target: Any) -> bool:
     if source is None or target is None:
         return source is None and target is None
-    if canonical_snowflake_type(column.plan.source.data_type) == "FLOAT":
+    if is_float:
         left, right = float(source), float(target)
         if math.isnan(left) or math.isnan(right) or math.isinf(left) or math.isinf(right):
             return str(left) == str(right)
@@ -156,3 +162,42 @@ def _sums_agree(column: LoadColumn, source: Any, target: Any) -> bool:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def reconcile_light(
+    spec: TableSpec, *, source_conn: SnowflakeConnection, target_conn: psycopg.Connection, log: Log
+) -> dict[str, Any]:
+    """The light check over the whole table, outside a run: counts and sums of the clear numeric columns."""
+    shape = table_shape(spec, source_conn=source_conn, target_conn=target_conn, log=log)
+    summed = [
+        column
+        for column in (*shape.key, *shape.columns)
+        if column.kind in (canonical.NUMBER, canonical.FLOAT) and not column.protected
+    ]
+    source_sums = "".join(f", SUM({quote_snowflake(column.source_name)})" for column in summed)
+    cursor = source_conn.cursor()
+    try:
+        cursor.execute(f"SELECT COUNT(*){source_sums} FROM {shape.source_relation}")  # noqa: S608
+        source_row = cursor.fetchone()
+    finally:
+        cursor.close()
+    target_sums = "".join(f", sum({quote_postgres(column.target_name)})" for column in summed)
+    where = f" WHERE {shape.target_filter}" if shape.target_filter else ""
+    target_row = target_conn.execute(
+        f"SELECT count(*){target_sums} FROM {shape.target_relation}{where}"  # noqa: S608
+    ).fetchone()
+    assert source_row is not None and target_row is not None
+    mismatches = ["rows"] if int(source_row[0]) != int(target_row[0]) else []
+    sums: dict[str, dict[str, str | None]] = {}
+    for index, column in enumerate(summed, start=1):
+        sums[column.target_name] = {"source": _text(source_row[index]), "target": _text(target_row[index])}
+        if not _agree(column.kind == canonical.FLOAT, source_row[index], target_row[index]):
+            mismatches.append(column.target_name)
+    return {
+        "status": MISMATCH if mismatches else EQUAL,
+        "scope": "table",
+        "rows": {"source": int(source_row[0]), "target": int(target_row[0])},
+        "sums": sums,
+        "mismatches": mismatches,
+        "source_as_of": "check",
+    }
