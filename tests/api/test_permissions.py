@@ -16,6 +16,7 @@ from fdm.api.roles import Role
 from fdm.apikeys.services import api_key_create, service_account_role_set, service_key_create
 from syncconfig.models import TableConfig
 from syncengine import services
+from syncengine.reconciliations import reconciliation_create
 from syncengine.choices import RunTrigger
 from tests.api.conftest import error_of, table_dict
 
@@ -59,6 +60,9 @@ ENDPOINTS = [
     Endpoint("post", "/api/v1/pipeline/runs/{run}/cancel/", "operator", 202),
     Endpoint("get", "/api/v1/pipeline/tables/", "viewer", 200),
     Endpoint("get", "/api/v1/pipeline/tables/{table}/", "viewer", 200),
+    Endpoint("post", "/api/v1/pipeline/tables/{table}/reconcile/", "operator", 202, body={"deep": True}),
+    Endpoint("get", "/api/v1/pipeline/reconciliations/", "viewer", 200),
+    Endpoint("get", "/api/v1/pipeline/reconciliations/{reconciliation}/", "viewer", 200),
     Endpoint("get", "/api/v1/metadata/type-mapping/", "viewer", 200),
     # Snowflake is not configured in this test: past the permission check, 503 says so.
     Endpoint("get", "/api/v1/metadata/tables/{table}/", "viewer", 503),
@@ -102,9 +106,17 @@ def world(db, monkeypatch) -> dict[str, Any]:
 
     table = config_services.table_save_document(document=body)
     run = services.run_create(table=table, trigger=RunTrigger.API)
+    reconciliation = reconciliation_create(table=table, trigger=RunTrigger.API, deep=True)
     someone = User.objects.create(username=f"someone-{uuid.uuid4().hex[:6]}")
     key, _ = service_key_create(username=f"program-{uuid.uuid4().hex[:6]}", role=Role.VIEWER)
-    return {"table": table, "body": body, "run": run, "key": key, "user": someone}
+    return {
+        "table": table,
+        "body": body,
+        "run": run,
+        "key": key,
+        "user": someone,
+        "reconciliation": reconciliation,
+    }
 
 
 def _body(endpoint: Endpoint, world: dict[str, Any]) -> Any:
@@ -124,7 +136,11 @@ def _body(endpoint: Endpoint, world: dict[str, Any]) -> Any:
 def test_each_endpoint_answers_each_role_as_the_role_rules_say(endpoint, role, world, client_for):
     client = client_for(role)
     path = endpoint.path.format(
-        table=world["table"].name, run=world["run"].pk, key=world["key"].pk, user=world["user"].username
+        table=world["table"].name,
+        run=world["run"].pk,
+        key=world["key"].pk,
+        user=world["user"].username,
+        reconciliation=world["reconciliation"].pk,
     )
     response = getattr(client, endpoint.method)(
         path + endpoint.query, data=_body(endpoint, world), format="json" if endpoint.body else None
