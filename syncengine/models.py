@@ -394,7 +394,6 @@ class Reconciliation(models.Model):
     class Meta:
         ordering = ["-queued_at", "-id"]
         indexes = [models.Index(fields=["table", "-queued_at"], name="reconciliation_table_idx")]
-        permissions = [("start_reconciliation", "Can start a reconciliation")]
 
     def __str__(self) -> str:
         return f"{self.table_name} reconciliation #{self.pk} ({self.status})"
