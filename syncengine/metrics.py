@@ -410,7 +410,11 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         if success is not None and last_success_finished is not None:
             add(TABLE_LAST_SUCCESS, [name], last_success_finished.timestamp())
             _add_success_details(add, name, success)
-            add(RECONCILIATION_RUN_CHECK_MISMATCH, [name], 1 if success.reconciliation_status == "mismatch" else 0)
+            add(
+                RECONCILIATION_RUN_CHECK_MISMATCH,
+                [name],
+                1 if success.reconciliation_status == "mismatch" else 0,
+            )
         if (reconciliation := snapshot.reconciliations.get(name)) is not None:
             _add_reconciliation(add, name, reconciliation)
 
@@ -469,7 +473,11 @@ def _add_reconciliation(
     add(RECONCILIATION_LAST_DIFFERENCES, [name], reconciliation.differences_found)
     duration = reconciliation.duration
     if duration is not None:
-        add(RECONCILIATION_LAST_DURATION, [name, "true" if reconciliation.deep else "false"], duration.total_seconds())
+        add(
+            RECONCILIATION_LAST_DURATION,
+            [name, "true" if reconciliation.deep else "false"],
+            duration.total_seconds(),
+        )
     if reconciliation.finished_at is not None:
         add(RECONCILIATION_LAST, [name], reconciliation.finished_at.timestamp())
 

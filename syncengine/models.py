@@ -367,7 +367,9 @@ class Reconciliation(models.Model):
     )
     table_name = models.CharField(max_length=200, help_text="The table's name when it was requested.")
     trigger = models.CharField(max_length=16, choices=RunTrigger.choices)
-    deep = models.BooleanField(default=False, help_text="Every row compared (segment hashes), not counts and sums.")
+    deep = models.BooleanField(
+        default=False, help_text="Every row compared (segment hashes), not counts and sums."
+    )
     status = models.CharField(
         max_length=16, choices=ReconciliationStatus.choices, default=ReconciliationStatus.QUEUED
     )

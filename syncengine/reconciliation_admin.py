@@ -27,7 +27,9 @@ def _url(reconciliation: Reconciliation) -> str:
 
 
 @admin.action(description="Reconcile (deep)", permissions=["start_sync"])
-def reconcile_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+def reconcile_now(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> HttpResponse | None:
     """Enqueue a deep reconciliation per selected table."""
     started = [
         reconciliations.reconciliation_enqueue(
@@ -83,7 +85,11 @@ class ReconciliationAdmin(admin.ModelAdmin):
     search_fields = ("table_name",)
     date_hierarchy = "queued_at"
     readonly_fields = (
-        *(field.name for field in Reconciliation._meta.fields if field.name not in ("differences", "details")),
+        *(
+            field.name
+            for field in Reconciliation._meta.fields
+            if field.name not in ("differences", "details")
+        ),
         "differences_display",
         "details",
     )
@@ -110,7 +116,9 @@ class ReconciliationAdmin(admin.ModelAdmin):
             "<div>{}: {} {}</div>",
             (
                 (
-                    ", ".join(f"{name}={value}" for name, value in zip(key, each.get("key", []), strict=False))
+                    ", ".join(
+                        f"{name}={value}" for name, value in zip(key, each.get("key", []), strict=False)
+                    )
                     or each.get("check", ""),
                     each.get("kind", "mismatch"),
                     ", ".join(each.get("columns", [])),

@@ -85,7 +85,9 @@ def reconciliation_execute(*, reconciliation_id: int) -> Reconciliation:
         return reconciliation
     reconciliation.details = {**outcome, "seconds": round(time.perf_counter() - started, 3)}
     reconciliation.finish(
-        ReconciliationStatus.EQUAL if reconciliation.differences_found == 0 else ReconciliationStatus.DIFFERENT
+        ReconciliationStatus.EQUAL
+        if reconciliation.differences_found == 0
+        else ReconciliationStatus.DIFFERENT
     )
     return reconciliation
 

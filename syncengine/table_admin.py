@@ -103,12 +103,14 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
     def reconcile_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return reconcile_view(self, request, object_id)
 
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):  # type: ignore[no-untyped-def]
-        if obj is not None and obj.pk is not None:
-            context["fdm_reconcile_url"] = reverse(
-                f"admin:{self.opts.app_label}_{self.opts.model_name}_reconcile", args=[obj.pk]
-            )
-        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        reconcile_url = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_reconcile", args=[object_id]
+        )
+        extra_context = {**(extra_context or {}), "fdm_reconcile_url": reconcile_url}
+        return super().change_view(request, object_id, form_url=form_url, extra_context=extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # State, latest runs and freshness come with the tables (subqueries), so the list filters and sorts

@@ -65,5 +65,7 @@ def scheduled_reconciliation(table_id: int) -> str | None:
     table = TableConfig.objects.filter(pk=table_id, enabled=True).first()
     if table is None:
         return None
-    reconciliation = reconciliations.reconciliation_enqueue(table=table, trigger=RunTrigger.SCHEDULE, deep=True)
+    reconciliation = reconciliations.reconciliation_enqueue(
+        table=table, trigger=RunTrigger.SCHEDULE, deep=True
+    )
     return f"reconciliation #{reconciliation.pk} queued"

@@ -3,6 +3,8 @@ worker runs it. Poll `reconciliations/{id}/` until its status is equal, differen
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -93,7 +95,10 @@ class TableReconcileView(ApiView):
         except TableConfig.DoesNotExist:
             raise NotFound(f"No table named {name!r}.") from None
         reconciliation = reconciliations.reconciliation_enqueue(
-            table=table, trigger=RunTrigger.API, deep=payload.validated_data["deep"], requested_by=request.user
+            table=table,
+            trigger=RunTrigger.API,
+            deep=payload.validated_data["deep"],
+            requested_by=request.user,
         )
         return Response(
             ReconciliationSerializer(reconciliation).data,
@@ -109,7 +114,8 @@ class ReconciliationListView(ApiView):
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Reconciliation]:
-        tables = [value for raw in self.request.query_params.getlist("table") for value in raw.split(",") if value]
+        request = cast(Request, self.request)
+        tables = [value for raw in request.query_params.getlist("table") for value in raw.split(",") if value]
         found = Reconciliation.objects.select_related("requested_by")
         return found.filter(table_name__in=tables) if tables else found
 

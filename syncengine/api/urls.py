@@ -8,7 +8,9 @@ pipeline_urls = [
     path("runs/<int:run_id>/cancel/", pipeline.RunCancelView.as_view(), name="run-cancel"),
     path("tables/", pipeline.TableStatusListView.as_view(), name="table-status-list"),
     path("tables/<str:name>/", pipeline.TableStatusView.as_view(), name="table-status"),
-    path("tables/<str:name>/reconcile/", reconciliations.TableReconcileView.as_view(), name="table-reconcile"),
+    path(
+        "tables/<str:name>/reconcile/", reconciliations.TableReconcileView.as_view(), name="table-reconcile"
+    ),
     path("reconciliations/", reconciliations.ReconciliationListView.as_view(), name="reconciliation-list"),
     path(
         "reconciliations/<int:reconciliation_id>/",

@@ -16,8 +16,8 @@ from fdm.api.roles import Role
 from fdm.apikeys.services import api_key_create, service_account_role_set, service_key_create
 from syncconfig.models import TableConfig
 from syncengine import services
-from syncengine.reconciliations import reconciliation_create
 from syncengine.choices import RunTrigger
+from syncengine.reconciliations import reconciliation_create
 from tests.api.conftest import error_of, table_dict
 
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}

@@ -48,7 +48,10 @@ def test_a_worker_runs_the_reconciliation_and_get_reads_its_result(seed_source, 
     name = "api_reconcile_ledger"
     seed_source(name, rows=20)
     operator = client_for("operator")
-    assert operator.post("/api/v1/tables/", table_dict(name, primary_key=["TXN_ID"]), format="json").status_code == 201
+    assert (
+        operator.post("/api/v1/tables/", table_dict(name, primary_key=["TXN_ID"]), format="json").status_code
+        == 201
+    )
 
     with qcluster() as cluster:
         run = operator.post("/api/v1/pipeline/runs/", {"table": name}, format="json").json()

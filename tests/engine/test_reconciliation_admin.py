@@ -10,7 +10,7 @@ from django_q.models import OrmQ
 
 from syncengine import services
 from syncengine.choices import RunCheckStatus, RunStatus, RunTrigger
-from syncengine.models import Reconciliation, SyncRun
+from syncengine.models import Reconciliation
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,10 @@ def _finished(table, *, status: str, differences: int, seconds: float, deep: boo
     reconciliation = reconciliations.reconciliation_create(table=table, trigger=RunTrigger.API, deep=deep)
     now = timezone.now()
     Reconciliation.objects.filter(pk=reconciliation.pk).update(
-        status=status, started_at=now - timedelta(seconds=seconds), finished_at=now, differences_found=differences
+        status=status,
+        started_at=now - timedelta(seconds=seconds),
+        finished_at=now,
+        differences_found=differences,
     )
     return reconciliation
 
@@ -42,6 +45,8 @@ def test_the_latest_reconciliation_and_the_runs_light_check_are_reported(scrape)
     assert s.value("fdm_reconciliation_last_status", table="orders", status="different") == 1
     assert s.value("fdm_reconciliation_last_status", table="orders", status="equal") == 0
     assert s.value("fdm_reconciliation_last_differences", table="orders") == 7
-    assert s.value("fdm_reconciliation_last_duration_seconds", table="orders", deep="true") == pytest.approx(12)
+    assert s.value("fdm_reconciliation_last_duration_seconds", table="orders", deep="true") == pytest.approx(
+        12
+    )
     assert not s.has("fdm_reconciliation_last_differences", table="ledger")
     assert s.value("fdm_reconciliation_run_check_mismatch", table="ledger") == 1

@@ -110,7 +110,9 @@ def test_encrypted_and_compressed_columns_compare_equal_and_their_changes_are_fo
     spec = make_spec(
         "ALL_TYPES",
         encryption=EncryptionSpec(mode=EncryptionMode.ALL),
-        compression=CompressionSpec(mode=CompressionMode.COLUMNS, columns=("DOC", "OBJ", "ARR", "BLOB", "NOTE")),
+        compression=CompressionSpec(
+            mode=CompressionMode.COLUMNS, columns=("DOC", "OBJ", "ARR", "BLOB", "NOTE")
+        ),
     )
     sync(spec, keyring=KEYRING)
 

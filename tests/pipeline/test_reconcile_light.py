@@ -60,7 +60,9 @@ def test_an_incremental_run_is_checked_over_the_range_it_read(source, make_spec,
     assert check["rows"] == {"source": 2, "target": 2}  # the boundary row 3 and the new row 4
 
 
-def test_a_source_changed_before_the_check_is_a_mismatch_but_the_run_publishes(source, make_spec, sync, target):
+def test_a_source_changed_before_the_check_is_a_mismatch_but_the_run_publishes(
+    source, make_spec, sync, target
+):
     table = _ledger(source)
     planted = []
 

@@ -61,7 +61,9 @@ class Command(BaseCommand):
         )
         done = reconciliations.reconciliation_execute(reconciliation_id=created.pk)
         if done.status == ReconciliationStatus.FAILED:
-            raise CommandError(f"{table.name}: reconciliation failed: {done.error_message}", returncode=EXIT_FAILED)
+            raise CommandError(
+                f"{table.name}: reconciliation failed: {done.error_message}", returncode=EXIT_FAILED
+            )
         self._print(done, limit)
         if done.status == ReconciliationStatus.DIFFERENT:
             raise SystemExit(EXIT_DIFFERENT)

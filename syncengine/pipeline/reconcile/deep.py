@@ -17,9 +17,9 @@ second check tells a moving source from a stale copy.
 from __future__ import annotations
 
 import time
-from decimal import Decimal, InvalidOperation
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import psycopg
 from snowflake.connector import SnowflakeConnection
@@ -27,7 +27,13 @@ from snowflake.connector import SnowflakeConnection
 from syncengine.pipeline.hooks import Log
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.reconcile import memory
-from syncengine.pipeline.reconcile.result import CHANGED, MISSING_IN_SOURCE, MISSING_IN_TARGET, DeepResult, RowDifference
+from syncengine.pipeline.reconcile.result import (
+    CHANGED,
+    MISSING_IN_SOURCE,
+    MISSING_IN_TARGET,
+    DeepResult,
+    RowDifference,
+)
 from syncengine.pipeline.reconcile.shape import TableShape, table_shape
 from syncengine.pipeline.reconcile.sides import Key, KeyRange, PostgresSide, SnowflakeSide
 from syncengine.pipeline.spec import TableSpec
@@ -56,7 +62,9 @@ def deep_reconcile(  # noqa: PLR0913 - all keyword-only: connections, keyring, o
     """Compare the whole table; see the module's docstring for the steps."""
     started = time.perf_counter()
     shape = table_shape(spec, source_conn=source_conn, target_conn=target_conn, log=log)
-    check = _Check(shape, SnowflakeSide(shape, source_conn), PostgresSide(shape, target_conn), keyring, options)
+    check = _Check(
+        shape, SnowflakeSide(shape, source_conn), PostgresSide(shape, target_conn), keyring, options
+    )
     check.run()
     result = check.result
     result.seconds = time.perf_counter() - started
@@ -86,7 +94,13 @@ class _Check:
         keyring: Keyring | None,
         options: DeepOptions,
     ):
-        self.shape, self.source, self.target, self.keyring, self.options = shape, source, target, keyring, options
+        self.shape, self.source, self.target, self.keyring, self.options = (
+            shape,
+            source,
+            target,
+            keyring,
+            options,
+        )
         self.result = DeepResult(
             table=shape.name,
             key=tuple(column.target_name for column in shape.key),
@@ -100,7 +114,9 @@ class _Check:
         source_rows, _ = self.source.boundaries(whole, segments=1)
         target_rows, _ = self.target.boundaries(whole, segments=1)
         self.result.rows_source, self.result.rows_target = source_rows, target_rows
-        wanted = max(self.options.segments, -(-max(source_rows, target_rows) // self.options.max_segment_rows))
+        wanted = max(
+            self.options.segments, -(-max(source_rows, target_rows) // self.options.max_segment_rows)
+        )
         ranges = self._split(whole, source_rows, target_rows, wanted)
         self._compare_hashes(ranges)
         if self.shape.in_memory:
@@ -167,7 +183,9 @@ class _Check:
             self.found.setdefault(key, RowDifference(key, MISSING_IN_SOURCE))
         for key in source.keys() & target.keys():
             columns = [
-                name for name, a, b in zip(names, source[key], target[key], strict=True) if not memory.same(a, b)
+                name
+                for name, a, b in zip(names, source[key], target[key], strict=True)
+                if not memory.same(a, b)
             ]
             if columns:
                 self._changed(key, columns)

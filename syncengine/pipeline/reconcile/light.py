@@ -69,7 +69,11 @@ def check_after_publish(  # noqa: PLR0913 - the runner's one call; all keyword-o
 
 
 def light_check(
-    plan: RunPlan, *, source_conn: SnowflakeConnection, target_conn: psycopg.Connection, until: Watermark | None
+    plan: RunPlan,
+    *,
+    source_conn: SnowflakeConnection,
+    target_conn: psycopg.Connection,
+    until: Watermark | None,
 ) -> dict[str, Any]:
     summed = [column for column in plan.load_columns if _summable(column)]
     source_sql, source_params = _source_query(plan, summed, until)

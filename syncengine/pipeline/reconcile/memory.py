@@ -10,7 +10,6 @@ dropped: no plaintext is written anywhere, logged, or kept in a result (differen
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from typing import Any
@@ -21,6 +20,7 @@ from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.reader import decode_rows
 from syncengine.pipeline.reconcile.canonical import JSON, CompareColumn
 from syncengine.pipeline.reconcile.sides import KeyRange, PostgresSide, SnowflakeSide
+from syncengine.pipeline.spec import TargetRef
 
 RowValues = dict[tuple[str, ...], tuple[Any, ...]]
 
@@ -34,7 +34,9 @@ def source_values(side: SnowflakeSide, key_range: KeyRange) -> RowValues:
     side.traffic.add(rows)
     width = len(keys)
     return {
-        tuple(row[:width]): tuple(_parsed(value, column) for value, column in zip(row[width:], columns, strict=True))
+        tuple(row[:width]): tuple(
+            _parsed(value, column) for value, column in zip(row[width:], columns, strict=True)
+        )
         for row in rows
     }
 
@@ -52,7 +54,12 @@ def target_values(side: PostgresSide, key_range: KeyRange, *, keyring: Keyring |
     width = len(keys)
     records = [dict(zip([*names, *bound], row[width:], strict=True)) for row in rows]
     if shape.catalog is not None and any(column.protected for column in columns):
-        _decode(side, records, keyring=keyring, protected=[column.target_name for column in columns if column.protected])
+        _decode(
+            side,
+            records,
+            keyring=keyring,
+            protected=[column.target_name for column in columns if column.protected],
+        )
     return {
         # psycopg parses jsonb, and the reader's decoding parses protected JSON: both arrive as values.
         tuple(row[:width]): tuple(_plain(record[name]) for name in names)
@@ -70,13 +77,16 @@ class Undecryptable:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _decode(side: PostgresSide, records: list[dict[str, Any]], *, keyring: Keyring | None, protected: list[str]) -> None:
+def _decode(
+    side: PostgresSide, records: list[dict[str, Any]], *, keyring: Keyring | None, protected: list[str]
+) -> None:
     """Decrypt and decompress in place; when a value fails to verify, find it column by column, row by row."""
     shape = side.shape
-    decode = functools.partial(
-        decode_rows, side.conn, table_name=shape.name, schema=shape.target.schema, table=shape.target.name,
-        keyring=keyring,
-    )
+    where = TargetRef(shape.target.schema, shape.target.name)
+
+    def decode(*, records: list[dict[str, Any]]) -> None:
+        decode_rows(side.conn, records, table_name=shape.name, target=where, keyring=keyring)
+
     copies = [dict(record) for record in records]  # decoding works in place and may stop half-way
     try:
         decode(records=copies)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MISSING_IN_TARGET = "missing_in_target"  # in Snowflake, not in PostgreSQL (a delete not applied, a lost insert)
+MISSING_IN_TARGET = (
+    "missing_in_target"  # in Snowflake, not in PostgreSQL (a delete not applied, a lost insert)
+)
 MISSING_IN_SOURCE = "missing_in_source"  # in PostgreSQL only (deleted in Snowflake)
 CHANGED = "changed"  # on both sides with different values in `columns`
 

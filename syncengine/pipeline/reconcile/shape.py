@@ -54,11 +54,14 @@ def table_shape(
     spec: TableSpec, *, source_conn: SnowflakeConnection, target_conn: psycopg.Connection, log: Log
 ) -> TableShape:
     """Read the source's columns and the target's table and catalog; refuse a table without a key or target."""
-    described = describe_source(source_conn, spec.source, table=spec.name, log=log, want_key=not spec.primary_key)
+    described = describe_source(
+        source_conn, spec.source, table=spec.name, log=log, want_key=not spec.primary_key
+    )
     plan = plan_columns(spec, described.columns, described.declared_key)
     if not plan.primary_key:
         raise ConfigurationError(
-            "reconciling needs a primary key (configure primary_key or declare one in Snowflake)", table=spec.name
+            "reconciling needs a primary key (configure primary_key or declare one in Snowflake)",
+            table=spec.name,
         )
     target = inspect_target(target_conn, spec.target.schema, spec.target.table)
     if target is None:

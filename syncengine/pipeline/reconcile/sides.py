@@ -55,7 +55,8 @@ def _size(value: Any) -> int:
 def _compare(keys: Sequence[str], values: Key, operator: str, bind: Sequence[str]) -> tuple[str, list[Any]]:
     """`keys <op> values` lexicographically, as OR-ed prefixes (Snowflake has no row-value comparison)."""
     strict = operator.rstrip("=")
-    terms, params = [], []
+    terms: list[str] = []
+    params: list[Any] = []
     for position in range(len(keys)):
         last = position == len(keys) - 1
         parts = [f"{keys[index]} = {bind[index]}" for index in range(position)]
