@@ -19,7 +19,7 @@ from rest_framework.renderers import JSONRenderer
 from fdm.api import health
 from fdm.api.metrics import metrics
 from fdm.apikeys import urls as apikeys_urls
-from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls
+from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls, table_urls
 
 # JSON first: the schema by default, and errors (401, 403) in the API's error body as application/json.
 schema_view = SpectacularAPIView.as_view(
@@ -38,6 +38,7 @@ class DocsView(SpectacularSwaggerSplitView):
 
 
 v1 = [
+    path("tables/", include(table_urls)),
     path("tables/", include("syncconfig.api.urls")),
     path("pipeline/", include(pipeline_urls)),
     path("metadata/", include(metadata_urls)),

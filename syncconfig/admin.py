@@ -102,6 +102,8 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         ("Encryption", {"fields": ("encryption_mode", "encrypted_columns", "searchable_columns",
                                    "clear_columns")}),
         ("Compression", {"fields": ("compression_mode", "compressed_columns")}),
+        ("Deletes, history and checks", {"fields": ("deletes_mode", "deletes_max_ratio", "keep_history", "lineage",
+                                                    "reconcile_schedule")}),
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )  # fmt: skip
 

@@ -80,6 +80,15 @@ class DriftPolicy(models.TextChoices):
     IGNORE = pipeline.DriftPolicy.IGNORE.value, "Ignore: load only the columns both sides share"
 
 
+@mirrors(pipeline.DeleteMode)
+class DeleteMode(models.TextChoices):
+    """What an incremental run does with target rows whose key left the source (see the pipeline's DeleteMode)."""
+
+    OFF = pipeline.DeleteMode.OFF.value, "Off: keep them"
+    HARD = pipeline.DeleteMode.HARD.value, "Hard: delete them"
+    SOFT = pipeline.DeleteMode.SOFT.value, "Soft: mark them with _fdm_deleted_at"
+
+
 class ScheduleKind(models.TextChoices):
     """The kind of a table's `schedule` value; anything other than the three keywords is a cron expression."""
 

@@ -10,7 +10,14 @@ from django.db import models
 from simple_history.models import HistoricalRecords
 
 from syncconfig import schema as table_schema
-from syncconfig.choices import CompressionMode, DriftPolicy, EncryptionMode, ScheduleKind, SyncMode
+from syncconfig.choices import (
+    CompressionMode,
+    DeleteMode,
+    DriftPolicy,
+    EncryptionMode,
+    ScheduleKind,
+    SyncMode,
+)
 
 
 def _empty_list() -> list[str]:
@@ -114,7 +121,37 @@ class TableConfig(models.Model):
     max_staleness_minutes = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Flag the table as stale when its last successful run is older than this. Empty: no limit.",
+        verbose_name="freshness SLA (minutes)",
+        help_text="Flag the table as late when its last successful run is older than this (YAML freshness_sla, "
+        'e.g. "2h"). Empty: no limit.',
+    )
+    deletes_mode = models.CharField(
+        max_length=8,
+        choices=DeleteMode.choices,
+        default=DeleteMode.OFF,
+        verbose_name="deletes",
+        help_text="Incremental runs: what to do with target rows whose key no longer exists in the source.",
+    )
+    deletes_max_ratio = models.FloatField(
+        default=table_schema.DEFAULT_DELETE_MAX_RATIO,
+        verbose_name="delete guard (share of rows)",
+        help_text="A run that would delete more than this share of the table fails and deletes nothing, "
+        "unless an operator allows it for that run.",
+    )
+    keep_history = models.BooleanField(
+        default=False,
+        verbose_name="history",
+        help_text="Keep every version of each row (_fdm_valid_from, _fdm_valid_to, _fdm_is_current). "
+        "Needs a primary key.",
+    )
+    lineage = models.BooleanField(
+        default=False, help_text="Add _fdm_synced_at and _fdm_run_id to every row written."
+    )
+    reconcile_schedule = models.CharField(
+        max_length=table_schema.MAX_SCHEDULE_LENGTH,
+        blank=True,
+        help_text="When to check the whole table against its source (hourly, daily or a cron expression, UTC). "
+        "Empty: on request only.",
     )
     enabled = models.BooleanField(
         default=True, help_text="Disabled tables keep their data but are not synced."

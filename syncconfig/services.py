@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from syncconfig import protection, selectors, yaml_io
+from syncconfig import protection, selectors, source_checks, yaml_io
 from syncconfig import schema as table_schema
 from syncconfig.models import TableConfig
 from syncconfig.schema import ConfigError
@@ -131,6 +131,24 @@ def _read_document(
     return yaml_io.apply_overlay(data, overlay, source=label)
 
 
+def _validated_tables(
+    document: str | bytes | Mapping[str, Any],
+    *,
+    env: str | None,
+    source: str,
+    config_dir: Path,
+    check_source: bool,
+) -> tuple[list[table_schema.TableDocument], list[ConfigError]]:
+    """Steps 1 and 2 of `tables_import`: the document's tables, or every problem found with them."""
+    data, errors = _read_document(document, env=env, source=source, config_dir=config_dir)
+    if errors:
+        return [], errors
+    tables, errors = table_schema.validate_document(data)
+    if not errors and check_source:
+        errors = source_checks.tables_check_source(tables=tables)
+    return tables, errors
+
+
 def tables_import(
     *,
     document: str | bytes | Mapping[str, Any],
@@ -142,6 +160,7 @@ def tables_import(
     via: str = "import",
     config_dir: str | Path | None = None,
     expect_digest: str | None = None,
+    check_source: bool = False,
 ) -> ImportResult:
     """Make the stored tables match a document (YAML text, or the same structure already parsed).
 
@@ -157,14 +176,17 @@ def tables_import(
 
     `source` names the document in messages (a path, an uploaded file's name); `via` names the channel.
     `expect_digest` (a previewed plan's `digest`) refuses to apply a plan that differs from the one previewed,
-    because the stored tables changed in between.
+    because the stored tables changed in between. `check_source` also checks every table against its Snowflake
+    source after step 2 (`source_checks`); a problem there stops the import like a schema error.
     """
     result = ImportResult(dry_run=dry_run, env=env or None)
-    data, errors = _read_document(
-        document, env=env or None, source=source, config_dir=Path(config_dir or settings.FDM_CONFIG_DIR)
+    tables, errors = _validated_tables(
+        document,
+        env=env or None,
+        source=source,
+        config_dir=Path(config_dir or settings.FDM_CONFIG_DIR),
+        check_source=check_source,
     )
-    if not errors:
-        tables, errors = table_schema.validate_document(data)
     if errors:
         result.errors = errors
         return result

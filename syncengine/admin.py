@@ -30,7 +30,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from syncengine import selectors, services
+from syncengine import evidence, selectors, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
 from syncengine.run_text import rate_text, seconds_text, sentence, summary
@@ -275,6 +275,11 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                 wrap(self.live_view),
                 name=f"{self.opts.app_label}_{self.opts.model_name}_live",
             ),
+            path(
+                "<path:object_id>/evidence/",
+                wrap(self.evidence_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_evidence",
+            ),
             *super().get_urls(),
         ]
 
@@ -291,6 +296,19 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
         except ValueError:
             after = 0
         return JsonResponse(_live_state(run, after=after), headers={"Cache-Control": "no-store"})
+
+    def evidence_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The run's evidence pack as a JSON download."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = selectors.run_get(run_id=int(object_id)) if object_id.isdigit() else None
+        if run is None:
+            raise Http404(f"no run with id {object_id}")
+        response = HttpResponse(
+            evidence.canonical_json(evidence.run_evidence(run)), content_type="application/json"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{evidence.evidence_filename(run)}"'
+        return response
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
@@ -318,6 +336,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                 run_detail=_run_detail(run),
                 can_cancel=run.status in RunStatus.active() and self.has_cancel_permission(request),
                 cancel_url=reverse("admin:syncengine_syncrun_cancel", args=[run.pk]),
+                evidence_url=reverse("admin:syncengine_syncrun_evidence", args=[run.pk]),
                 run_summary=summary(run),
                 live_url=reverse("admin:syncengine_syncrun_live", args=[run.pk])
                 if run.status in RunStatus.active()
@@ -616,7 +635,17 @@ class TableRunsAdminMixin(admin.ModelAdmin):
             self.admin_site.admin_view(self.sync_now_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_sync_now",
         )
-        return [sync_now_url, *super().get_urls()]
+        check_source_url = path(
+            "<path:object_id>/check-source/",
+            self.admin_site.admin_view(self.check_source_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_check_source",
+        )
+        return [sync_now_url, check_source_url, *super().get_urls()]
+
+    def check_source_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from syncengine.source_check_admin import check_source_view
+
+        return check_source_view(self, request, object_id)
 
     def sync_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return sync_now_view(self, request, object_id)
@@ -641,6 +670,9 @@ class TableRunsAdminMixin(admin.ModelAdmin):
                 context["fdm_protection"] = table_protection_status(table=obj)
             context["fdm_can_sync"] = self.has_start_sync_permission(request)
             context["fdm_sync_now_url"] = reverse(f"admin:{app_label}_{model_name}_sync_now", args=[obj.pk])
+            context["fdm_check_source_url"] = reverse(
+                f"admin:{app_label}_{model_name}_check_source", args=[obj.pk]
+            )
         return super().render_change_form(
             request, context, add=add, change=change, form_url=form_url, obj=obj
         )

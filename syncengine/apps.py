@@ -27,6 +27,10 @@ class SyncEngineConfig(AppConfig):
         role_permission_add(Role.ADMIN, READ_DECRYPTED)  # admins read decrypted data
         second_factor_require(READ_DECRYPTED)  # and log in to the admin with a second factor
 
+        from syncconfig.source_checks import source_checker_register
+        from syncengine.inspection import source_problems
+
+        source_checker_register(source_problems)
         metrics.register()  # once per process, however often ready() runs
         health.register()
         table_admin.register()

@@ -21,6 +21,8 @@ from syncconfig.models import TableConfig
 from syncengine import connections, specs
 from syncengine.pipeline import inspect
 from syncengine.pipeline.errors import PipelineError, SourceSchemaError
+from syncengine.pipeline.extract import qualified_source
+from syncengine.pipeline.source_check import DEFAULT_SAMPLE_ROWS, Finding, SourceCheck, check_source
 from syncengine.pipeline.spec import TableSpec
 
 TIMEOUT_SECONDS = 15
@@ -90,6 +92,39 @@ def table_row_counts(*, table: TableConfig) -> RowCounts:
         except psycopg.Error as exc:
             raise TargetUnavailable(str(exc)) from None
     return RowCounts(source_rows=source_rows, target_rows=target_rows)
+
+
+def table_check_source(*, table: TableConfig, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> SourceCheck:
+    """Check a table's configuration (saved or not) against its Snowflake source before any run.
+
+    A source table that does not exist is a finding of the check; a source that cannot be reached is
+    `SourceUnavailable` (nothing could be checked).
+    """
+    spec = specs.table_spec(table)
+    with _snowflake_session() as source_conn:
+        try:
+            source = inspect.describe(source_conn, spec, notes=[])
+        except SourceSchemaError as exc:
+            missing = SourceCheck(table=spec.name, source=qualified_source(spec.source))
+            missing.findings.append(Finding("source table", False, exc.message, "snowflake.table"))
+            return missing
+        except PipelineError as exc:
+            raise SourceUnavailable(str(exc)) from None
+        try:
+            return check_source(source_conn, spec, source, sample_rows=sample_rows)
+        except PipelineError as exc:
+            raise SourceUnavailable(str(exc)) from None
+
+
+def source_problems(table: TableConfig) -> list[tuple[str | None, str]]:
+    """`table_check_source`'s problems as (configuration path, message), for configuration's registry."""
+    from syncconfig.source_checks import SourceCheckUnavailable
+
+    try:
+        check = table_check_source(table=table)
+    except SourceUnavailable as exc:
+        raise SourceCheckUnavailable(f"Snowflake: {exc.message}") from None
+    return [(finding.path, finding.message) for finding in check.problems]
 
 
 def _source_error(exc: PipelineError) -> InspectionError:

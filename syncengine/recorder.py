@@ -127,6 +127,7 @@ def record_success(run: SyncRun, result: SyncResult) -> None:
     run.drift = _json_safe(list(result.drift))
     run.checks = _json_safe(dict(result.checks))
     run.reconciliation_status = str((result.checks.get("reconciliation") or {}).get("status", ""))
+    run.evidence = _json_safe({**run.evidence, **result.evidence.to_json()})
     run.progress_rows = result.extract.rows
     if result.target_created:
         run.append_log("info", "target table created", target=run.table_name, save=False)

@@ -157,7 +157,8 @@ def run_execute(
     try:
         spec = specs.table_spec(table)
         run.config_hash = recorder.config_hash(spec)
-        run.save(update_fields=["config_hash"])
+        run.evidence = {"configuration": table.to_table_dict()}
+        run.save(update_fields=["config_hash", "evidence"])
         source = connections.snowflake_settings()
         target = connections.target_dsn()
         keyring = connections.keyring(required=table.encryption_mode != EncryptionMode.OFF)

@@ -50,6 +50,11 @@ def table_spec(table: TableConfig) -> pipeline.TableSpec:
         ),
         drift_policy=pipeline.DriftPolicy(table.schema_drift),
         batch_size=table.batch_size,
+        deletes=pipeline.DeletesSpec(
+            mode=pipeline.DeleteMode(table.deletes_mode), max_ratio=table.deletes_max_ratio
+        ),
+        history=table.keep_history,
+        lineage=table.lineage,
         encrypted_elsewhere=encrypted_elsewhere(table),
         clear_columns=tuple(table.clear_columns),
     )

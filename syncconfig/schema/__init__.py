@@ -30,10 +30,12 @@ from syncconfig.schema.convert import (
 )
 from syncconfig.schema.document import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DELETE_MAX_RATIO,
     DEFAULT_DRIFT_POLICY,
     DEFAULT_SCHEDULE,
     DEFAULT_SYNC_MODE,
     MAX_BATCH_SIZE,
+    MAX_SCHEDULE_LENGTH,
     MAX_STALENESS_MINUTES,
     MAX_TABLE_NAME_LENGTH,
     TABLE_KEYS,
@@ -44,6 +46,8 @@ from syncconfig.schema.document import (
     PostgresTarget,
     SnowflakeSource,
     TableDocument,
+    duration_minutes,
+    duration_text,
     schedule_problem,
 )
 from syncconfig.schema.errors import ConfigError, describe, format_path
@@ -52,11 +56,13 @@ from syncconfig.schema.validate import DocumentValidation, TableValidation, vali
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_DELETE_MAX_RATIO",
     "DEFAULT_DRIFT_POLICY",
     "DEFAULT_SCHEDULE",
     "DEFAULT_SYNC_MODE",
     "KEY_DEFAULTS",
     "MAX_BATCH_SIZE",
+    "MAX_SCHEDULE_LENGTH",
     "MAX_STALENESS_MINUTES",
     "MAX_TABLE_NAME_LENGTH",
     "MODEL_FIELDS",
@@ -72,6 +78,8 @@ __all__ = [
     "TableDocument",
     "TableValidation",
     "describe",
+    "duration_minutes",
+    "duration_text",
     "field_for_path",
     "format_path",
     "model_fields_from_table",

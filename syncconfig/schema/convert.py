@@ -8,10 +8,15 @@ from typing import Any
 from syncconfig.choices import CompressionMode, EncryptionMode
 from syncconfig.schema.document import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DELETE_MAX_RATIO,
+    DEFAULT_DELETE_MODE,
     DEFAULT_DRIFT_POLICY,
     TABLE_KEYS,
     ColumnSelection,
+    DeletesBlock,
     TableDocument,
+    duration_minutes,
+    duration_text,
 )
 from syncconfig.schema.fields import MODEL_FIELDS, block_fields
 
@@ -39,6 +44,8 @@ def model_fields_from_table(table: TableDocument) -> dict[str, Any]:
     else:
         compression_mode, compressed = CompressionMode.COLUMNS, list(compression.columns)
     columns = table.columns or ColumnSelection()
+    deletes = table.deletes or DeletesBlock()
+    freshness = duration_minutes(table.freshness_sla) if table.freshness_sla else table.max_staleness_minutes
     return {
         "name": table.name,
         "snowflake_database": table.snowflake.database,
@@ -61,7 +68,12 @@ def model_fields_from_table(table: TableDocument) -> dict[str, Any]:
         "clear_columns": dict(table.clear_columns),
         "schema_drift": table.schema_drift,
         "batch_size": table.batch_size,
-        "max_staleness_minutes": table.max_staleness_minutes,
+        "max_staleness_minutes": freshness,
+        "deletes_mode": deletes.mode,
+        "deletes_max_ratio": deletes.max_ratio,
+        "keep_history": table.history,
+        "lineage": table.lineage,
+        "reconcile_schedule": table.reconcile.schedule if table.reconcile else "",
         "enabled": table.enabled,
         "notes": table.notes,
     }
@@ -103,31 +115,8 @@ def table_dict_from_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     if columns:
         table["columns"] = columns
 
-    encrypted, searchable = (
-        _copy(fields["encrypted_columns"] or []),
-        _copy(fields["searchable_columns"] or []),
-    )
-    mode = fields["encryption_mode"]
-    if mode == EncryptionMode.ALL:
-        block: dict[str, Any] = {"all": True}
-        if encrypted:
-            block["columns"] = encrypted
-        if searchable:
-            block["searchable"] = searchable
-        table["encryption"] = True if len(block) == 1 else block
-    elif mode == EncryptionMode.COLUMNS:
-        table["encryption"] = {"columns": encrypted, **({"searchable": searchable} if searchable else {})}
-    else:
-        table["encryption"] = False
-
-    mode = fields["compression_mode"]
-    if mode == CompressionMode.AUTO:
-        table["compression"] = True
-    elif mode == CompressionMode.COLUMNS:
-        table["compression"] = {"columns": _copy(fields["compressed_columns"] or [])}
-    else:
-        table["compression"] = False
-
+    table["encryption"] = _encryption_value(fields)
+    table["compression"] = _compression_value(fields)
     if fields["column_names"]:
         names = fields["column_names"]
         # Sorted: the database's jsonb does not keep key order, and a stable export must not depend on it.
@@ -139,12 +128,63 @@ def table_dict_from_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         table["schema_drift"] = fields["schema_drift"]
     if fields["batch_size"] != DEFAULT_BATCH_SIZE:
         table["batch_size"] = fields["batch_size"]
-    if fields["max_staleness_minutes"] is not None:
-        table["max_staleness_minutes"] = fields["max_staleness_minutes"]
+    table.update(_trust_keys(fields))
     if not fields["enabled"]:
         table["enabled"] = False
     if fields["notes"]:
         table["notes"] = fields["notes"]
+    return table
+
+
+def _encryption_value(fields: Mapping[str, Any]) -> Any:
+    encrypted, searchable = (
+        _copy(fields["encrypted_columns"] or []),
+        _copy(fields["searchable_columns"] or []),
+    )
+    mode = fields["encryption_mode"]
+    if mode == EncryptionMode.ALL:
+        block: dict[str, Any] = {"all": True}
+        if encrypted:
+            block["columns"] = encrypted
+        if searchable:
+            block["searchable"] = searchable
+        return True if len(block) == 1 else block
+    if mode == EncryptionMode.COLUMNS:
+        return {"columns": encrypted, **({"searchable": searchable} if searchable else {})}
+    return False
+
+
+def _compression_value(fields: Mapping[str, Any]) -> Any:
+    mode = fields["compression_mode"]
+    if mode == CompressionMode.AUTO:
+        return True
+    if mode == CompressionMode.COLUMNS:
+        return {"columns": _copy(fields["compressed_columns"] or [])}
+    return False
+
+
+def _trust_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """deletes, history, lineage, freshness_sla and reconcile, each only when not at its default."""
+    table: dict[str, Any] = {}
+    deletes: dict[str, Any] = {}
+    if fields["deletes_mode"] != DEFAULT_DELETE_MODE:
+        deletes["mode"] = fields["deletes_mode"]
+    if fields["deletes_max_ratio"] != DEFAULT_DELETE_MAX_RATIO:
+        deletes["max_ratio"] = fields["deletes_max_ratio"]
+    if deletes:
+        table["deletes"] = deletes
+    if fields["keep_history"]:
+        table["history"] = True
+    if fields["lineage"]:
+        table["lineage"] = True
+    freshness = fields["max_staleness_minutes"]
+    if freshness is not None:
+        # A value the schema would refuse is written as it is, so that validating reports it.
+        table["freshness_sla"] = (
+            duration_text(freshness) if isinstance(freshness, int) and freshness > 0 else freshness
+        )
+    if fields["reconcile_schedule"]:
+        table["reconcile"] = {"schedule": fields["reconcile_schedule"]}
     return table
 
 
@@ -167,7 +207,12 @@ KEY_DEFAULTS: dict[str, Any] = {
     "clear_columns": {},
     "schema_drift": DEFAULT_DRIFT_POLICY,
     "batch_size": DEFAULT_BATCH_SIZE,
+    "deletes": None,
+    "history": False,
+    "lineage": False,
+    "freshness_sla": None,
     "max_staleness_minutes": None,
+    "reconcile": None,
     "enabled": True,
     "notes": "",
 }

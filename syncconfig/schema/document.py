@@ -32,8 +32,14 @@ MIN_REASON_LENGTH = 10  # an exception to the protection policy says why, in mor
 # The values of syncconfig.choices.SyncMode and DriftPolicy, as types (a test keeps them in step).
 SyncModeValue = Literal["full", "incremental"]
 DriftPolicyValue = Literal["evolve", "strict", "ignore"]
+DeleteModeValue = Literal["off", "hard", "soft"]
 DEFAULT_SYNC_MODE: SyncModeValue = "full"
 DEFAULT_DRIFT_POLICY: DriftPolicyValue = "evolve"
+DEFAULT_DELETE_MODE: DeleteModeValue = "off"
+DEFAULT_DELETE_MAX_RATIO = 0.1
+# `freshness_sla`: a duration in days, hours and minutes, largest unit first ("2h", "1d", "1h30m").
+DURATION_PATTERN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+_MINUTES_PER = {"d": 24 * 60, "h": 60, "m": 1}
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -107,6 +113,38 @@ def schedule_problem(value: str) -> str | None:
     return None
 
 
+def duration_minutes(value: str) -> int:
+    """Minutes in a duration such as "2h", "1d" or "1h30m"; ValueError naming the accepted forms."""
+    match = DURATION_PATTERN.match(value)
+    if not value or match is None:
+        raise ValueError(f'must be a duration such as "30m", "2h", "1d" or "1h30m"; got {value!r}')
+    return sum(int(amount) * _MINUTES_PER[unit] for unit, amount in match.groupdict().items() if amount)
+
+
+def duration_text(minutes: int) -> str:
+    """The canonical text of a duration in minutes: "90" -> "1h30m", "1440" -> "1d"."""
+    days, rest = divmod(minutes, _MINUTES_PER["d"])
+    hours, mins = divmod(rest, _MINUTES_PER["h"])
+    return "".join(f"{amount}{unit}" for amount, unit in ((days, "d"), (hours, "h"), (mins, "m")) if amount)
+
+
+def _duration(value: str) -> str:
+    try:
+        minutes = duration_minutes(value)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if not 1 <= minutes <= MAX_STALENESS_MINUTES:
+        raise _fail(f"must be between 1m and {duration_text(MAX_STALENESS_MINUTES)}; got {value!r}")
+    return value
+
+
+def _schedule_or_none(value: str) -> str:
+    _schedule(value)
+    if value == ScheduleKind.MANUAL.value:
+        raise _fail("must be hourly, daily or a cron expression (leave reconcile out for no schedule)")
+    return value
+
+
 def _notes(value: str) -> str:
     if "\x00" in value:
         raise _fail("must not contain a NUL character")  # PostgreSQL text cannot hold one
@@ -133,6 +171,8 @@ TableName = Annotated[str, AfterValidator(_table_name)]
 Schedule = Annotated[str, AfterValidator(_schedule)]
 Notes = Annotated[str, AfterValidator(_notes)]
 Reason = Annotated[str, AfterValidator(_reason)]
+Duration = Annotated[str, AfterValidator(_duration)]
+ReconcileSchedule = Annotated[str, AfterValidator(_schedule_or_none)]
 
 
 class _Strict(BaseModel):
@@ -164,6 +204,16 @@ class EncryptionBlock(_Strict):
 
 class CompressionBlock(_Strict):
     columns: list[SnowflakeName]
+
+
+class DeletesBlock(_Strict):
+    mode: DeleteModeValue = DEFAULT_DELETE_MODE
+    # A run that would delete more than this share of the target's rows fails and deletes nothing.
+    max_ratio: float = Field(default=DEFAULT_DELETE_MAX_RATIO, gt=0, le=1)
+
+
+class ReconcileBlock(_Strict):
+    schedule: ReconcileSchedule  # when the deep check runs (hourly, daily or cron, UTC)
 
 
 def _flag_or_mapping(value: Any) -> str | None:
@@ -205,7 +255,14 @@ class TableDocument(_Strict):
     clear_columns: dict[SnowflakeName, Reason] = {}
     schema_drift: DriftPolicyValue = DEFAULT_DRIFT_POLICY
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=MIN_BATCH_SIZE, le=MAX_BATCH_SIZE)
+    deletes: DeletesBlock | None = None
+    history: bool = False
+    lineage: bool = False
+    # How old the last successful run may get before the table is late ("2h"); `max_staleness_minutes`
+    # (a number of minutes) is its older spelling, still read.
+    freshness_sla: Duration | None = None
     max_staleness_minutes: int | None = Field(default=None, ge=1, le=MAX_STALENESS_MINUTES)
+    reconcile: ReconcileBlock | None = None
     enabled: bool = True
     notes: Notes = ""
 
@@ -223,5 +280,11 @@ ALLOWED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("columns",): _keys(ColumnSelection),
     ("encryption",): _keys(EncryptionBlock),
     ("compression",): _keys(CompressionBlock),
+    ("deletes",): _keys(DeletesBlock),
+    ("reconcile",): _keys(ReconcileBlock),
 }
-CHOICES = {"sync_mode": get_args(SyncModeValue), "schema_drift": get_args(DriftPolicyValue)}
+CHOICES = {
+    "sync_mode": get_args(SyncModeValue),
+    "schema_drift": get_args(DriftPolicyValue),
+    "mode": get_args(DeleteModeValue),  # deletes.mode
+}

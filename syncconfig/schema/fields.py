@@ -27,6 +27,11 @@ MODEL_FIELDS = (
     "schema_drift",
     "batch_size",
     "max_staleness_minutes",
+    "deletes_mode",
+    "deletes_max_ratio",
+    "keep_history",
+    "lineage",
+    "reconcile_schedule",
     "enabled",
     "notes",
 )
@@ -45,6 +50,11 @@ FIELD_PATHS = {
     "encryption_mode": "encryption",
     "compressed_columns": "compression.columns",
     "compression_mode": "compression",
+    "max_staleness_minutes": "freshness_sla",
+    "keep_history": "history",
+    "deletes_mode": "deletes.mode",
+    "deletes_max_ratio": "deletes.max_ratio",
+    "reconcile_schedule": "reconcile.schedule",
 }
 # A block that no one field holds: its errors show on the field the block is mostly about.
 _BLOCK_FIELDS = {"snowflake": "snowflake_table", "postgres": "postgres_table", "columns": "include_columns"}

@@ -34,6 +34,8 @@ def pydantic_problem(error: Any) -> tuple[str, str]:
         message = f"must be true or false, got {got}"
     elif kind == "int_type":
         message = f"must be an integer, got {got}"
+    elif kind == "float_type":
+        message = f"must be a number, got {got}"
     elif kind == "list_type":
         message = f"must be a list of strings, got {got}"
     elif kind in ("dict_type", "model_type"):
@@ -42,9 +44,11 @@ def pydantic_problem(error: Any) -> tuple[str, str]:
         options = CHOICES.get(str(loc[-1]) if loc else "", ())
         message = f"must be one of: {', '.join(options)}; got {got}"
     elif kind == "greater_than_equal":
-        message = f"must be at least {ctx['ge']}, got {value}"
+        message = f"must be at least {_number(ctx['ge'])}, got {value}"
+    elif kind == "greater_than":
+        message = f"must be more than {_number(ctx['gt'])}, got {value}"
     elif kind == "less_than_equal":
-        message = f"must be at most {ctx['le']}, got {value}"
+        message = f"must be at most {_number(ctx['le'])}, got {value}"
     elif kind == "flag_or_mapping":
         message = f"must be true, false or a mapping, got {got}"
     elif kind == "fdm":
@@ -54,3 +58,8 @@ def pydantic_problem(error: Any) -> tuple[str, str]:
     if is_key:
         message = f"key {message}"
     return format_path(loc), message
+
+
+def _number(limit: Any) -> str:
+    """A limit as written in the docs: 1, not the 1.0 a float field makes of it."""
+    return f"{limit:g}" if isinstance(limit, float) else str(limit)

@@ -37,6 +37,8 @@ def key_rules(table: TableDocument) -> list[tuple[str, str]]:
             )
         )
     duplicates("primary_key", table.primary_key)
+    if table.freshness_sla is not None and table.max_staleness_minutes is not None:
+        problems.append(("max_staleness_minutes", "is the older spelling of freshness_sla; give only one"))
 
     include: set[str] | None = None
     exclude: set[str] = set()

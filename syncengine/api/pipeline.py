@@ -22,7 +22,7 @@ from fdm.api.schema import error_response
 from fdm.api.views import ApiView
 from syncconfig import selectors as config_selectors
 from syncconfig.models import TableConfig
-from syncengine import schedules, selectors, services
+from syncengine import evidence, schedules, selectors, services
 from syncengine.api.serializers import (
     RunCreateSerializer,
     RunDetailSerializer,
@@ -135,6 +135,28 @@ class RunDetailView(ApiView):
     @extend_schema(tags=TAGS, summary="Read a run", responses={200: RunDetailSerializer})
     def get(self, request: Request, run_id: int) -> Response:
         return Response(RunDetailSerializer(_run_or_404(run_id)).data)
+
+
+class RunEvidenceView(ApiView):
+    """A run's evidence pack (syncengine.evidence): what it ran with and did, with a SHA-256 over it all."""
+
+    permission_classes = [IsViewer]
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Read a run's evidence pack",
+        description="One JSON document: configuration and its hashes, Snowflake query ids and SQL, source and "
+        "target columns with hashes, counts and seconds per stage, watermarks, checks, reconciliation, key ids "
+        "(never keys), fdm's version, and `sha256`: the SHA-256 of the rest of the document serialised with "
+        "sorted keys and no whitespace.",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request, run_id: int) -> Response:
+        run = _run_or_404(run_id)
+        return Response(
+            evidence.run_evidence(run),
+            headers={"Content-Disposition": f'inline; filename="{evidence.evidence_filename(run)}"'},
+        )
 
 
 class RunCancelView(ApiView):

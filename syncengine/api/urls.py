@@ -1,11 +1,16 @@
 from django.urls import path
 
+<<<<<<< HEAD
 from syncengine.api import admin, data, metadata, pipeline, reconciliations
+=======
+from syncengine.api import admin, data, metadata, pipeline, validate
+>>>>>>> main
 
 pipeline_urls = [
     path("runs/", pipeline.RunListView.as_view(), name="run-list"),
     path("runs/<int:run_id>/", pipeline.RunDetailView.as_view(), name="run-detail"),
     path("runs/<int:run_id>/cancel/", pipeline.RunCancelView.as_view(), name="run-cancel"),
+    path("runs/<int:run_id>/evidence/", pipeline.RunEvidenceView.as_view(), name="run-evidence"),
     path("tables/", pipeline.TableStatusListView.as_view(), name="table-status-list"),
     path("tables/<str:name>/", pipeline.TableStatusView.as_view(), name="table-status"),
     path(
@@ -17,6 +22,11 @@ pipeline_urls = [
         reconciliations.ReconciliationDetailView.as_view(),
         name="reconciliation-detail",
     ),
+]
+
+# Mounted under /api/v1/tables/ beside the configuration's own endpoints.
+table_urls = [
+    path("<str:name>/validate/", validate.TableValidateView.as_view(), name="table-validate"),
 ]
 
 metadata_urls = [

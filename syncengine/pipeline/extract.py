@@ -33,6 +33,7 @@ from syncengine.pipeline.watermark import Watermark
 class SourceTable:
     columns: list[SourceColumn]
     declared_key: tuple[str, ...]
+    query_id: str | None = None  # Snowflake's id for the catalog query, for the run's evidence
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ def describe_source(
         (snowflake_name(source.schema), snowflake_name(source.table)),
         table=table,
     )
+    query_id = cursor.sfqid
     try:
         rows = cursor.fetchall()
     finally:
@@ -95,7 +97,7 @@ def describe_source(
         for name, data_type, precision, scale, length, nullable in rows
     ]
     declared_key = _declared_primary_key(conn, source, table=table, log=log) if want_key else ()
-    return SourceTable(columns=columns, declared_key=declared_key)
+    return SourceTable(columns=columns, declared_key=declared_key, query_id=query_id)
 
 
 def _declared_primary_key(
@@ -148,10 +150,18 @@ def build_query(source: SourceRef, plan: TablePlan, since: Watermark | None) -> 
 
 
 def stream_batches(
-    conn: SnowflakeConnection, query: SourceQuery, *, batch_size: int, table: str
+    conn: SnowflakeConnection,
+    query: SourceQuery,
+    *,
+    batch_size: int,
+    table: str,
+    query_ids: list[str] | None = None,
 ) -> Generator[pa.RecordBatch, None, None]:
-    """Record batches of at most `batch_size` rows, as Snowflake sends its result chunks."""
+    """Record batches of at most `batch_size` rows, as Snowflake sends its result chunks. Snowflake's id for
+    the query is appended to `query_ids` (the run's evidence names the queries it read)."""
     cursor = _execute(conn, query.sql, query.params, table=table)
+    if query_ids is not None and cursor.sfqid:
+        query_ids.append(cursor.sfqid)
     finished = False
     try:
         chunks = cursor.fetch_arrow_batches(force_microsecond_precision=True)

@@ -34,3 +34,23 @@ class SyncResult:
     target_created: bool = False
     drift: list[str] = field(default_factory=list)  # what changed in the source and what was done about it
     checks: dict[str, Any] = field(default_factory=dict)  # validation results (row counts, key checks)
+    evidence: RunEvidence = field(default_factory=lambda: RunEvidence())
+
+
+@dataclass
+class RunEvidence:
+    """What an auditor needs to replay the run: the Snowflake queries (ids, SQL and binds), both tables' columns
+    as the run saw them, and the ids of the keys it encrypted with (never a key)."""
+
+    queries: list[dict[str, Any]] = field(default_factory=list)  # {"purpose", "query_id", "sql", "params"}
+    source_columns: list[dict[str, Any]] = field(default_factory=list)  # {"name", "type", "nullable"}
+    target_columns: list[dict[str, Any]] = field(default_factory=list)  # {"name", "type", "source"}
+    key_ids: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "source_columns": self.source_columns,
+            "target_columns": self.target_columns,
+            "key_ids": self.key_ids,
+        }

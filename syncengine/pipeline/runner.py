@@ -12,7 +12,7 @@ from contextlib import ExitStack
 
 from syncengine.pipeline.bootstrap import SourceFactory, SourceSession, locked_target, read_target_state
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled
-from syncengine.pipeline.extract import describe_source
+from syncengine.pipeline.extract import SourceTable, describe_source
 from syncengine.pipeline.hooks import CancelCheck, Hooks, Log, Progress
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
 from syncengine.pipeline.plan import RunPlan, plan_run
@@ -91,6 +91,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             plan, source_session.conn, staging=staging, protector=protector, hooks=hooks
         )
         _record_staged(result, staged, protector)
+        _record_evidence(result, plan, described, staged, protector)
         source_session.close()
 
         if hooks.cancelled():
@@ -137,6 +138,31 @@ def _record_staged(result: SyncResult, staged: Staged, protector: Protector | No
     if protector is not None:
         result.checks["protection"] = protector.checks()
         result.bytes_before_compression, result.bytes_after_compression = protector.compression_totals()
+
+
+def _record_evidence(
+    result: SyncResult, plan: RunPlan, described: SourceTable, staged: Staged, protector: Protector | None
+) -> None:
+    evidence = result.evidence
+    evidence.queries.append({"purpose": "describe source", "query_id": described.query_id})
+    evidence.queries.extend(
+        {"purpose": "extract", "query_id": query_id, "sql": plan.query.sql, "params": list(plan.query.params)}
+        for query_id in staged.query_ids
+    )
+    evidence.source_columns = [
+        {"name": column.name, "type": column.display_type, "nullable": column.nullable}
+        for column in described.columns
+    ]
+    evidence.target_columns = [
+        {
+            "name": column.name,
+            "type": column.target_type,
+            "source": None if column.plan.derived else column.plan.source_name,
+        }
+        for column in plan.load_columns
+    ]
+    if protector is not None and protector.keyring is not None and protector.plan.encrypts:
+        evidence.key_ids = [protector.keyring.primary]
 
 
 def _record_published(result: SyncResult, outcome: PublishOutcome) -> None:

@@ -53,6 +53,7 @@ class Staged:
     load: StageMetrics = field(default_factory=StageMetrics)
     checks: dict[str, Any] = field(default_factory=dict)
     newest: Watermark | None = None
+    query_ids: list[str] = field(default_factory=list)  # Snowflake's ids for the queries that read the rows
 
 
 @contextmanager
@@ -98,7 +99,15 @@ def stream_into_staging(
         staging.dsn, staging.table, table=table, source_names=source_names, streams=staging.streams
     )
     # The next source chunk downloads while this one is cast and copied.
-    batches = prefetch(stream_batches(source_conn, plan.query, batch_size=plan.spec.batch_size, table=table))
+    batches = prefetch(
+        stream_batches(
+            source_conn,
+            plan.query,
+            batch_size=plan.spec.batch_size,
+            table=table,
+            query_ids=staged.query_ids,
+        )
+    )
     try:
         for batch in _timed(batches, staged.extract):
             if hooks.cancelled():

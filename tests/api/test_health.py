@@ -58,7 +58,7 @@ def test_readiness_is_503_without_a_live_worker(snowflake_env, viewer):
 def test_readiness_stays_200_with_a_stale_table(snowflake_env, viewer):
     """A stale table is the data's problem, not the service's: the admin must stay in rotation."""
     _worker_finished_a_task()
-    config_services.table_save_document(document=table_dict("stale_one", max_staleness_minutes=5))
+    config_services.table_save_document(document=table_dict("stale_one", freshness_sla="5m"))
     TableConfig.objects.filter(name="stale_one").update(created_at=timezone.now() - timedelta(hours=1))
     response = viewer.get("/health/ready")
     assert response.status_code == 200

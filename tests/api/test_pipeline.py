@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def table():
-    return config_services.table_save_document(document=table_dict("payments", max_staleness_minutes=60))
+    return config_services.table_save_document(document=table_dict("payments", freshness_sla="1h"))
 
 
 def test_starting_a_run_enqueues_it_and_answers_202_with_the_queued_run(

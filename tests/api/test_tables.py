@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_created_table_reads_back_as_the_same_canonical_dict_and_exports_as_yaml(operator):
-    body = table_dict("fx_rates", schedule="daily", primary_key=["RATE_ID"], max_staleness_minutes=90)
+    body = table_dict("fx_rates", schedule="daily", primary_key=["RATE_ID"], freshness_sla="1h30m")
     created = operator.post("/api/v1/tables/", body, format="json")
     assert created.status_code == 201, created.json()
     assert created.json() == body

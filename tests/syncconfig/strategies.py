@@ -6,6 +6,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from syncconfig.schema import duration_text
 from syncengine.pipeline.identifiers import snowflake_name
 
 PLAIN_NAME = st.from_regex(r"[A-Z][A-Z0-9_]{0,11}", fullmatch=True)
@@ -112,9 +113,23 @@ def table_dicts(draw: Any, name: str, target: tuple[str, str] | None = None) -> 
     batch_size = draw(st.one_of(st.just(100_000), st.integers(1, 1_000_000)))
     if batch_size != 100_000:
         table["batch_size"] = batch_size
+    deletes: dict[str, Any] = {}
+    delete_mode = draw(st.sampled_from(["off", "hard", "soft"]))
+    if delete_mode != "off":
+        deletes["mode"] = delete_mode
+    max_ratio = draw(st.one_of(st.just(0.1), st.floats(0.001, 1.0)))
+    if max_ratio != 0.1:  # noqa: PLR2004 - the default
+        deletes["max_ratio"] = max_ratio
+    if deletes:
+        table["deletes"] = deletes
+    for flag in ("history", "lineage"):
+        if draw(st.booleans()):
+            table[flag] = True
     staleness = draw(st.one_of(st.none(), st.integers(1, 527_040)))
     if staleness is not None:
-        table["max_staleness_minutes"] = staleness
+        table["freshness_sla"] = duration_text(staleness)
+    if draw(st.booleans()):
+        table["reconcile"] = {"schedule": draw(st.sampled_from(["hourly", "daily", "30 2 * * 1-5"]))}
     if draw(st.booleans()):
         table["enabled"] = False
     notes = draw(NOTES)

@@ -43,6 +43,9 @@ def form_data(instance: TableConfig, **changes: Any) -> dict[str, str]:
         "compression_mode",
         "schema_drift",
         "batch_size",
+        "deletes_mode",
+        "deletes_max_ratio",
+        "reconcile_schedule",
         "notes",
     ):
         data[field] = str(getattr(instance, field))
@@ -60,8 +63,9 @@ def form_data(instance: TableConfig, **changes: Any) -> dict[str, str]:
     data["max_staleness_minutes"] = (
         "" if instance.max_staleness_minutes is None else str(instance.max_staleness_minutes)
     )
-    if instance.enabled:
-        data["enabled"] = "on"
+    for flag in ("enabled", "keep_history", "lineage"):
+        if getattr(instance, flag):
+            data[flag] = "on"
     # The page carries the read-only inline of latest runs; a browser posts its management form.
     shown_runs = min(instance.runs.count(), INLINE_RUN_LIMIT) if instance.pk else 0
     data.update(

@@ -63,7 +63,8 @@ def test_defaults_fill_optional_keys():
             {"sync_modes": "full"},
             "tables[0] transactions.sync_modes: unknown key; allowed keys: name, snowflake, postgres, sync_mode, "
             "incremental_column, schedule, primary_key, columns, encryption, compression, column_names, clear_columns, "
-            "schema_drift, batch_size, max_staleness_minutes, enabled, notes",
+            "schema_drift, batch_size, deletes, history, lineage, freshness_sla, max_staleness_minutes, reconcile, "
+            "enabled, notes",
         ),
         (
             {"snowflake": {"database": "PROD_DB", "schema": "FINANCE", "table": "T", "warehouse": "WH"}},

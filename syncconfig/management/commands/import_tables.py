@@ -10,6 +10,7 @@ from django.core.management.base import CommandError, CommandParser
 from fdm.commands import SkipsKeyringCheck
 from syncconfig import services, yaml_io
 from syncconfig.reporting import import_summary_lines
+from syncconfig.source_checks import SourceCheckUnavailable
 
 
 class Command(SkipsKeyringCheck):
@@ -34,6 +35,12 @@ class Command(SkipsKeyringCheck):
             "without changing anything",
         )
         parser.add_argument(
+            "--check-source",
+            action="store_true",
+            help="also check every table against its Snowflake source (the table and every named column exist, "
+            "types load, the key is unique in a sample); a problem there stops the import like any other",
+        )
+        parser.add_argument(
             "--prune",
             action="store_true",
             help="delete stored tables that the file does not list (without it they are left alone)",
@@ -46,14 +53,20 @@ class Command(SkipsKeyringCheck):
             document = yaml_io.read_file(path, source=path)
         except yaml_io.YamlError as exc:
             raise CommandError(str(exc)) from None
-        result = services.tables_import(
-            document=document,
-            env=env,
-            dry_run=options["dry_run"],
-            prune=options["prune"],
-            source=path,
-            via="import_tables",
-        )
+        try:
+            result = services.tables_import(
+                document=document,
+                env=env,
+                dry_run=options["dry_run"],
+                prune=options["prune"],
+                source=path,
+                via="import_tables",
+                check_source=options["check_source"],
+            )
+        except SourceCheckUnavailable as exc:
+            raise CommandError(
+                f"cannot check {path} against the source: {exc}; nothing was changed"
+            ) from None
         if not result.ok:
             for error in result.errors:
                 self.stderr.write(str(error))
