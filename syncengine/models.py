@@ -56,11 +56,8 @@ FINISH_FIELDS = (
     "watermark_after",
     "drift",
     "checks",
-<<<<<<< HEAD
     "reconciliation_status",
-=======
     "evidence",
->>>>>>> main
     "error_message",
     "error_traceback",
     "error_kind",
@@ -152,20 +149,18 @@ class SyncRun(models.Model):
     watermark_after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     drift = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
     checks = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
-<<<<<<< HEAD
     reconciliation_status = models.CharField(
         max_length=16,
         choices=RunCheckStatus.choices,
         blank=True,
         help_text="The light check after publishing (counts and sums on both sides); details in checks.",
-=======
+    )
     evidence = models.JSONField(
         default=dict,
         blank=True,
         encoder=DjangoJSONEncoder,
         help_text="What the run's evidence pack is built from: the configuration it ran with, the Snowflake "
         "queries, both tables' columns and the key ids it encrypted with (syncengine.evidence).",
->>>>>>> main
     )
 
     error_message = models.TextField(blank=True)

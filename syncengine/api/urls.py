@@ -1,10 +1,6 @@
 from django.urls import path
 
-<<<<<<< HEAD
-from syncengine.api import admin, data, metadata, pipeline, reconciliations
-=======
-from syncengine.api import admin, data, metadata, pipeline, validate
->>>>>>> main
+from syncengine.api import admin, data, metadata, pipeline, reconciliations, validate
 
 pipeline_urls = [
     path("runs/", pipeline.RunListView.as_view(), name="run-list"),
