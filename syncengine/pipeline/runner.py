@@ -102,7 +102,12 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         _record_published(result, outcome)
         # Counts and sums on both sides, still under the table's lock; never fails the published run.
         result.checks["reconciliation"] = check_after_publish(
-            plan, source=source, target_conn=conn, until=outcome.watermark, log=hooks.log
+            plan,
+            source=source,
+            target_conn=conn,
+            until=outcome.watermark,
+            as_of=next(iter(staged.query_ids), None),
+            log=hooks.log,
         )
         hooks.progress("publish", result.rows_inserted + result.rows_updated)
         hooks.log(

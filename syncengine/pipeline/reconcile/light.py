@@ -9,20 +9,23 @@ compressed columns are bytea in the target and are not summed (the deep check co
 The check never fails the run: its data is published already. A mismatch marks the run's reconciliation status;
 a check that cannot run (the source unreachable, say) is recorded as skipped with the reason.
 
-The source is read as it is when the check runs, not as the extract saw it: rows written to Snowflake in
-between make a mismatch that is no fault of the copy (recorded as `source_as_of: "check"`). Snowflake's time
-travel (`AT(STATEMENT => <extract query id>)`) would close that gap; it needs the extract's query id, which the
-run does not yet keep.
+The source is read as the extract saw it: Snowflake's time travel, `AT(STATEMENT => <the extract's query
+id>)`, so rows written to Snowflake since the extract make no mismatch (`source_as_of: {"statement": id}`).
+Where time travel is not available (a table with DATA_RETENTION_TIME_IN_DAYS = 0, or the emulator, which
+does not parse AT), the check reads the source as it is at check time and says so (`source_as_of: "check"`,
+with the reason): a row written in between then shows as a mismatch that is no fault of the copy.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from snowflake.connector import SnowflakeConnection
+from snowflake.connector import errors as sf_errors
 
 from syncengine.pipeline.bootstrap import SourceFactory, SourceSession
 from syncengine.pipeline.errors import PipelineError
@@ -34,12 +37,13 @@ from syncengine.pipeline.reconcile import canonical
 from syncengine.pipeline.reconcile.shape import CURRENT_VERSION_COLUMN, SOFT_DELETED_COLUMN, table_shape
 from syncengine.pipeline.schema.drift import LoadColumn
 from syncengine.pipeline.schema.target import inspect_target, qualified
-from syncengine.pipeline.source import SnowflakeSettings
+from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
 from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.typemap import canonical_snowflake_type
 from syncengine.pipeline.watermark import Watermark
 
 EQUAL, MISMATCH, SKIPPED = "equal", "mismatch", "skipped"
+_QUERY_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 FLOAT_TOLERANCE = 1e-9
 
 
@@ -49,13 +53,17 @@ def check_after_publish(  # noqa: PLR0913 - the runner's one call; all keyword-o
     source: SnowflakeSettings | SourceFactory,
     target_conn: psycopg.Connection,
     until: Watermark | None,
+    as_of: str | None,
     log: Log,
 ) -> dict[str, Any]:
-    """Counts and sums on both sides; returns {"status": equal|mismatch|skipped, ...details}."""
+    """Counts and sums on both sides (the source as of the extract's query `as_of` when Snowflake can);
+    returns {"status": equal|mismatch|skipped, ...details}."""
     table = plan.spec.name
     try:
         with SourceSession(source, table=table) as session:
-            report = light_check(plan, source_conn=session.conn, target_conn=target_conn, until=until)
+            report = light_check(
+                plan, source_conn=session.conn, target_conn=target_conn, until=until, as_of=as_of
+            )
     except (PipelineError, psycopg.Error) as exc:
         log("warning", "reconciliation check skipped", table=table, error=str(exc).splitlines()[0])
         return {"status": SKIPPED, "reason": str(exc).splitlines()[0]}
@@ -74,16 +82,11 @@ def light_check(
     source_conn: SnowflakeConnection,
     target_conn: psycopg.Connection,
     until: Watermark | None,
+    as_of: str | None = None,
 ) -> dict[str, Any]:
     summed = [column for column in plan.load_columns if _summable(column)]
-    source_sql, source_params = _source_query(plan, summed, until)
     target_sql, target_params = _target_query(plan, summed, until, target_conn)
-    cursor = source_conn.cursor()
-    try:
-        cursor.execute(source_sql, source_params or None, _force_qmark_paramstyle=True)  # type: ignore[call-overload]
-        source_row = cursor.fetchone()
-    finally:
-        cursor.close()
+    source_row, source_as_of = _source_row(plan, summed, until, source_conn, as_of)
     target_row = target_conn.execute(target_sql, target_params).fetchone()
     assert source_row is not None and target_row is not None
     mismatches = []
@@ -101,8 +104,41 @@ def light_check(
         "rows": {"source": int(source_row[0]), "target": int(target_row[0])},
         "sums": sums,
         "mismatches": mismatches,
-        "source_as_of": "check",
+        "source_as_of": source_as_of,
     }
+
+
+def _source_row(
+    plan: RunPlan,
+    summed: list[LoadColumn],
+    until: Watermark | None,
+    conn: SnowflakeConnection,
+    as_of: str | None,
+) -> tuple[tuple[Any, ...], Any]:
+    """The source's counts and sums, as of the extract's statement when time travel answers."""
+    if as_of is not None and _QUERY_ID.match(as_of):
+        sql, params = _source_query(plan, summed, until, as_of=as_of)
+        try:
+            return _fetch_one(conn, sql, params), {"statement": as_of}
+        except PipelineError as exc:
+            reason = exc.message.splitlines()[0]
+    else:
+        reason = "no extract query id"
+    sql, params = _source_query(plan, summed, until, as_of=None)
+    return _fetch_one(conn, sql, params), {"at": "check", "time_travel": reason}
+
+
+def _fetch_one(conn: SnowflakeConnection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, params or None, _force_qmark_paramstyle=True)  # type: ignore[call-overload]
+        row = cursor.fetchone()
+    except sf_errors.Error as exc:
+        raise classify_snowflake_error(exc, table=None) from exc
+    finally:
+        cursor.close()
+    assert row is not None
+    return tuple(row)
 
 
 def _summable(column: LoadColumn) -> bool:
@@ -114,10 +150,12 @@ def _summable(column: LoadColumn) -> bool:
 
 
 def _source_query(
-    plan: RunPlan, summed: list[LoadColumn], until: Watermark | None
+    plan: RunPlan, summed: list[LoadColumn], until: Watermark | None, *, as_of: str | None
 ) -> tuple[str, tuple[Any, ...]]:
     sums = "".join(f", SUM({quote_snowflake(column.plan.source_name)})" for column in summed)
-    sql = f"SELECT COUNT(*){sums} FROM {qualified_source(plan.spec.source)}"  # noqa: S608 - identifiers quoted
+    # The query id is checked against _QUERY_ID (a UUID) before it is spelt out: AT takes no bind.
+    at = f" AT(STATEMENT => '{as_of}')" if as_of is not None else ""
+    sql = f"SELECT COUNT(*){sums} FROM {qualified_source(plan.spec.source)}{at}"  # noqa: S608 - identifiers quoted
     watermark = plan.columns.watermark
     if not plan.incremental or watermark is None or plan.since is None or until is None:
         return sql, ()
@@ -203,5 +241,5 @@ def reconcile_light(
         "rows": {"source": int(source_row[0]), "target": int(target_row[0])},
         "sums": sums,
         "mismatches": mismatches,
-        "source_as_of": "check",
+        "source_as_of": {"at": "check"},
     }
