@@ -174,6 +174,7 @@ def test_a_reconcile_schedule_sits_next_to_the_sync_schedule_and_follows_the_tab
     from syncengine.schedules import SCHEDULED_RECONCILE_TASK, table_schedule_delete
 
     table = make_table(schedule="hourly", reconcile_schedule="0 3 * * *")
+
     def reconciles():
         return Schedule.objects.filter(func=SCHEDULED_RECONCILE_TASK, args=str(table.pk))
 

@@ -2,8 +2,8 @@
 PostgreSQL, over what the run covered.
 
 A full load is checked over the whole table; an incremental run over the range it read, `cursor >= watermark
-before` up to the new watermark, on both sides. NUMBER columns are summed exactly (numeric sums, compared as
-decimals); FLOAT sums depend on the order of addition, so they agree within a relative 1e-9. Encrypted and
+before` up to the new watermark, on both sides. NUMBER columns are summed exactly (in Snowflake as integers of
+their smallest unit, in PostgreSQL as numeric; compared as decimals); FLOAT sums depend on the order of addition, so they agree within a relative 1e-9. Encrypted and
 compressed columns are bytea in the target and are not summed (the deep check compares them).
 
 The check never fails the run: its data is published already. A mismatch marks the run's reconciliation status;
@@ -39,7 +39,7 @@ from syncengine.pipeline.schema.drift import LoadColumn
 from syncengine.pipeline.schema.target import inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
 from syncengine.pipeline.spec import TableSpec
-from syncengine.pipeline.typemap import canonical_snowflake_type
+from syncengine.pipeline.typemap import SourceColumn, canonical_snowflake_type
 from syncengine.pipeline.watermark import Watermark
 
 EQUAL, MISMATCH, SKIPPED = "equal", "mismatch", "skipped"
@@ -94,7 +94,7 @@ def light_check(
         mismatches.append("rows")
     sums: dict[str, dict[str, str | None]] = {}
     for index, column in enumerate(summed, start=1):
-        source_sum, target_sum = source_row[index], target_row[index]
+        source_sum, target_sum = _unscaled(source_row[index], column.plan.source), target_row[index]
         sums[column.name] = {"source": _text(source_sum), "target": _text(target_sum)}
         if not _sums_agree(column, source_sum, target_sum):
             mismatches.append(column.name)
@@ -152,7 +152,7 @@ def _summable(column: LoadColumn) -> bool:
 def _source_query(
     plan: RunPlan, summed: list[LoadColumn], until: Watermark | None, *, as_of: str | None
 ) -> tuple[str, tuple[Any, ...]]:
-    sums = "".join(f", SUM({quote_snowflake(column.plan.source_name)})" for column in summed)
+    sums = "".join(f", {snowflake_sum(column.plan.source)}" for column in summed)
     # The query id is checked against _QUERY_ID (a UUID) before it is spelt out: AT takes no bind.
     at = f" AT(STATEMENT => '{as_of}')" if as_of is not None else ""
     sql = f"SELECT COUNT(*){sums} FROM {qualified_source(plan.spec.source)}{at}"  # noqa: S608 - identifiers quoted
@@ -187,6 +187,22 @@ def _target_query(
     return f"SELECT count(*){sums} FROM {qualified(target.schema, target.table)}{where}", params  # noqa: S608
 
 
+def snowflake_sum(column: SourceColumn) -> str:
+    """The exact sum of a NUMBER column, as an integer of its smallest unit (`12.34` counts as 1234): a sum of
+    NUMBER(38,0) is exact wherever it runs (the emulator sums scaled NUMBERs in double precision); the scale
+    is put back by `_unscaled`. FLOAT columns are summed as they are."""
+    name = quote_snowflake(column.name)
+    if canonical_snowflake_type(column.data_type) == "FLOAT":
+        return f"SUM({name})"
+    return f"SUM(CAST({name} * {10 ** (column.scale or 0)} AS NUMBER(38,0)))"
+
+
+def _unscaled(value: Any, column: SourceColumn) -> Any:
+    if value is None or canonical_snowflake_type(column.data_type) == "FLOAT":
+        return value
+    return Decimal(int(value)).scaleb(-(column.scale or 0))
+
+
 def _sums_agree(column: LoadColumn, source: Any, target: Any) -> bool:
     return _agree(canonical_snowflake_type(column.plan.source.data_type) == "FLOAT", source, target)
 
@@ -216,7 +232,10 @@ def reconcile_light(
         for column in (*shape.key, *shape.columns)
         if column.kind in (canonical.NUMBER, canonical.FLOAT) and not column.protected
     ]
-    source_sums = "".join(f", SUM({quote_snowflake(column.source_name)})" for column in summed)
+    source_sums = "".join(
+        f", {snowflake_sum(SourceColumn(column.source_name, 'FLOAT' if column.kind == canonical.FLOAT else 'NUMBER', scale=column.scale))}"
+        for column in summed
+    )
     cursor = source_conn.cursor()
     try:
         cursor.execute(f"SELECT COUNT(*){source_sums} FROM {shape.source_relation}")  # noqa: S608
@@ -232,8 +251,10 @@ def reconcile_light(
     mismatches = ["rows"] if int(source_row[0]) != int(target_row[0]) else []
     sums: dict[str, dict[str, str | None]] = {}
     for index, column in enumerate(summed, start=1):
-        sums[column.target_name] = {"source": _text(source_row[index]), "target": _text(target_row[index])}
-        if not _agree(column.kind == canonical.FLOAT, source_row[index], target_row[index]):
+        kind = "FLOAT" if column.kind == canonical.FLOAT else "NUMBER"
+        source_sum = _unscaled(source_row[index], SourceColumn(column.source_name, kind, scale=column.scale))
+        sums[column.target_name] = {"source": _text(source_sum), "target": _text(target_row[index])}
+        if not _agree(column.kind == canonical.FLOAT, source_sum, target_row[index]):
             mismatches.append(column.target_name)
     return {
         "status": MISMATCH if mismatches else EQUAL,
