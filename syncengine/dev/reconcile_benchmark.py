@@ -85,7 +85,7 @@ def _plant(seeding: Any, dsn: str, targets: list[str], rows: int) -> None:
     table = f'"{DATABASE}"."{SCHEMA}"."{TABLE}"'
     cursor = seeding.cursor()
     cursor.execute(
-        f"UPDATE {table} SET CURRENCY = 'XXX' WHERE TXN_ID IN (?, ?, ?)",
+        f"UPDATE {table} SET CURRENCY = 'XXX' WHERE TXN_ID IN (?, ?, ?)",  # noqa: S608 - constants
         ids[:3],
         _force_qmark_paramstyle=True,
     )  # noqa: S608
