@@ -23,6 +23,7 @@ from syncengine.dev.benchmark import (
     BenchmarkReport,
     Measurement,
     PeakMemory,
+    _rss_mb,
     machine_facts,
     scratch_database,
 )
@@ -125,6 +126,7 @@ def run_reconcile_benchmark(
             target=TargetRef("public", "transactions_hashed"),
             exclude_columns=("METADATA",),
         )
+        report.baseline_rss_mb = _rss_mb()
         for spec in (whole, hashed):
             say(f"syncing {spec.target.table}")
             run_sync(spec, source=settings, target_dsn=dsn)

@@ -94,7 +94,7 @@ def test_it_finds_deleted_updated_reinserted_and_tampered_rows(source, make_spec
 def test_every_type_compares_equal_after_a_sync(source, make_spec, sync, reconcile):
     _create_all_types(source)
     spec = make_spec("ALL_TYPES")
-    sync(spec)
+    assert sync(spec).checks["reconciliation"]["status"] == "equal"
 
     result = reconcile(spec, options=SMALL)
 

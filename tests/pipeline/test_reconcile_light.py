@@ -5,6 +5,9 @@ mismatch marks the check, never the published data."""
 
 from __future__ import annotations
 
+import snowflake.connector
+
+from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.spec import EncryptionMode, EncryptionSpec
 from tests.pipeline.test_protection import KEYRING
 
@@ -81,4 +84,23 @@ def test_a_source_changed_before_the_check_is_a_mismatch_but_the_run_publishes(
     assert check["status"] == "mismatch"
     assert check["mismatches"] == ["amount"]
     assert check["sums"]["amount"] == {"source": "30.01", "target": "30.00"}
+    assert target("SELECT count(*) FROM public.ledger") == [(3,)]
+
+
+def test_a_check_that_cannot_reach_the_source_is_skipped_and_the_run_still_publishes(
+    source, make_spec, settings, scratch_database, target
+):
+    _ledger(source)
+    connections = []
+
+    def connect():
+        if connections:  # the check's own session, after the extract's
+            raise snowflake.connector.errors.OperationalError("the source went away")
+        connections.append(settings.connect())
+        return connections[0]
+
+    result = run_sync(make_spec("LEDGER"), source=connect, target_dsn=scratch_database)
+
+    assert result.checks["reconciliation"]["status"] == "skipped"
+    assert "went away" in result.checks["reconciliation"]["reason"]
     assert target("SELECT count(*) FROM public.ledger") == [(3,)]

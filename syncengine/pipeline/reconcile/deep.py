@@ -129,7 +129,8 @@ class _Check:
     def _split(self, key_range: KeyRange, source_rows: int, target_rows: int, parts: int) -> list[KeyRange]:
         """Sub-ranges of about equal size, by the side that holds more rows of the range."""
         side = self.source if source_rows >= target_rows else self.target
-        _, starts = side.boundaries(key_range, segments=parts)
+        _, found = side.boundaries(key_range, segments=parts)
+        starts = list(dict.fromkeys(found))  # a target without a unique key may repeat one
         if not starts:
             return [key_range]
         edges: list[Key | None] = [key_range.low, *starts[1:], key_range.high]
