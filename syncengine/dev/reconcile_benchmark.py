@@ -100,7 +100,11 @@ def _plant(seeding: Any, dsn: str, targets: list[str], rows: int) -> None:
 
 
 def run_reconcile_benchmark(
-    *, server_dsn: str, rows: int = 1_000_000, batch_size: int = 100_000, say: Callable[[str], None]
+    *,
+    server_dsn: str,
+    rows: int = 1_000_000,
+    batch_size: int = 100_000,
+    say: Callable[[str], None] = lambda message: None,
 ) -> BenchmarkReport:
     """Seed, sync, and measure deep and light reconciliations of an equal and of a planted copy."""
     with emulator() as kwargs, scratch_database(server_dsn) as dsn:
