@@ -12,6 +12,7 @@ from croniter import croniter
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from fdm import pipeline_settings
 from fdm.env import ConfigurationError, env_bool, env_int, env_list, env_str
 from fdm.local_state import (
     database_settings,
@@ -229,10 +230,13 @@ REDIS_URL = env_str("REDIS_URL")
 # - timeout must stay below retry, or a slow sync is handed to a second worker while the first still runs;
 # - max_attempts is finite so that a poisoned task does not loop forever;
 # - catch_up is off so that a worker that was down does not replay every missed hourly slot at once.
-SYNC_TIMEOUT_SECONDS = env_int("FDM_SYNC_TIMEOUT", 3600)
+# The pipeline's settings (fdm.pipeline_settings): config/pipeline.yaml, then the environment's file's
+# `pipeline:` section, then variables (FDM_COPY_STREAMS, ...). `manage.py show_settings` says where each came from.
+FDM_PIPELINE = pipeline_settings.load(FDM_CONFIG_DIR, env_name=FDM_ENV)
+SYNC_TIMEOUT_SECONDS = FDM_PIPELINE["sync_timeout_seconds"]
 Q_CLUSTER = {
     "name": "fdm",
-    "workers": env_int("FDM_WORKERS", 2),
+    "workers": FDM_PIPELINE["workers"],
     "recycle": 50,
     "timeout": SYNC_TIMEOUT_SECONDS,
     "retry": SYNC_TIMEOUT_SECONDS + 300,
@@ -255,18 +259,18 @@ else:
 # sign of life for longer than the task timeout plus a grace period (the worker must be gone by then), or
 # sooner, after FDM_RUN_ORPHAN_GRACE_SECONDS, when nobody holds the table's lock in the target database (the
 # run's session is gone); and a queued run that no worker took for FDM_RUN_QUEUED_MAX_AGE seconds.
-FDM_SYNC_MAX_ATTEMPTS = env_int("FDM_SYNC_MAX_ATTEMPTS", 3)
-FDM_RETRY_BACKOFF_SECONDS = env_int("FDM_RETRY_BACKOFF_SECONDS", 60)
-FDM_RUN_STALE_GRACE_SECONDS = env_int("FDM_RUN_STALE_GRACE_SECONDS", 300)
-FDM_RUN_ORPHAN_GRACE_SECONDS = env_int("FDM_RUN_ORPHAN_GRACE_SECONDS", 30)  # 3 missed heartbeats
-FDM_RUN_QUEUED_MAX_AGE = env_int("FDM_RUN_QUEUED_MAX_AGE", 6 * 3600)
-FDM_REAPER_INTERVAL_MINUTES = env_int("FDM_REAPER_INTERVAL_MINUTES", 5)
-FDM_RUN_LOG_LIMIT = env_int("FDM_RUN_LOG_LIMIT", 500)  # structured log entries kept per run
+FDM_SYNC_MAX_ATTEMPTS = FDM_PIPELINE["max_attempts"]
+FDM_RETRY_BACKOFF_SECONDS = FDM_PIPELINE["retry_backoff_seconds"]
+FDM_RUN_STALE_GRACE_SECONDS = FDM_PIPELINE["run_stale_grace_seconds"]
+FDM_RUN_ORPHAN_GRACE_SECONDS = FDM_PIPELINE["run_orphan_grace_seconds"]  # 3 missed heartbeats
+FDM_RUN_QUEUED_MAX_AGE = FDM_PIPELINE["run_queued_max_age_seconds"]
+FDM_REAPER_INTERVAL_MINUTES = FDM_PIPELINE["reaper_interval_minutes"]
+FDM_RUN_LOG_LIMIT = FDM_PIPELINE["run_log_limit"]  # structured log entries kept per run
 
 # Maintenance (syncengine.maintenance): finished runs older than FDM_RUN_RETENTION_DAYS are purged daily (unset
 # or 0: runs are kept); scheduled backups of every synced table into FDM_BACKUP_DIR (unset: none), keeping the
 # newest FDM_BACKUP_KEEP, on the cron FDM_BACKUP_SCHEDULE (UTC), sealed with the keyring when FDM_BACKUP_ENCRYPT.
-FDM_RUN_RETENTION_DAYS = env_int("FDM_RUN_RETENTION_DAYS", 0)
+FDM_RUN_RETENTION_DAYS = FDM_PIPELINE["run_retention_days"]
 _backup_dir = env_str("FDM_BACKUP_DIR")
 FDM_BACKUP_DIR = Path(_backup_dir) if _backup_dir else None
 FDM_BACKUP_KEEP = env_int("FDM_BACKUP_KEEP", 7)

@@ -199,8 +199,7 @@ class TableConfigAdmin(SimpleHistoryAdmin):
             if not upload.is_valid():
                 context["upload_form"] = upload
                 return TemplateResponse(request, self.import_template, context)
-            document = upload.cleaned_data["file"].read()
-            source = upload.cleaned_data["file"].name
+            document, source = upload.document()
             prune = upload.cleaned_data["prune"]
             self._check_prune_permission(request, prune)
             result = None
@@ -214,6 +213,9 @@ class TableConfigAdmin(SimpleHistoryAdmin):
             source=source,
             via="admin import",
         )
+        if source == ImportUploadForm.PASTED and preview.errors:
+            # Keep the pasted text in the box, so the mistake can be fixed where it is.
+            context["upload_form"] = ImportUploadForm(initial={"text": document.decode("utf-8", "replace")})
         context.update(
             preview=preview,
             # A failed confirm whose document still validates failed because the stored tables changed.

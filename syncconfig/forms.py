@@ -107,16 +107,41 @@ class TableConfigForm(forms.ModelForm):
 
 
 class ImportUploadForm(forms.Form):
-    file = forms.FileField(label="YAML file", help_text="The format of config/tables.yaml.")
-    prune = forms.BooleanField(required=False, label="Delete tables that the file does not list")
+    """A YAML document to preview: an uploaded file, or text pasted into the box."""
+
+    PASTED = "pasted text"
+
+    file = forms.FileField(required=False, label="YAML file", help_text="The format of config/tables.yaml.")
+    text = forms.CharField(
+        required=False,
+        strip=False,
+        label="or paste YAML",
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 100, "spellcheck": "false", "class": "fdm-yaml"}),
+        help_text="The same format, e.g. the output of export_tables.",
+    )
+    prune = forms.BooleanField(required=False, label="Delete tables that the document does not list")
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]
-        if upload.size > yaml_io.MAX_DOCUMENT_BYTES:
+        if upload is not None and upload.size > yaml_io.MAX_DOCUMENT_BYTES:
             raise forms.ValidationError(
                 f"The file is {upload.size} bytes; the limit is {yaml_io.MAX_DOCUMENT_BYTES} bytes."
             )
         return upload
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        has_file, has_text = cleaned.get("file") is not None, bool((cleaned.get("text") or "").strip())
+        if has_file == has_text and not self.errors:
+            raise forms.ValidationError("Choose a file or paste YAML (one of the two).")
+        return cleaned
+
+    def document(self) -> tuple[bytes, str]:
+        """The document's bytes and the name it goes by in messages and the change history."""
+        upload = self.cleaned_data["file"]
+        if upload is not None:
+            return upload.read(), upload.name
+        return self.cleaned_data["text"].encode("utf-8"), self.PASTED
 
 
 class ImportConfirmForm(forms.Form):

@@ -227,6 +227,12 @@ class TableConfig(models.Model):
 
     def clean(self) -> None:
         """Validate through the shared schema and attach each problem to the field it is about."""
+        # "Daily" is daily: the schedules and the export know only the lower-case words.
+        self.schedule = table_schema.schedule_keyword(self.schedule) or self.schedule
+        if self.reconcile_schedule:
+            self.reconcile_schedule = (
+                table_schema.schedule_keyword(self.reconcile_schedule) or self.reconcile_schedule
+            )
         errors: dict[str, list[str]] = {}
         for field, message in self._mode_problems().items():
             errors.setdefault(field, []).append(message)

@@ -21,102 +21,30 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.constructor import ConstructorError
-from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, ScalarNode
+from yaml.nodes import ScalarNode
 
+from fdm.yaml_strict import CORE_RESOLVERS, StrictSafeLoader
 from syncconfig.schema import ConfigError, describe, format_path
+from syncconfig.schema.messages import did_you_mean
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
-MAX_DEPTH = 32  # a tables document is 5 levels deep
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-OVERLAY_KEYS = ("defaults", "tables")
+# `pipeline` holds the environment's pipeline settings, which fdm.pipeline_settings reads; tables ignore it.
+OVERLAY_KEYS = ("defaults", "tables", "pipeline")
 EXPORT_HEADER = "# fdm table configuration. Keys and defaults: docs/configuration.md\n"
 
 
 class YamlError(Exception):
     """A document that cannot be read: not UTF-8, too large, not YAML, or using a refused feature."""
 
-    def __init__(self, message: str, *, source: str | None = None):
+    def __init__(self, message: str, *, source: str | None = None, excerpt: str | None = None):
         self.message = message
         self.source = source
+        self.excerpt = excerpt  # the text around a syntax error, with a caret under it
         super().__init__(f"{source}: {message}" if source else message)
 
     def as_config_error(self) -> ConfigError:
-        return ConfigError(field="", message=self.message, source=self.source)
-
-
-# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
-_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
-_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-_FLOAT = re.compile(
-    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-)
-_CORE_RESOLVERS = (
-    ("tag:yaml.org,2002:null", _NULL, ["~", "n", "N", ""]),
-    ("tag:yaml.org,2002:bool", _BOOL, list("tTfF")),
-    ("tag:yaml.org,2002:int", _INT, list("-+0123456789")),
-    ("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789.")),
-)
-
-
-class StrictSafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 scalars, no aliases and no duplicate keys."""
-
-    yaml_implicit_resolvers: dict[str | None, list[Any]] = {}
-    _depth: int
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                f"aliases (*{event.anchor}) are not accepted; write the value out in full",
-                event.start_mark,
-            )
-        # PyYAML composes nested nodes by recursion: refuse a deep document before it exhausts the stack.
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_DEPTH:
-                message = f"lists and mappings nest more than {MAX_DEPTH} levels deep"
-                raise yaml.composer.ComposerError(None, None, message, self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                if key in seen:
-                    raise ConstructorError(
-                        None,
-                        None,
-                        f"duplicate key {key!r} (first given on line {seen[key] + 1})",
-                        key_node.start_mark,
-                    )
-            except TypeError:
-                raise ConstructorError(
-                    None, None, "a mapping key must be a plain value", key_node.start_mark
-                ) from None
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-    def construct_yaml_int(self, node: ScalarNode) -> int:
-        value = str(self.construct_scalar(node))
-        if value.startswith("0o"):
-            return int(value[2:], 8)
-        if value.startswith("0x"):
-            return int(value[2:], 16)
-        return int(value)  # YAML 1.2: a leading zero is still decimal
-
-
-for _tag, _pattern, _first in _CORE_RESOLVERS:
-    StrictSafeLoader.add_implicit_resolver(_tag, _pattern, _first)
-StrictSafeLoader.add_constructor("tag:yaml.org,2002:int", StrictSafeLoader.construct_yaml_int)
+        return ConfigError(field="", message=self.message, source=self.source, excerpt=self.excerpt)
 
 
 def parse(text: str | bytes, *, source: str | None = None) -> Any:
@@ -131,12 +59,51 @@ def parse(text: str | bytes, *, source: str | None = None) -> Any:
     try:
         return yaml.load(decoded, Loader=StrictSafeLoader)  # noqa: S506 - StrictSafeLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlError(f"{where}{problem}", source=source) from None
+        raise _syntax_error(exc, decoded, source=source) from None
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", source=source) from None
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str, *, source: str | None) -> YamlError:
+    """The error with its line and column, and an excerpt of the text with a caret under the mistake.
+
+    PyYAML often notices a mistake on the line after it (a key without its colon is only found to be one when
+    the next line starts): its context mark points at where the trouble began, and the excerpt shows both.
+    """
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    context = exc.context_mark if exc.context and exc.problem_mark else None
+    if context is not None and exc.context == "while scanning a simple key":
+        # The most common slip, a key without its colon: the mistake is on the key's own line.
+        mark, problem = context, "this line has no ':' after its key (write key: value)"
+        context = None
+    elif (
+        context is not None
+        and mark is not None
+        and (context.line, context.column) != (mark.line, mark.column)
+    ):
+        problem += f" ({exc.context} on line {context.line + 1}, column {context.column + 1})"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    marks = [
+        (m.line, m.column, label) for m, label in ((context, exc.context), (mark, "here")) if m is not None
+    ]
+    return YamlError(f"{where}{problem}", source=source, excerpt=_excerpt(text, marks) if marks else None)
+
+
+def _excerpt(text: str, marks: list[tuple[int, int, str | None]]) -> str:
+    """The lines from the one before the first mark to the last mark, numbered, each mark's line followed by a
+    caret under its column."""
+    lines = text.splitlines() or [""]
+    first = max(min(line for line, _, _ in marks) - 1, 0)
+    last = min(max(line for line, _, _ in marks), len(lines) - 1)
+    width = len(str(last + 1))
+    out = []
+    for number in range(first, last + 1):
+        out.append(f"{number + 1:>{width}} | {lines[number]}")
+        for line, column, label in marks:
+            if line == number:
+                out.append(f"{'':>{width}} | {' ' * column}^ {label or ''}".rstrip())
+    return "\n".join(out)
 
 
 def read_file(path: str | Path, *, source: str | None = None) -> Any:
@@ -168,7 +135,7 @@ class _Dumper(yaml.SafeDumper):
     """Quotes any string that a YAML 1.1 or 1.2 reader would take for another type."""
 
 
-for _tag, _pattern, _first in _CORE_RESOLVERS:
+for _tag, _pattern, _first in CORE_RESOLVERS:
     _Dumper.add_implicit_resolver(_tag, _pattern, _first)
 
 
@@ -276,7 +243,10 @@ def apply_overlay(document: Any, overlay: Any, *, source: str) -> tuple[Any, lis
             error("", f"must be a mapping with defaults and/or tables, got {describe(overlay)}")
         ]
     errors = [
-        error(format_path([str(key)]), f"unknown key; allowed keys: {', '.join(OVERLAY_KEYS)}")
+        error(
+            format_path([str(key)]),
+            f"unknown key{did_you_mean(str(key), OVERLAY_KEYS)}; allowed keys: {', '.join(OVERLAY_KEYS)}",
+        )
         for key in overlay
         if key not in OVERLAY_KEYS
     ]

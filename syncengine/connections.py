@@ -74,9 +74,16 @@ def _snowflake_settings(environ: Environ) -> SnowflakeSettings:
         port=_positive_int("SNOWFLAKE_PORT", environ),
         protocol=protocol.lower() if protocol else None,
         session_parameters=_session_parameters(read("SNOWFLAKE_SESSION_PARAMETERS")),
-        login_timeout=_positive_int("SNOWFLAKE_LOGIN_TIMEOUT", environ) or DEFAULT_LOGIN_TIMEOUT,
-        network_timeout=_positive_int("SNOWFLAKE_NETWORK_TIMEOUT", environ) or DEFAULT_NETWORK_TIMEOUT,
+        login_timeout=_positive_int("SNOWFLAKE_LOGIN_TIMEOUT", environ)
+        or _pipeline_setting("snowflake_login_timeout_seconds", DEFAULT_LOGIN_TIMEOUT),
+        network_timeout=_positive_int("SNOWFLAKE_NETWORK_TIMEOUT", environ)
+        or _pipeline_setting("snowflake_network_timeout_seconds", DEFAULT_NETWORK_TIMEOUT),
     )
+
+
+def _pipeline_setting(name: str, default: int) -> int:
+    """config/pipeline.yaml's value (fdm.pipeline_settings), when Django's settings are loaded."""
+    return settings.FDM_PIPELINE[name] if settings.configured else default
 
 
 def _positive_int(name: str, environ: Environ) -> int | None:

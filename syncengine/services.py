@@ -211,6 +211,8 @@ def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
         should_cancel=callbacks.should_cancel,
         keyring=keyring,
         run_id=str(run.pk),
+        copy_streams=settings.FDM_PIPELINE["copy_streams"],
+        publish_lock_timeout=settings.FDM_PIPELINE["publish_lock_timeout_seconds"],
     )
 
 

@@ -48,6 +48,7 @@ from syncconfig.schema.document import (
     TableDocument,
     duration_minutes,
     duration_text,
+    schedule_keyword,
     schedule_problem,
 )
 from syncconfig.schema.errors import ConfigError, describe, format_path
@@ -84,6 +85,7 @@ __all__ = [
     "format_path",
     "model_fields_from_table",
     "path_for_field",
+    "schedule_keyword",
     "schedule_problem",
     "table_dict_changes",
     "table_dict_from_fields",

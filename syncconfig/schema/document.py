@@ -90,9 +90,37 @@ def _table_name(value: str) -> str:
     return value
 
 
+# Each cron field's name and range, in order, for errors that say which field is wrong.
+CRON_FIELD_RANGES = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-6 or SUN-SAT"),
+)
+
+
+def _cron_field_problem(fields: list[str]) -> str | None:
+    """The first field that croniter refuses on its own, named with its range."""
+    for position, (name, allowed) in enumerate(CRON_FIELD_RANGES):
+        alone = ["*"] * CRON_FIELDS
+        alone[position] = fields[position]
+        try:
+            croniter(" ".join(alone), datetime.datetime(2000, 1, 1))
+        except (CroniterBadCronError, ValueError, KeyError):
+            return f"the {name} field {fields[position]!r} is not valid; it takes {allowed}"
+    return None
+
+
+def schedule_keyword(value: str) -> str | None:
+    """`value` as a schedule keyword (hourly, daily, manual) whatever its case, or None."""
+    lowered = value.lower()
+    return lowered if lowered in ScheduleKind.keywords() else None
+
+
 def schedule_problem(value: str) -> str | None:
     """Why `value` is not a schedule (hourly, daily, manual or a cron expression), or None when it is."""
-    if value in ScheduleKind.keywords():
+    if schedule_keyword(value) is not None:
         return None
     if len(value) > MAX_SCHEDULE_LENGTH:
         return f"must be at most {MAX_SCHEDULE_LENGTH} characters long; got {len(value)}"
@@ -109,7 +137,8 @@ def schedule_problem(value: str) -> str | None:
     except CroniterBadDateError:
         return f"cron expression {value!r} never fires"
     except (CroniterBadCronError, ValueError, KeyError) as exc:
-        return f"invalid cron expression {value!r}: {exc}"
+        field_problem = _cron_field_problem(value.split()) if not value.startswith("@") else None
+        return f"invalid cron expression {value!r}: {field_problem or exc}"
     return None
 
 
@@ -139,7 +168,7 @@ def _duration(value: str) -> str:
 
 
 def _schedule_or_none(value: str) -> str:
-    _schedule(value)
+    value = _schedule(value)
     if value == ScheduleKind.MANUAL.value:
         raise _fail("must be hourly, daily or a cron expression (leave reconcile out for no schedule)")
     return value
@@ -161,7 +190,7 @@ def _schedule(value: str) -> str:
     problem = schedule_problem(value)
     if problem:
         raise _fail(problem)
-    return value
+    return schedule_keyword(value) or value  # "Daily" is daily
 
 
 SnowflakeName = Annotated[str, AfterValidator(_snowflake_identifier)]

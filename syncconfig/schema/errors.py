@@ -16,6 +16,7 @@ class ConfigError:
     `field` is the path of the key inside the table (`sync_mode`, `encryption.searchable[0]`), or inside the
     document for problems that belong to no table. `index` is the table's position in the document's `tables`
     list and `table` its name, when known. `source` names the file when more than one file is involved.
+    `excerpt` is the document's text around a syntax error, with a caret under the mistake.
     """
 
     field: str
@@ -23,6 +24,7 @@ class ConfigError:
     table: str | None = None
     index: int | None = None
     source: str | None = None
+    excerpt: str | None = None
 
     @property
     def location(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from syncconfig.schema.document import ALLOWED_KEYS, CHOICES
@@ -27,7 +28,8 @@ def pydantic_problem(error: Any) -> tuple[str, str]:
         message = "is required"
     elif kind == "extra_forbidden":
         allowed = ALLOWED_KEYS.get(tuple(p for p in loc[:-1] if isinstance(p, str)), ())
-        message = "unknown key" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+        message = "unknown key" + did_you_mean(str(loc[-1]) if loc else "", allowed)
+        message += f"; allowed keys: {', '.join(allowed)}" if allowed else ""
     elif kind == "string_type":
         message = f"must be a string, got {got}"
     elif kind == "bool_type":
@@ -63,3 +65,9 @@ def pydantic_problem(error: Any) -> tuple[str, str]:
 def _number(limit: Any) -> str:
     """A limit as written in the docs: 1, not the 1.0 a float field makes of it."""
     return f"{limit:g}" if isinstance(limit, float) else str(limit)
+
+
+def did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
+    """ "; did you mean 'x'?" for the allowed key closest to a misspelt one, or nothing when none is close."""
+    close = difflib.get_close_matches(key.lower(), allowed, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -108,7 +108,12 @@ def classify_postgres_error(
         return ValidationFailed(f"invalid value: {message}", table=table, column=column)
     if state_class == "23":
         return ValidationFailed(f"constraint violated: {message}", table=table, column=column)
-    if state_class in ("08", "40", "53", "57", "58") or sqlstate == "55P03":
+    if sqlstate == "55P03":
+        return TransientError(
+            f"another session held the target table longer than the publish lock timeout allows: {message}",
+            table=table,
+        )
+    if state_class in ("08", "40", "53", "57", "58"):
         return TransientError(f"target database: {message}", table=table)
     if state_class == "28" or sqlstate == "3D000":
         return ConfigurationError(f"cannot connect to the target database: {message}", table=table)

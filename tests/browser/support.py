@@ -4,6 +4,7 @@ failure, and a django-q2 worker cluster in a subprocess."""
 from __future__ import annotations
 
 import base64
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -230,3 +231,12 @@ def start_chromium(profile_dir: str) -> webdriver.Chrome:
     # Every page records what its Content-Security-Policy blocked (Browser.csp_violations).
     driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     return driver
+
+
+def save_page(browser: Any, name: str) -> None:
+    """Keep a whole-page PNG under FDM_SCREENSHOT_DIR (`make screenshots`); nothing without it."""
+    folder = os.environ.get("FDM_SCREENSHOT_DIR")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    browser.save_png(Path(folder) / f"{name}.png")

@@ -5,9 +5,7 @@ With FDM_SCREENSHOT_DIR set (`make screenshots`), each page is also saved there 
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -16,20 +14,12 @@ from syncconfig.models import TableConfig
 from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
+from tests.browser.support import save_page
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the live server sees only committed data
 
 WIDTH = 1440
 CHANGELIST = "/admin/syncconfig/tableconfig/"
-
-
-def save_page(browser, name: str) -> None:
-    """Keep a whole-page PNG under FDM_SCREENSHOT_DIR (`make screenshots`); nothing without it."""
-    folder = os.environ.get("FDM_SCREENSHOT_DIR")
-    if not folder:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    browser.save_png(Path(folder) / f"{name}.png")
 
 
 def _finished(table, status, *, hours_ago: float, seconds: float, rows: int = 0, error: str = "") -> SyncRun:

@@ -9,7 +9,7 @@ import yaml
 
 from syncconfig import schema as table_schema
 from syncconfig.models import TableConfig
-from tests.browser.support import ADMIN_USER
+from tests.browser.support import ADMIN_USER, save_page
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the live server sees only committed data
 
@@ -129,3 +129,22 @@ def test_a_valid_upload_previews_what_it_creates_and_updates_and_confirming_appl
     change = TableConfig.objects.get(name="accounts").history.first()
     assert change.history_user.username == ADMIN_USER
     assert "admin import" in change.history_change_reason
+
+
+def test_pasted_yaml_with_a_slip_shows_the_line_with_a_caret_under_it(browser, superuser, demo_tables):
+    before = _stored()
+    browser.log_in()
+    browser.open(CHANGELIST + "import/")
+
+    browser.fill("#id_text", "tables:\n  - name: ledger\n    sync_mode incremental\n")
+    browser.click_and_wait(browser.find("input[type=submit][value='Preview import']"))
+
+    browser.expect_text("1 problem found; nothing will be changed.", ".errornote")
+    assert browser.text("#import-errors pre.fdm-excerpt") == (
+        "2 |   - name: ledger\n3 |     sync_mode incremental\n  |     ^ here"
+    )
+    assert (
+        browser.find("#id_text").get_attribute("value").startswith("tables:\n  - name: ledger")
+    )  # kept to fix
+    save_page(browser, "import-error-excerpt")
+    assert _stored() == before

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fdm import pipeline_settings
 from tests.deploy.tools import find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,6 @@ OTHER_SETTINGS = {
     "FDM_CORS_ALLOWED_ORIGINS",
     "FDM_BACKUP_DIR",
     "FDM_BACKUP_KEEP",
-    "FDM_RUN_RETENTION_DAYS",
 }
 
 
@@ -59,7 +59,8 @@ def stack(tmp_path_factory) -> dict:
 
 def settings_fdm_reads() -> set[str]:
     text = (ROOT / "fdm" / "settings.py").read_text()
-    return set(re.findall(r'env_[a-z]+\(\s*"([A-Z][A-Z0-9_]+)"', text)) | OTHER_SETTINGS
+    pipeline = {setting.env for setting in pipeline_settings.SETTINGS}
+    return set(re.findall(r'env_[a-z]+\(\s*"([A-Z][A-Z0-9_]+)"', text)) | pipeline | OTHER_SETTINGS
 
 
 def test_compose_validates_and_runs_every_part_of_the_stack(stack):

@@ -133,7 +133,9 @@ def test_a_lock_held_by_a_reader_times_out_as_a_transient_failure(
 
     with psycopg.connect(scratch_database) as reader:
         reader.execute("SELECT count(*) FROM public.ledger").fetchone()  # holds ACCESS SHARE until it ends
-        with pytest.raises(TransientError):
+        with pytest.raises(
+            TransientError, match="held the target table longer than the publish lock timeout"
+        ):
             sync(make_spec("LEDGER"), publish_lock_timeout=0.3)
         reader.rollback()
 

@@ -119,6 +119,13 @@ def test_an_admin_edit_is_audited_with_the_user_and_the_change(admin_client, adm
     ]
 
 
+def test_a_schedule_word_in_capitals_is_saved_as_the_word(admin_client, transactions):
+    response = admin_client.post(change_url(transactions), form_data(transactions, schedule="Daily"))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert TableConfig.objects.get(name="transactions").schedule == "daily"
+
+
 def test_an_admin_add_is_audited(admin_client, admin_user, config_dir):
     template = TableConfig(
         **table_schema.model_fields_from_table(table_schema.validate_table(table("gl_entries")).table)
@@ -269,6 +276,39 @@ def test_import_reports_yaml_syntax_errors(admin_client, config_dir):
     assert [str(e) for e in response.context["errors"]] == [
         "broken.yaml: line 3, column 5: duplicate key 'name' (first given on line 2)"
     ]
+
+
+def test_pasted_yaml_is_previewed_and_applied_like_a_file(admin_client, admin_user, config_dir):
+    text = yaml_io.dump_tables([table("pasted")])
+    preview = admin_client.post(reverse(IMPORT), {"text": text})
+    assert preview.context["preview"].created == ["pasted"]
+
+    response = admin_client.post(reverse(IMPORT), {**preview.context["confirm_form"].initial, "confirm": "1"})
+
+    assert response.status_code == 302
+    latest = TableConfig.objects.get(name="pasted").history.latest()
+    assert latest.history_change_reason == "admin import pasted text"
+
+
+def test_a_pasted_syntax_error_is_shown_with_an_excerpt(admin_client, config_dir):
+    response = admin_client.post(reverse(IMPORT), {"text": "tables:\n  - name: a\n    sync_mode full\n"})
+
+    content = response.content.decode()
+    assert [str(e) for e in response.context["errors"]] == [
+        "pasted text: line 3, column 5: this line has no ':' after its key (write key: value)"
+    ]
+    assert '<pre class="fdm-excerpt">2 |   - name: a\n3 |     sync_mode full\n  |     ^ here</pre>' in content
+
+
+def test_the_import_form_wants_a_file_or_pasted_text_not_both_nor_neither(admin_client, config_dir):
+    neither = admin_client.post(reverse(IMPORT), {"text": "  "})
+    both = admin_client.post(
+        reverse(IMPORT),
+        {"text": "tables: []", "file": SimpleUploadedFile("t.yaml", b"tables: []")},
+    )
+    for response in (neither, both):
+        assert "Choose a file or paste YAML (one of the two)." in response.content.decode()
+    assert TableConfig.objects.count() == 0
 
 
 def test_a_confirm_after_a_concurrent_change_shows_a_fresh_preview(admin_client, config_dir):

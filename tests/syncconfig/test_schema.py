@@ -61,7 +61,7 @@ def test_defaults_fill_optional_keys():
     [
         (
             {"sync_modes": "full"},
-            "tables[0] transactions.sync_modes: unknown key; allowed keys: name, snowflake, postgres, sync_mode, "
+            "tables[0] transactions.sync_modes: unknown key; did you mean 'sync_mode'?; allowed keys: name, snowflake, postgres, sync_mode, "
             "incremental_column, schedule, primary_key, columns, encryption, compression, column_names, clear_columns, "
             "schema_drift, batch_size, deletes, history, lineage, freshness_sla, max_staleness_minutes, reconcile, "
             "enabled, notes",
@@ -73,6 +73,13 @@ def test_defaults_fill_optional_keys():
         (
             {"encryption": {"columns": ["IBAN"], "key": "secret"}},
             "tables[0] transactions.encryption.key: unknown key; allowed keys: all, columns, searchable",
+        ),
+        (
+            {"incremental_colum": "UPDATED_AT"},
+            "tables[0] transactions.incremental_colum: unknown key; did you mean 'incremental_column'?; allowed "
+            "keys: name, snowflake, postgres, sync_mode, incremental_column, schedule, primary_key, columns, "
+            "encryption, compression, column_names, clear_columns, schema_drift, batch_size, deletes, history, "
+            "lineage, freshness_sla, max_staleness_minutes, reconcile, enabled, notes",
         ),
         (
             {"sync_mode": "fulll"},
@@ -93,8 +100,13 @@ def test_defaults_fill_optional_keys():
         ),
         (
             {"schedule": "61 * * * *"},
-            "tables[0] transactions.schedule: invalid cron expression '61 * * * *': [61 * * * *] is not "
-            "acceptable, out of range",
+            "tables[0] transactions.schedule: invalid cron expression '61 * * * *': the minute field '61' is "
+            "not valid; it takes 0-59",
+        ),
+        (
+            {"schedule": "0 9 * * MONDAY"},
+            "tables[0] transactions.schedule: invalid cron expression '0 9 * * MONDAY': the day-of-week field "
+            "'MONDAY' is not valid; it takes 0-6 or SUN-SAT",
         ),
         (
             {"schedule": "every day"},
@@ -359,3 +371,11 @@ def test_the_reserved_schemas_are_the_pipelines_own():
     from syncengine.pipeline.watermark import STATE_SCHEMA
 
     assert set(FDM_SCHEMAS) == {STATE_SCHEMA, STAGING_SCHEMA}
+
+
+@pytest.mark.parametrize("word", ["Daily", "HOURLY", "Manual"])
+def test_schedule_words_are_read_whatever_their_case(word):
+    parsed, errors = table_schema.validate_table(table(schedule=word, reconcile={"schedule": "Daily"}))
+    assert errors == []
+    fields = table_schema.model_fields_from_table(parsed)
+    assert (fields["schedule"], fields["reconcile_schedule"]) == (word.lower(), "daily")

@@ -218,8 +218,10 @@ def test_a_preview_digest_refuses_a_plan_that_changed():
 def test_yaml_errors_are_reported_not_raised():
     result = services.tables_import(document="tables:\n  - {name: a\n", source="broken.yaml")
     assert [str(e) for e in result.errors] == [
-        "broken.yaml: line 3, column 1: expected ',' or '}', but got '<stream end>'"
+        "broken.yaml: line 3, column 1: expected ',' or '}', but got '<stream end>' (while parsing a flow "
+        "mapping on line 2, column 5)"
     ]
+    assert result.errors[0].excerpt.startswith("1 | tables:\n2 |   - {name: a\n  |     ^ while parsing")
 
 
 def test_export_can_select_tables_by_name():

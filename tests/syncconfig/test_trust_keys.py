@@ -93,7 +93,8 @@ def test_the_older_max_staleness_minutes_is_still_read_and_exported_as_freshness
         ),
         (
             {"deletes": {"mode": "hard", "ratio": 0.2}},
-            "tables[0] transactions.deletes.ratio: unknown key; allowed keys: mode, max_ratio",
+            "tables[0] transactions.deletes.ratio: unknown key; did you mean 'max_ratio'?; allowed keys: mode, "
+            "max_ratio",
         ),
         ({"history": "yes"}, "tables[0] transactions.history: must be true or false, got string 'yes'"),
         (
@@ -116,8 +117,8 @@ def test_the_older_max_staleness_minutes_is_still_read_and_exported_as_freshness
         ),
         (
             {"reconcile": {"schedule": "61 * * * *"}},
-            "tables[0] transactions.reconcile.schedule: invalid cron expression '61 * * * *': [61 * * * *] is "
-            "not acceptable, out of range",
+            "tables[0] transactions.reconcile.schedule: invalid cron expression '61 * * * *': the minute field "
+            "'61' is not valid; it takes 0-59",
         ),
         ({"reconcile": {}}, "tables[0] transactions.reconcile.schedule: is required"),
     ],

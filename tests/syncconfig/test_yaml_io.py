@@ -40,8 +40,34 @@ def test_duplicate_keys_are_refused():
 
 def test_syntax_errors_report_line_and_column():
     assert parse_error("tables:\n  - name: [a\n") == (
-        "tables.yaml: line 3, column 1: expected ',' or ']', but got '<stream end>'"
+        "tables.yaml: line 3, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow "
+        "sequence on line 2, column 11)"
     )
+
+
+def test_a_syntax_error_comes_with_an_excerpt_pointing_at_the_mistake():
+    text = "tables:\n  - name: a\n    snowflake: {database: X, schema: Y, table: Z\n    schedule: daily\n"
+    with pytest.raises(yaml_io.YamlError) as caught:
+        yaml_io.parse(text, source="tables.yaml")
+
+    assert caught.value.excerpt == (
+        "2 |   - name: a\n"
+        "3 |     snowflake: {database: X, schema: Y, table: Z\n"
+        "  |                ^ while parsing a flow mapping\n"
+        "4 |     schedule: daily\n"
+        "  |             ^ here"
+    )
+
+
+def test_a_key_without_its_colon_is_reported_on_its_own_line():
+    text = "tables:\n  - name: a\n    sync_mode full\n    schedule: daily\n"
+    with pytest.raises(yaml_io.YamlError) as caught:
+        yaml_io.parse(text, source="tables.yaml")
+
+    assert str(caught.value) == (
+        "tables.yaml: line 3, column 5: this line has no ':' after its key (write key: value)"
+    )
+    assert caught.value.excerpt == "2 |   - name: a\n3 |     sync_mode full\n  |     ^ here"
 
 
 def test_oversized_documents_are_refused(tmp_path):
@@ -209,7 +235,10 @@ def test_applying_an_overlay_twice_equals_applying_it_once():
         ),
         ({"defaults": {"name": "x"}}, "environments/dev.yaml: defaults.name: a name cannot have a default"),
         ({"defaults": ["x"]}, "environments/dev.yaml: defaults: must be a mapping, got a list"),
-        ({"tabels": []}, "environments/dev.yaml: tabels: unknown key; allowed keys: defaults, tables"),
+        (
+            {"tabels": []},
+            "environments/dev.yaml: tabels: unknown key; did you mean 'tables'?; allowed keys: defaults, tables, pipeline",
+        ),
         (["x"], "environments/dev.yaml: must be a mapping with defaults and/or tables, got a list"),
     ],
 )

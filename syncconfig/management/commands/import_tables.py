@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from django.conf import settings
@@ -52,7 +53,8 @@ class Command(SkipsKeyringCheck):
         try:
             document = yaml_io.read_file(path, source=path)
         except yaml_io.YamlError as exc:
-            raise CommandError(str(exc)) from None
+            excerpt = f"\n{textwrap.indent(exc.excerpt, '    ')}" if exc.excerpt else ""
+            raise CommandError(f"{exc}{excerpt}") from None
         try:
             result = services.tables_import(
                 document=document,
@@ -70,6 +72,8 @@ class Command(SkipsKeyringCheck):
         if not result.ok:
             for error in result.errors:
                 self.stderr.write(str(error))
+                if error.excerpt:
+                    self.stderr.write(textwrap.indent(error.excerpt, "    "))
             count = len(result.errors)
             raise CommandError(f"{count} problem{'s' if count != 1 else ''} in {path}; nothing was changed")
         for line in import_summary_lines(result, source=path):
