@@ -166,7 +166,10 @@ def test_the_matrix_covers_every_operation_of_the_schema():
     normalised = {
         (
             method,
-            path.replace("{run_id}", "{run}").replace("{key_id}", "{key}").replace("{username}", "{user}"),
+            path.replace("{run_id}", "{run}")
+            .replace("{key_id}", "{key}")
+            .replace("{username}", "{user}")
+            .replace("{reconciliation_id}", "{reconciliation}"),
         )
         for method, path in operations
     }
