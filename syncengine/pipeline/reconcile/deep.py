@@ -10,8 +10,9 @@
    which names each differing key and its columns.
 4. JSON, encrypted and compressed columns are compared as values segment by segment (`memory`).
 
-The source is read as it is at check time; rows that change during the check show up as differences, and a
-second check tells a moving source from a stale copy.
+The target is read in one snapshot (REPEATABLE READ); the source is read as it is at each query, so rows that
+change in Snowflake during the check may show up as differences, and a second check tells a moving source from
+a stale copy.
 """
 
 from __future__ import annotations
@@ -59,13 +60,19 @@ def deep_reconcile(  # noqa: PLR0913 - all keyword-only: connections, keyring, o
     options: DeepOptions = DeepOptions(),
     log: Log,
 ) -> DeepResult:
-    """Compare the whole table; see the module's docstring for the steps."""
+    """Compare the whole table; see the module's docstring for the steps.
+
+    `target_conn` is in autocommit mode: every target query runs in one read-only REPEATABLE READ transaction,
+    so a sync that publishes meanwhile changes nothing the check sees.
+    """
     started = time.perf_counter()
-    shape = table_shape(spec, source_conn=source_conn, target_conn=target_conn, log=log)
-    check = _Check(
-        shape, SnowflakeSide(shape, source_conn), PostgresSide(shape, target_conn), keyring, options
-    )
-    check.run()
+    with target_conn.transaction():
+        target_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        shape = table_shape(spec, source_conn=source_conn, target_conn=target_conn, log=log)
+        check = _Check(
+            shape, SnowflakeSide(shape, source_conn), PostgresSide(shape, target_conn), keyring, options
+        )
+        check.run()
     result = check.result
     result.seconds = time.perf_counter() - started
     result.queries_source, result.bytes_source = check.source.traffic.queries, check.source.traffic.bytes
