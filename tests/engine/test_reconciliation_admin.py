@@ -43,6 +43,26 @@ def test_the_reconcile_buttons_enqueue_and_show_the_reconciliation(
     assert admin_client.get(reverse("admin:syncengine_reconciliation_changelist")).status_code == 200
 
 
+def test_a_reconciliation_page_shows_its_differing_keys_read_only(admin_client, make_table):
+    table = make_table()
+    reconciliation = Reconciliation.objects.create(
+        table=table,
+        table_name=table.name,
+        trigger="api",
+        deep=True,
+        status="different",
+        differences_found=1,
+        differences=[{"key": ["9"], "kind": "changed", "columns": ["amount"]}],
+        details={"key": ["txn_id"]},
+    )
+    page = admin_client.get(reverse("admin:syncengine_reconciliation_change", args=[reconciliation.pk]))
+
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "txn_id=9: changed amount" in html
+    assert 'name="_save"' not in html  # read-only
+
+
 def test_the_reconcile_action_enqueues_one_deep_reconciliation_per_table(
     admin_client, make_table, django_capture_on_commit_callbacks
 ):
