@@ -184,7 +184,7 @@ def schedules_sync_all(*, now: datetime | None = None) -> SyncReport:
     """Bring every table's Schedule in step and remove schedules of tables that no longer exist.
 
     Repairs drift left by writes that bypass model signals (bulk updates, raw SQL, a restored backup), and
-    makes sure the reaper and the maintenance jobs are scheduled.
+    makes sure the reaper, the maintenance jobs and the alert checks are scheduled.
     """
     report = SyncReport()
     with transaction.atomic():
@@ -201,6 +201,9 @@ def schedules_sync_all(*, now: datetime | None = None) -> SyncReport:
         from syncengine.maintenance import maintenance_schedules_ensure  # it builds on this module
 
         maintenance_schedules_ensure()
+        from syncengine.alerts import alerts_schedules_ensure
+
+        alerts_schedules_ensure()
     return report
 
 

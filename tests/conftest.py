@@ -15,7 +15,10 @@ from django.test import Client
 
 from syncengine.dev.emulator import emulator, emulator_environment
 
-pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixtures
+pytest_plugins = [
+    "tests.workers",  # the qcluster and test_database_url fixtures
+    "tests.notifications.receivers",  # http_receiver and smtp_server
+]
 
 # fdm sends nothing anywhere but 127.0.0.1 here: the connector's login-time platform probes (cloud metadata
 # addresses) stay off for every connection the tests open, worker processes included (they inherit this).

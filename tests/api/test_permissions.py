@@ -50,6 +50,8 @@ ENDPOINTS = [
     Endpoint("patch", "/api/v1/tables/{table}/", "operator", 200, body={"notes": "patched"}),
     Endpoint("delete", "/api/v1/tables/{table}/", "operator", 204),
     Endpoint("get", "/api/v1/tables/{table}/history/", "viewer", 200),
+    # Snowflake is not configured in this test: past the permission check, 503 says so.
+    Endpoint("post", "/api/v1/tables/{table}/validate/", "operator", 503),
     Endpoint("get", "/api/v1/tables/yaml-export/", "viewer", 200),
     Endpoint(
         "post", "/api/v1/tables/yaml-import/", "operator", 200, body={"tables": []}, query="?dry_run=true"
@@ -58,6 +60,7 @@ ENDPOINTS = [
     Endpoint("post", "/api/v1/pipeline/runs/", "operator", 202, body="run-of-table"),
     Endpoint("get", "/api/v1/pipeline/runs/{run}/", "viewer", 200),
     Endpoint("post", "/api/v1/pipeline/runs/{run}/cancel/", "operator", 202),
+    Endpoint("get", "/api/v1/pipeline/runs/{run}/evidence/", "viewer", 200),
     Endpoint("get", "/api/v1/pipeline/tables/", "viewer", 200),
     Endpoint("get", "/api/v1/pipeline/tables/{table}/", "viewer", 200),
     Endpoint("post", "/api/v1/pipeline/tables/{table}/reconcile/", "operator", 202, body={"deep": True}),
@@ -79,6 +82,7 @@ ENDPOINTS = [
     Endpoint("put", "/api/v1/admin/users/{user}/role/", "admin", 200, body={"role": "viewer"}),
     Endpoint("get", "/api/v1/admin/workers/", "admin", 200),
     Endpoint("post", "/api/v1/admin/runs/purge/", "admin", 200, body={"older_than_days": 30}),
+    Endpoint("get", "/api/v1/incidents/", "viewer", 200),
     Endpoint("get", "/api/v1/schema/", "viewer", 200),
     Endpoint("get", "/api/v1/docs/", "viewer", 200),
     Endpoint("get", "/health/live", None, 200),
