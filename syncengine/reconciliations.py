@@ -104,7 +104,6 @@ def _check(reconciliation: Reconciliation, table: TableConfig) -> dict[str, Any]
     source_conn = source.connect()
     try:
         with connect(connections.target_dsn(), application_name=f"fdm reconcile {table.name}") as target_conn:
-            target_conn.autocommit = True
             if reconciliation.deep:
                 result = deep_reconcile(
                     spec,
@@ -139,6 +138,7 @@ def _store_deep(reconciliation: Reconciliation, result: dict[str, Any]) -> dict[
         "bytes_target",
         "compared_in_memory",
         "skipped_columns",
+        "source_as_of",
     )
     return {name: result[name] for name in keep}
 

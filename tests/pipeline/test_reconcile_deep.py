@@ -61,6 +61,10 @@ def test_it_finds_nothing_when_the_copy_is_equal(source, make_spec, sync, reconc
     assert result.equal
     assert (result.rows_source, result.rows_target) == (40, 40)
     assert result.segments_checked == 4
+    # Real Snowflake reads the source as of the check's first statement; the emulator has no time travel,
+    # and the result says that the source was read at each query instead.
+    assert result.source_as_of["at"] == "each query"
+    assert "syntax error" in result.source_as_of["time_travel"]
 
 
 def test_it_finds_deleted_updated_reinserted_and_tampered_rows(source, make_spec, sync, reconcile, target):

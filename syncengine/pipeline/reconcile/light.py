@@ -19,7 +19,6 @@ with the reason): a row written in between then shows as a mismatch that is no f
 from __future__ import annotations
 
 import math
-import re
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +34,7 @@ from syncengine.pipeline.identifiers import quote_postgres, quote_snowflake
 from syncengine.pipeline.plan import RunPlan
 from syncengine.pipeline.reconcile import canonical
 from syncengine.pipeline.reconcile.shape import CURRENT_VERSION_COLUMN, SOFT_DELETED_COLUMN, table_shape
+from syncengine.pipeline.reconcile.sides import QUERY_ID
 from syncengine.pipeline.schema.drift import LoadColumn
 from syncengine.pipeline.schema.target import inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
@@ -43,7 +43,6 @@ from syncengine.pipeline.typemap import SourceColumn, canonical_snowflake_type
 from syncengine.pipeline.watermark import Watermark
 
 EQUAL, MISMATCH, SKIPPED = "equal", "mismatch", "skipped"
-_QUERY_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 FLOAT_TOLERANCE = 1e-9
 
 
@@ -117,7 +116,7 @@ def _source_row(
     as_of: str | None,
 ) -> tuple[tuple[Any, ...], Any]:
     """The source's counts and sums, as of the extract's statement when time travel answers."""
-    if as_of is not None and _QUERY_ID.match(as_of):
+    if as_of is not None and QUERY_ID.match(as_of):
         sql, params = _source_query(plan, summed, until, as_of=as_of)
         try:
             return _fetch_one(conn, sql, params), {"statement": as_of}
@@ -154,7 +153,7 @@ def _source_query(
     plan: RunPlan, summed: list[LoadColumn], until: Watermark | None, *, as_of: str | None
 ) -> tuple[str, tuple[Any, ...]]:
     sums = "".join(f", {snowflake_sum(column.plan.source)}" for column in summed)
-    # The query id is checked against _QUERY_ID (a UUID) before it is spelt out: AT takes no bind.
+    # The query id is checked against QUERY_ID (a UUID) before it is spelt out: AT takes no bind.
     at = f" AT(STATEMENT => '{as_of}')" if as_of is not None else ""
     sql = f"SELECT COUNT(*){sums} FROM {qualified_source(plan.spec.source)}{at}"  # noqa: S608 - identifiers quoted
     watermark = plan.columns.watermark

@@ -37,6 +37,9 @@ class DeepResult:
     bytes_target: int = 0
     seconds: float = 0.0
     compared_in_memory: tuple[str, ...] = ()
+    source_as_of: dict[str, str] = field(
+        default_factory=dict
+    )  # {"statement": id} or {"at": ..., "time_travel": why}
     skipped_columns: tuple[str, ...] = ()
 
     @property

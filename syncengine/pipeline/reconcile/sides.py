@@ -8,6 +8,7 @@ segment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import psycopg
 from snowflake.connector import SnowflakeConnection
 from snowflake.connector import errors as sf_errors
 
+from syncengine.pipeline.errors import PipelineError
 from syncengine.pipeline.identifiers import quote_postgres, quote_snowflake
 from syncengine.pipeline.postgres import classify_postgres_error
 from syncengine.pipeline.reconcile import canonical
@@ -24,6 +26,7 @@ from syncengine.pipeline.reconcile.shape import TableShape
 from syncengine.pipeline.source import classify_snowflake_error
 
 Key = tuple[Any, ...]
+QUERY_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,25 @@ class SnowflakeSide(Side):
     def __init__(self, shape: TableShape, conn: SnowflakeConnection):
         super().__init__(shape=shape, relation=shape.source_relation)
         self.conn = conn
+        self.last_query_id: str | None = None
+
+    def pin(self) -> dict[str, str]:
+        """Read the table as of one statement for the rest of the check (time travel), so that rows written to
+        Snowflake meanwhile cannot look like differences. Returns where the source is read as of: the
+        statement, or, where time travel does not answer (no retention, the emulator), each query's time and
+        why."""
+        statement = self.last_query_id
+        if statement is None or not QUERY_ID.match(statement):
+            return {"at": "each query", "time_travel": "no query id to travel to"}
+        # The id matched QUERY_ID (a UUID) before it is spelt out: AT takes no bind.
+        pinned = f"{self.shape.source_relation} AT(STATEMENT => '{statement}')"
+        try:
+            self.run(f"SELECT COUNT(*) FROM {pinned}", ())  # noqa: S608 - quoted identifiers, checked id
+        except PipelineError as exc:
+            return {"at": "each query", "time_travel": exc.message.splitlines()[0]}
+        self.traffic.queries += 1
+        self.relation = pinned
+        return {"statement": statement}
 
     def quoted(self, column: CompareColumn) -> str:
         return quote_snowflake(column.source_name)
@@ -196,6 +218,7 @@ class SnowflakeSide(Side):
         cursor = self.conn.cursor()
         try:
             cursor.execute(sql, tuple(params) or None, _force_qmark_paramstyle=True)  # type: ignore[call-overload]
+            self.last_query_id = cursor.sfqid
             return [tuple(row) for row in cursor.fetchall()]
         except sf_errors.Error as exc:
             raise classify_snowflake_error(exc, table=self.shape.name) from exc
