@@ -16,6 +16,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django_q.tasks import async_task
 
+from fdm.notifications.choices import IncidentKind
+from fdm.notifications.services import incident_open, incident_resolve
 from syncconfig.choices import EncryptionMode
 from syncconfig.models import TableConfig
 from syncengine import connections, specs
@@ -89,7 +91,36 @@ def reconciliation_execute(*, reconciliation_id: int) -> Reconciliation:
         if reconciliation.differences_found == 0
         else ReconciliationStatus.DIFFERENT
     )
+    _notify(reconciliation)
     return reconciliation
+
+
+def _notify(reconciliation: Reconciliation) -> None:
+    """Open the table's `reconcile_mismatch` incident when differences were found; a deep check that finds
+    none resolves it (equal counts and sums cannot prove the rows equal). The message names keys and columns,
+    never values."""
+    name = reconciliation.table_name
+    if reconciliation.status == ReconciliationStatus.EQUAL:
+        if not reconciliation.deep:
+            return
+        incident_resolve(
+            kind=IncidentKind.RECONCILE_MISMATCH,
+            key=name,
+            resolution=f"reconciliation #{reconciliation.pk} found no difference",
+        )
+        return
+    keys = [
+        "/".join(difference["key"]) if "key" in difference else difference.get("check", "")
+        for difference in reconciliation.differences[:10]
+    ]
+    incident_open(
+        kind=IncidentKind.RECONCILE_MISMATCH,
+        key=name,
+        table=name,
+        title=f"{name}: {reconciliation.differences_found} differences from the source "
+        f"({'deep' if reconciliation.deep else 'counts and sums'})",
+        detail=f"reconciliation #{reconciliation.pk}; first: {', '.join(keys)}",
+    )
 
 
 def _check(reconciliation: Reconciliation, table: TableConfig) -> dict[str, Any]:

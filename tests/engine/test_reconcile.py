@@ -10,6 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from fdm.notifications.models import Incident
 from syncengine import reconciliations, services
 from syncengine.choices import ReconciliationStatus, RunCheckStatus, RunStatus, RunTrigger
 from syncengine.models import Reconciliation, SyncRun
@@ -66,9 +67,20 @@ def test_differences_exit_1_and_print_each_key_with_its_columns(orders, snowflak
     assert reconciliation.status == ReconciliationStatus.DIFFERENT and reconciliation.differences_found == 3
     assert {"key": ["20"], "kind": "changed", "columns": ["amount"]} in reconciliation.differences
 
+    incident = Incident.objects.get(kind="reconcile_mismatch", key=orders.name, status="open")
+    assert "3 differences" in incident.title and "4" in incident.detail
+
     with pytest.raises(SystemExit) as light:
         call_command("reconcile", orders.name, stdout=StringIO())
     assert light.value.code == 1  # counts (29 vs 30) and the amount sum differ
+
+    services.run_execute(
+        run_id=services.run_create(table=orders, trigger=RunTrigger.COMMAND, full_refresh=True).pk,
+        retry_transient=False,
+    )
+    call_command("reconcile", orders.name, "--deep", stdout=StringIO())  # equal again: exits 0
+    incident.refresh_from_db()
+    assert incident.status == "resolved"
 
 
 def test_an_unknown_table_exits_2(db):
