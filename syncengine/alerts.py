@@ -2,7 +2,8 @@
 their freshness limit, and key rotations that stopped moving.
 
 - Run failed: a run that ends failed opens its table's `run_failed` incident; the table's next successful run
-  resolves it. This happens when the run's outcome is saved (`run_saved`, connected in `SyncEngineConfig`), and
+  resolves it. A run stopped by the delete guard (`DeleteGuardTripped`) also opens `delete_guard`, which the
+  next success resolves too (an operator allowed the deletes, or the source is whole again). This happens when the run's outcome is saved (`run_saved`, connected in `SyncEngineConfig`), and
   again on every check from each table's latest outcome, which also catches runs closed without a model save.
 - Table stale: on every check (FDM_NOTIFY_CHECK_MINUTES), a table past `max_staleness_minutes` (`Freshness`)
   opens `table_stale`; fresh again, disabled, without a limit or deleted, it resolves.
@@ -163,6 +164,9 @@ def alerts_schedules_ensure(*, using: str = DEFAULT_DB_ALIAS) -> None:
     _schedule_ensure(ROTATION_TASK, ROTATION_SCHEDULE_NAME, settings.FDM_ROTATION_CHECK_MINUTES, using=using)
 
 
+DELETE_GUARD_FAILURE = "DeleteGuardTripped"
+
+
 def _run_failed_open(run: SyncRun) -> None:
     kind = f" ({run.error_kind})" if run.error_kind else ""
     incident_open(
@@ -172,13 +176,21 @@ def _run_failed_open(run: SyncRun) -> None:
         title=f"Sync of {run.table_name} failed",
         detail=f"Run #{run.pk}, attempt {run.attempt}, failed{kind}: {run.error_message}",
     )
+    if (run.checks or {}).get("failure") == DELETE_GUARD_FAILURE:
+        incident_open(
+            kind=IncidentKind.DELETE_GUARD,
+            key=run.table_name,
+            table=run.table_name,
+            title=f"Delete guard stopped a sync of {run.table_name}",
+            detail=f"Run #{run.pk}: {run.error_message}",
+        )
 
 
 def _run_failed_resolve(run: SyncRun) -> None:
     finished = f" at {run.finished_at:%Y-%m-%d %H:%M:%S} UTC" if run.finished_at else ""
-    incident_resolve(
-        kind=IncidentKind.RUN_FAILED, key=run.table_name, resolution=f"Run #{run.pk} succeeded{finished}."
-    )
+    resolution = f"Run #{run.pk} succeeded{finished}."
+    incident_resolve(kind=IncidentKind.RUN_FAILED, key=run.table_name, resolution=resolution)
+    incident_resolve(kind=IncidentKind.DELETE_GUARD, key=run.table_name, resolution=resolution)
 
 
 def _stale_open(status: TableStatus) -> None:

@@ -67,6 +67,7 @@ class RunTrigger(models.TextChoices):
     ADMIN = "admin", "Admin"
     API = "api", "API"
     COMMAND = "command", "Command"
+    BACKFILL = "backfill", "Backfill"  # a cursor range re-extracted (from the command, admin or API)
 
 
 class ErrorKind(models.TextChoices):

@@ -99,6 +99,17 @@ class SyncRun(models.Model):
         related_name="+",
     )
     full_refresh = models.BooleanField(default=False, help_text="Reload everything, ignoring the watermark.")
+    backfill_from = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="A backfill re-extracts incremental-column values from this one.",
+    )
+    backfill_to = models.CharField(
+        max_length=100, blank=True, help_text="... up to this one (inclusive; empty: the newest row)."
+    )
+    allow_deletes = models.BooleanField(
+        default=False, help_text="This run may delete more rows than the table's delete guard allows."
+    )
     attempt = models.PositiveSmallIntegerField(default=1)
     retry_of = models.ForeignKey(
         "self",

@@ -179,6 +179,8 @@ def record_failure(run: SyncRun, exc: BaseException) -> ErrorKind:
     kind = classify(exc)
     message = describe(exc, table_name=run.table_name)
     run.append_log("error", message, kind=kind.value, error=type(exc).__name__, save=False)
+    # The error's class, for what reacts to one kind of failure (alerts: a tripped delete guard).
+    run.checks = {**(run.checks or {}), "failure": type(exc).__name__}
     run.close(RunStatus.FAILED, exc, message=message, error_kind=kind)
     save_outcome(run)
     return kind

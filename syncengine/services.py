@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -27,6 +27,7 @@ from syncengine import connections, recorder, specs
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.models import SyncRun
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled, TableBusy, TransientError
+from syncengine.run_options import RunOptions, run_options_validate
 from syncengine.schedules import table_schedule_delete
 from syncengine.selectors import run_active_for_table
 
@@ -48,19 +49,38 @@ def run_create(
     table: TableConfig,
     trigger: str,
     full_refresh: bool = False,
+    options: RunOptions | None = None,
     requested_by: User | AnonymousUser | None = None,
 ) -> SyncRun:
-    """Record a queued run for `table` without handing it to the task queue (the caller executes it)."""
+    """Record a queued run for `table` without handing it to the task queue (the caller executes it).
+
+    `options` (a backfill range, allowing deletes) are validated first: ValidationError naming the field.
+    """
+    options = options or RunOptions()
+    run_options_validate(table=table, options=options, full_refresh=full_refresh)
     user = requested_by if isinstance(requested_by, User) else None  # an anonymous user is recorded as nobody
     run = SyncRun.objects.create(
-        table=table, table_name=table.name, trigger=trigger, full_refresh=full_refresh, requested_by=user
+        table=table,
+        table_name=table.name,
+        trigger=trigger,
+        full_refresh=full_refresh,
+        backfill_from=options.backfill_from,
+        backfill_to=options.backfill_to,
+        allow_deletes=options.allow_deletes,
+        requested_by=user,
     )
+    extras: dict[str, Any] = {}
+    if options.backfill_from:
+        extras["backfill"] = {"from": options.backfill_from, "to": options.backfill_to or None}
+    if options.allow_deletes:
+        extras["allow_deletes"] = True
     run.append_log(
         "info",
         "queued",
         trigger=trigger,
         full_refresh=full_refresh,
         requested_by=user.get_username() if user is not None else None,
+        **extras,
     )
     return run
 
@@ -70,10 +90,13 @@ def run_enqueue(
     table: TableConfig,
     trigger: str,
     full_refresh: bool = False,
+    options: RunOptions | None = None,
     requested_by: User | AnonymousUser | None = None,
 ) -> SyncRun:
     """Record a queued run for `table` and hand its id to the task queue; returns the run at once."""
-    run = run_create(table=table, trigger=trigger, full_refresh=full_refresh, requested_by=requested_by)
+    run = run_create(
+        table=table, trigger=trigger, full_refresh=full_refresh, options=options, requested_by=requested_by
+    )
     _push_to_queue(run)
     return run
 
@@ -206,6 +229,8 @@ def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
         source=source,
         target_dsn=target,
         full_refresh=run.full_refresh,
+        allow_deletes=run.allow_deletes,
+        backfill=RunOptions(backfill_from=run.backfill_from, backfill_to=run.backfill_to).backfill,
         on_progress=callbacks.progress,
         log=callbacks.log,
         should_cancel=callbacks.should_cancel,
@@ -266,6 +291,9 @@ def run_retry(*, run: SyncRun) -> SyncRun | None:
             table_name=run.table_name,
             trigger=run.trigger,
             full_refresh=run.full_refresh,
+            backfill_from=run.backfill_from,
+            backfill_to=run.backfill_to,
+            allow_deletes=run.allow_deletes,
             requested_by=run.requested_by,
             attempt=run.attempt + 1,
             retry_of=run,

@@ -16,6 +16,7 @@ from syncconfig.models import TableConfig
 from syncengine import alerts, protected_data, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
+from syncengine.run_options import RunOptions
 
 pytestmark = pytest.mark.django_db(transaction=True)  # incidents follow a run's committed outcome
 
@@ -151,3 +152,37 @@ def test_the_checks_have_one_schedule_each_and_the_rotation_check_can_be_turned_
     alerts.alerts_schedules_ensure()
     assert not Schedule.objects.filter(func=alerts.ROTATION_TASK).exists()
     assert Schedule.objects.get(func=alerts.CHECK_TASK).minutes == 2
+
+
+def test_a_tripped_delete_guard_opens_its_own_incident_and_the_allowed_run_resolves_it(
+    make_table, seed_source, snowflake, make_channel, http_receiver, deliver_pending
+):
+    make_channel(url=http_receiver.url())
+    table = make_table(
+        sync_mode="incremental",
+        incremental_column="updated_at",
+        primary_key=["TXN_ID"],
+        deletes_mode="hard",
+        deletes_max_ratio=0.1,
+    )
+    seed_source(table.snowflake_table, rows=10)
+    assert run_now(table).status == RunStatus.SUCCEEDED
+    snowflake.execute(f"DELETE FROM {table.source_display} WHERE TXN_ID <= 5")  # noqa: S608 - a test table
+
+    tripped = run_now(table)
+    deliver_pending()
+
+    assert (tripped.status, tripped.checks["failure"]) == (RunStatus.FAILED, "DeleteGuardTripped")
+    guard = Incident.objects.get(kind=IncidentKind.DELETE_GUARD, key=table.name)
+    assert guard.status == IncidentStatus.OPEN and "5 of 10 rows" in guard.detail
+    assert ("incident.opened", "delete_guard", table.name) in events(http_receiver)
+
+    allowed = services.run_create(
+        table=table, trigger=RunTrigger.COMMAND, options=RunOptions(allow_deletes=True)
+    )
+    assert services.run_execute(run_id=allowed.pk, retry_transient=False).status == RunStatus.SUCCEEDED
+    deliver_pending()
+
+    guard.refresh_from_db()
+    assert guard.status == IncidentStatus.RESOLVED
+    assert ("incident.resolved", "delete_guard", table.name) in events(http_receiver)

@@ -2,7 +2,7 @@
 PostgreSQL, over what the run covered.
 
 A full load is checked over the whole table; an incremental run over the range it read, `cursor >= watermark
-before` up to the new watermark, on both sides. NUMBER columns are summed exactly (in Snowflake as integers of
+before` up to the new watermark (a backfill over its own range), on both sides. NUMBER columns are summed exactly (in Snowflake as integers of
 their smallest unit, in PostgreSQL as numeric; compared as decimals); FLOAT sums depend on the order of addition, so they agree within a relative 1e-9. Encrypted and
 compressed columns are bytea in the target and are not summed (the deep check compares them).
 
@@ -100,7 +100,7 @@ def light_check(
             mismatches.append(column.name)
     return {
         "status": MISMATCH if mismatches else EQUAL,
-        "scope": "range" if plan.incremental else "table",
+        "scope": "range" if _read_range(plan, until) is not None else "table",
         "rows": {"source": int(source_row[0]), "target": int(target_row[0])},
         "sums": sums,
         "mismatches": mismatches,
@@ -156,15 +156,27 @@ def _source_query(
     # The query id is checked against QUERY_ID (a UUID) before it is spelt out: AT takes no bind.
     at = f" AT(STATEMENT => '{as_of}')" if as_of is not None else ""
     sql = f"SELECT COUNT(*){sums} FROM {qualified_source(plan.spec.source)}{at}"  # noqa: S608 - identifiers quoted
-    watermark = plan.columns.watermark
-    if not plan.incremental or watermark is None or plan.since is None or until is None:
+    watermark, read = plan.columns.watermark, _read_range(plan, until)
+    if watermark is None or read is None:
         return sql, ()
     quoted = quote_snowflake(watermark.source_name)
-    low, low_params = plan.since.snowflake_filter(quoted, watermark.source)
-    high, high_params = until.snowflake_filter(quoted, watermark.source)
+    low, params = read[0].snowflake_filter(quoted, watermark.source)
+    if read[1] is None:
+        return f"{sql} WHERE {low}", params
+    high, high_params = read[1].snowflake_filter(quoted, watermark.source)
     # `snowflake_filter` spells `column >= value`; the upper end is the same bind, the other way round.
     high = high.replace(f"{quoted} >= ", f"{quoted} <= ", 1)
-    return f"{sql} WHERE {low} AND {high}", (*low_params, *high_params)
+    return f"{sql} WHERE {low} AND {high}", (*params, *high_params)
+
+
+def _read_range(plan: RunPlan, until: Watermark | None) -> tuple[Watermark, Watermark | None] | None:
+    """The incremental-column range the run read: a backfill's own range, else `since` up to the new
+    watermark; None for a full load (the whole table)."""
+    if plan.backfill is not None:
+        return plan.backfill.start, plan.backfill.end or until
+    if not plan.incremental or plan.since is None or until is None:
+        return None
+    return plan.since, until
 
 
 def _target_query(
@@ -179,10 +191,13 @@ def _target_query(
         conditions.append(f"{SOFT_DELETED_COLUMN} IS NULL")
     if existing is not None and existing.column(CURRENT_VERSION_COLUMN) is not None:
         conditions.append(CURRENT_VERSION_COLUMN)
-    name = plan.watermark_name
-    if plan.incremental and name is not None and plan.since is not None and until is not None:
-        conditions.append(f"{quote_postgres(name)} >= %s AND {quote_postgres(name)} <= %s")
-        params += [plan.since.value, until.value]
+    name, read = plan.watermark_name, _read_range(plan, until)
+    if name is not None and read is not None:
+        conditions.append(f"{quote_postgres(name)} >= %s")
+        params.append(read[0].value)
+        if read[1] is not None:
+            conditions.append(f"{quote_postgres(name)} <= %s")
+            params.append(read[1].value)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"SELECT count(*){sums} FROM {qualified(target.schema, target.table)}{where}", params  # noqa: S608
 
