@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import snowflake.connector
 
+from syncengine.pipeline.backfill import BackfillRequest
 from syncengine.pipeline.runner import run_sync
 from syncengine.pipeline.spec import EncryptionMode, EncryptionSpec
 from tests.pipeline.test_protection import KEYRING
@@ -104,3 +105,18 @@ def test_a_check_that_cannot_reach_the_source_is_skipped_and_the_run_still_publi
     assert result.checks["reconciliation"]["status"] == "skipped"
     assert "went away" in result.checks["reconciliation"]["reason"]
     assert target("SELECT count(*) FROM public.ledger") == [(3,)]
+
+
+def test_a_backfill_is_checked_over_its_own_range(source, make_spec, sync, target):
+    _ledger(source)
+    spec = make_spec("LEDGER", watermark_column="UPDATED_AT")
+    sync(spec)
+    # Outside the backfilled range: a row changed behind fdm's back is not the backfill's business.
+    target("UPDATE public.ledger SET amount = 0 WHERE id = 3 RETURNING id")
+
+    check = sync(spec, backfill=BackfillRequest("2024-01-01 00:00:00", "2024-01-02 00:00:00")).checks[
+        "reconciliation"
+    ]
+
+    assert (check["status"], check["scope"]) == ("equal", "range")
+    assert check["rows"] == {"source": 2, "target": 2}
