@@ -1,4 +1,5 @@
-"""fdm settings: everything comes from the environment (see docs/configuration.md)."""
+"""fdm settings: everything comes from the environment (.env.example lists every variable) and, for the
+pipeline's tunables, config/pipeline.yaml (fdm.pipeline_settings)."""
 
 from __future__ import annotations
 
