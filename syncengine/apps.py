@@ -39,5 +39,6 @@ class SyncEngineConfig(AppConfig):
         health.register()
         table_admin.register()
         admin_section_assign("Runs", "syncengine.syncrun")
+        admin_section_assign("Runs", "syncengine.reconciliation")
         admin_section_assign("Audit", "syncengine.decryptedread")
         dashboard_panel_register(dashboard.panel)

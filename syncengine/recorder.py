@@ -126,6 +126,7 @@ def record_success(run: SyncRun, result: SyncResult) -> None:
     run.watermark_after = _json_safe(result.watermark_after)
     run.drift = _json_safe(list(result.drift))
     run.checks = _json_safe(dict(result.checks))
+    run.reconciliation_status = str((result.checks.get("reconciliation") or {}).get("status", ""))
     run.evidence = _json_safe({**run.evidence, **result.evidence.to_json()})
     run.progress_rows = result.extract.rows
     if result.target_created:

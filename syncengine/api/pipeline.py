@@ -231,6 +231,7 @@ def _status_body(table_status: selectors.TableStatus, next_run: datetime | None)
         "max_staleness_minutes": table.max_staleness_minutes,
         "stale": freshness.past_limit,
         "watermark": success.watermark_after if success is not None else None,
+        "reconciliation_status": (success.reconciliation_status or None) if success is not None else None,
     }
 
 

@@ -50,6 +50,7 @@ _RUN_FIELDS: tuple[str, ...] = (
     "skip_reason",
     "cancel_requested",
     "config_hash",
+    "reconciliation_status",
 )
 
 WATERMARK_SCHEMA = {
@@ -159,6 +160,11 @@ class TableStatusSerializer(serializers.Serializer):
         help_text="Past max_staleness_minutes (never for a table without a limit)."
     )
     watermark = WatermarkField(help_text="The watermark after the latest successful run.")
+    reconciliation_status = serializers.CharField(
+        allow_null=True,
+        help_text="The light check of the latest successful run: equal, mismatch (the copy disagrees with the "
+        "source's counts or sums: the table is flagged), skipped, or null.",
+    )
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return instance

@@ -28,6 +28,7 @@ from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.protector import Protector
 from syncengine.pipeline.publish import PublishOptions, PublishOutcome, publish_run
+from syncengine.pipeline.reconcile.light import check_after_publish
 from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import TableSpec
@@ -128,6 +129,15 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         )
         outcome = publish_run(conn, plan, staged, protector=protector, options=options)
         _record_published(result, outcome, hooks)
+        # Counts and sums on both sides, still under the table's lock; never fails the published run.
+        result.checks["reconciliation"] = check_after_publish(
+            plan,
+            source=source,
+            target_conn=conn,
+            until=outcome.watermark,
+            as_of=next(iter(staged.query_ids), None),
+            log=hooks.log,
+        )
     return result
 
 
