@@ -147,6 +147,37 @@ def scratch_database(server_dsn: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@dataclass
+class SeededSource:
+    """A benchmark's parts: the emulator's settings, the open connection that seeded it, the scratch target."""
+
+    report: BenchmarkReport
+    settings: SnowflakeSettings
+    seeding: Any  # a snowflake.connector connection, kept open to change the source during the benchmark
+    dsn: str
+
+
+@contextmanager
+def seeded_source(
+    *, server_dsn: str, rows: int, batch_size: int, say: Callable[[str], None]
+) -> Iterator[SeededSource]:
+    """The emulator holding `rows` transactions and a scratch database on `server_dsn`, both gone afterwards;
+    the seeding time is in the report."""
+    with emulator() as kwargs, scratch_database(server_dsn) as dsn:
+        import snowflake.connector
+
+        report = BenchmarkReport(rows=rows, batch_size=batch_size, machine=machine_facts(dsn))
+        say(f"seeding {rows:,} rows into the emulator")
+        seeding = snowflake.connector.connect(**kwargs, platform_detection_timeout_seconds=0)
+        try:
+            started = time.perf_counter()
+            seed_transactions(seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=rows)
+            report.seed_seconds = time.perf_counter() - started
+            yield SeededSource(report=report, settings=emulator_settings(kwargs), seeding=seeding, dsn=dsn)
+        finally:
+            seeding.close()  # closing a closed connection does nothing
+
+
 def machine_facts(target_dsn: str) -> dict[str, str]:
     model = "unknown"
     try:
@@ -329,16 +360,8 @@ def run_benchmark(
     say: Callable[[str], None] = lambda message: None,
 ) -> BenchmarkReport:
     """Seed the emulator with `rows` transactions and measure each step into a scratch database."""
-    with emulator() as kwargs, scratch_database(server_dsn) as dsn:
-        import snowflake.connector
-
-        report = BenchmarkReport(rows=rows, batch_size=batch_size, machine=machine_facts(dsn))
-        settings = emulator_settings(kwargs)
-        say(f"seeding {rows:,} rows into the emulator")
-        seeding = snowflake.connector.connect(**kwargs, platform_detection_timeout_seconds=0)
-        started = time.perf_counter()
-        seed_transactions(seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=rows)
-        report.seed_seconds = time.perf_counter() - started
+    with seeded_source(server_dsn=server_dsn, rows=rows, batch_size=batch_size, say=say) as seeded:
+        report, settings, seeding, dsn = seeded.report, seeded.settings, seeded.seeding, seeded.dsn
         report.baseline_rss_mb = _rss_mb()
 
         say("reading the source alone")

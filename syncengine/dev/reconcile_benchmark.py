@@ -24,11 +24,8 @@ from syncengine.dev.benchmark import (
     Measurement,
     PeakMemory,
     _rss_mb,
-    machine_facts,
-    scratch_database,
+    seeded_source,
 )
-from syncengine.dev.emulator import emulator, emulator_settings
-from syncengine.dev.sampledata import seed_transactions
 from syncengine.pipeline.reconcile.deep import DeepOptions, deep_reconcile
 from syncengine.pipeline.reconcile.light import reconcile_light
 from syncengine.pipeline.runner import run_sync
@@ -107,16 +104,8 @@ def run_reconcile_benchmark(
     say: Callable[[str], None] = lambda message: None,
 ) -> BenchmarkReport:
     """Seed, sync, and measure deep and light reconciliations of an equal and of a planted copy."""
-    with emulator() as kwargs, scratch_database(server_dsn) as dsn:
-        import snowflake.connector
-
-        report = BenchmarkReport(rows=rows, batch_size=batch_size, machine=machine_facts(dsn))
-        settings = emulator_settings(kwargs)
-        say(f"seeding {rows:,} rows into the emulator")
-        seeding = snowflake.connector.connect(**kwargs, platform_detection_timeout_seconds=0)
-        started = time.perf_counter()
-        seed_transactions(seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=rows)
-        report.seed_seconds = time.perf_counter() - started
+    with seeded_source(server_dsn=server_dsn, rows=rows, batch_size=batch_size, say=say) as seeded:
+        report, settings, seeding, dsn = seeded.report, seeded.settings, seeded.seeding, seeded.dsn
         whole = TableSpec(
             name="benchmark_transactions",
             source=SourceRef(DATABASE, SCHEMA, TABLE),
