@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from fdm.commands import WithExitStatus
 from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get, table_list
 from syncengine import reconciliations
@@ -19,7 +20,7 @@ EXIT_UNKNOWN_TABLE = 2
 EXIT_FAILED = 3
 
 
-class Command(BaseCommand):
+class Command(WithExitStatus):
     help = (
         "Compare a synced table with its Snowflake source, in this process. Without --deep: row counts and "
         "exact sums of the numeric columns; with --deep: every row, by segment hashes bisected down to the "
@@ -30,11 +31,6 @@ class Command(BaseCommand):
         "exit status: 0 equal; 1 differences found; 2 no table has that name; 3 the check could not run (the "
         "error is printed on stderr)."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog = self.epilog
-        return parser
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("name", help="the table's name, as in config/tables.yaml or the admin")

@@ -8,12 +8,13 @@ from datetime import timedelta
 from typing import TextIO
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from fdm.commands import WithExitStatus
 from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get, table_list
 from syncengine import services
@@ -29,7 +30,7 @@ EXIT_UNKNOWN_TABLE = 2
 EXIT_SKIPPED = 3
 
 
-class Command(BaseCommand):
+class Command(WithExitStatus):
     help = (
         "Sync one table now, in this process (not through the task queue), showing progress and then a "
         "summary of rows, bytes, stage durations, watermark and schema drift. The run is recorded like any "
@@ -41,11 +42,6 @@ class Command(BaseCommand):
         "guard is a failure that deleted nothing) or its options were refused; 2 no table has that name; 3 it "
         "was skipped because another run holds the table."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog = self.epilog
-        return parser
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("name", help="the table's name, as in config/tables.yaml or the admin")
