@@ -19,7 +19,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from syncconfig import services, yaml_io
 from syncconfig.choices import CompressionMode, EncryptionMode, ScheduleKind, SyncMode
-from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
+from syncconfig.forms import LIST_FIELDS, ImportConfirmForm, ImportUploadForm, TableConfigForm
 from syncconfig.models import TableConfig
 from syncconfig.reporting import change_text, import_summary_lines
 
@@ -55,18 +55,6 @@ def export_selected_as_yaml(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[TableConfig]
 ) -> HttpResponse:
     return _yaml_download(services.tables_export(names=queryset.values_list("name", flat=True)))
-
-
-# The add page's initial data may name several columns for these (`?primary_key=A&primary_key=B`, as the source
-# browser sends them); each becomes the field's one-name-per-line text.
-_COLUMN_LIST_FIELDS = (
-    "primary_key",
-    "include_columns",
-    "exclude_columns",
-    "encrypted_columns",
-    "searchable_columns",
-    "compressed_columns",
-)
 
 
 @admin.register(TableConfig)
@@ -123,7 +111,9 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         """The add page's initial data from its query string, with column lists joined and the modes their
         columns call for: listed encrypted or compressed columns, an incremental column."""
         initial = super().get_changeform_initial_data(request)
-        for field in _COLUMN_LIST_FIELDS:
+        # Several columns come as repeated keys (`?primary_key=A&primary_key=B`, as the source browser sends
+        # them); each list becomes the field's one-name-per-line text.
+        for field in LIST_FIELDS:
             names = [name for name in request.GET.getlist(field) if name]
             if names:
                 initial[field] = "\n".join(names)
