@@ -187,7 +187,10 @@ def stack(snowflake_env, test_database_url, tmp_path) -> Iterator[Stack]:
         if prometheus is not None:
             config = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
             config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-            config["rule_files"] = [str(ROOT / "monitoring" / path) for path in config["rule_files"]]
+            config["rule_files"] = [
+                str(rules_without_waits(ROOT / "monitoring" / path, tmp_path))
+                for path in config["rule_files"]
+            ]
             config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
             (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
             prometheus_port = free_port()
@@ -203,6 +206,18 @@ def stack(snowflake_env, test_database_url, tmp_path) -> Iterator[Stack]:
     finally:
         for process in reversed(stack.processes):
             process.stop()
+
+
+def rules_without_waits(path: Path, folder: Path) -> Path:
+    """The shipped alert rules with their `for` waits cut to none, so that a rule whose condition holds fires
+    within the test's seconds rather than after its minutes."""
+    rules = yaml.safe_load(path.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("for", None)
+    copy = folder / path.name
+    copy.write_text(yaml.safe_dump(rules))
+    return copy
 
 
 def seed_source(snowflake_env: dict, name: str) -> None:
@@ -265,6 +280,7 @@ def test_the_stack_runs_a_sync_once_fires_a_schedule_once_survives_a_killed_work
     check_the_schedule_fires_once(stack, name, run_id)
     check_a_killed_worker_leaves_the_others_serving(stack, snowflake_env, key, name)
     check_prometheus_scrapes_fdm(stack, name)
+    check_an_alert_fires_for_a_failing_table(stack, key)
     print(f"stack test: {time.monotonic() - started:.1f} s after the processes started")
 
 
@@ -349,3 +365,24 @@ def check_prometheus_scrapes_fdm(stack: Stack, name: str) -> None:
     with urllib.request.urlopen(stack.prometheus_url + "/api/v1/rules", timeout=10) as response:
         groups = json.loads(response.read())["data"]["groups"]
     assert {"FdmTableLastRunFailed", "FdmTableStale"} <= {r["name"] for g in groups for r in g["rules"]}
+
+
+def check_an_alert_fires_for_a_failing_table(stack: Stack, key: str) -> None:
+    """A table whose run fails (its source does not exist) sets off FdmTableLastRunFailed in Prometheus."""
+    broken = f"stack_broken_{uuid.uuid4().hex[:8]}"
+    make_table(broken)
+    status, run = stack.api("POST", "/api/v1/pipeline/runs/", key, {"table": broken})
+    assert status == 202, run
+    stack.wait_for(
+        lambda: SyncRun.objects.get(pk=run["id"]).status == RunStatus.FAILED,
+        timeout=120,
+        what="the failed run",
+    )
+    firing = stack.wait_for(
+        lambda: stack.prometheus(
+            f'ALERTS{{alertname="FdmTableLastRunFailed",alertstate="firing",table="{broken}"}}'
+        ),
+        timeout=60,
+        what="FdmTableLastRunFailed to fire",
+    )
+    assert firing[0]["metric"]["severity"] == "warning"
