@@ -50,16 +50,16 @@ def history_seed(*, tables: int, runs: int, prefix: str = "load", seed: int = 1)
     now = timezone.now()
     with transaction.atomic():
         configs = [_table_create(name=f"{prefix}_{i:04d}", index=i) for i in range(1, tables + 1)]
-    newest = {config.pk: None for config in configs}
+    newest: dict[int, SyncRun] = {}
     pending: list[SyncRun] = []
     for queued_at, config in sorted(_run_slots(rng, configs, runs, now), key=lambda slot: slot[0]):
         run = _finished_run(rng, config, queued_at)
         newest[config.pk] = run
         pending.append(run)
     for index, config in enumerate(configs):
-        run = newest[config.pk]
-        if run is not None and index % _ACTIVE_EVERY == 0:
-            _make_active(run, queued=(index // _ACTIVE_EVERY) % 2 == 0)
+        latest = newest.get(config.pk)
+        if latest is not None and index % _ACTIVE_EVERY == 0:
+            _make_active(latest, queued=(index // _ACTIVE_EVERY) % 2 == 0)
     for start in range(0, len(pending), BATCH_SIZE):
         SyncRun.objects.bulk_create(pending[start : start + BATCH_SIZE], batch_size=BATCH_SIZE)
     return History(tables=configs, runs=len(pending))

@@ -52,6 +52,16 @@ print(json.dumps(scratch_prepare(tables=int(sys.argv[1]), runs=int(sys.argv[2]),
 """
 
 
+@dataclass(frozen=True)
+class LoadPlan:
+    """The size of a load benchmark: the history seeded and the concurrent load."""
+
+    clients: int
+    seconds: float
+    tables: int
+    runs: int
+
+
 @dataclass
 class PageTiming:
     name: str
@@ -103,7 +113,8 @@ class LoadReport:
             "|---|---|---:|---:|---:|",
         ]
         lines += [
-            f"| {p.name} | `{p.path}` | {p.median_ms:.0f} | {p.max_ms:.0f} | {p.bytes:,} |" for p in self.pages
+            f"| {p.name} | `{p.path}` | {p.median_ms:.0f} | {p.max_ms:.0f} | {p.bytes:,} |"
+            for p in self.pages
         ]
         load = self.load
         lines += [
@@ -141,13 +152,13 @@ def scratch_prepare(*, tables: int, runs: int, password: str) -> dict:
     }
 
 
-def run_load_benchmark(
-    *, database_url: str, clients: int, seconds: float, tables: int, runs: int, command: str, say: Callable
-) -> LoadReport:
+def run_load_benchmark(*, database_url: str, plan: LoadPlan, command: str, say: Callable) -> LoadReport:
+    """Steps 1-5 of the module's docstring; the scratch database and gunicorn are gone when this returns."""
+    tables, runs, clients, seconds = plan.tables, plan.runs, plan.clients, plan.seconds
     server = _conninfo(database_url)
     setup: dict[str, float] = {}
     with scratch_database(server) as scratch:
-        url = _with_database(database_url, psycopg.conninfo.conninfo_to_dict(scratch)["dbname"])
+        url = _with_database(database_url, str(psycopg.conninfo.conninfo_to_dict(scratch)["dbname"]))
         env = _child_env(url)
         say("migrating the scratch database")
         with _timed(setup, "migrate"):
@@ -169,7 +180,12 @@ def run_load_benchmark(
             say(f"{clients} clients for {seconds:.0f} s")
             load = _load(base, api_key, mix, clients=clients, seconds=seconds)
     return LoadReport(
-        command=command, tables=tables, runs=seeded["runs"], setup_seconds=setup, pages=pages, load=load,
+        command=command,
+        tables=tables,
+        runs=seeded["runs"],
+        setup_seconds=setup,
+        pages=pages,
+        load=load,
         mix=[re.sub(r"load_\d{4}", "{name}", re.sub(r"/\d+/", "/{id}/", path)) for path in mix[:6]],
     )
 
@@ -351,7 +367,8 @@ def _load(base: str, api_key: str, mix: list[str], *, clients: int, seconds: flo
     def client(number: int) -> None:
         session = requests.Session()
         session.headers["Authorization"] = f"Api-Key {api_key}"
-        latencies, errors = [], {}
+        latencies: list[float] = []
+        errors: dict[str, int] = {}
         start.wait()
         i = number
         while time.monotonic() < deadline[0]:

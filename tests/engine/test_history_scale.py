@@ -24,7 +24,7 @@ from syncengine.dev.history import history_seed
 from syncengine.models import SyncRun
 from syncengine.schedules import SCHEDULE_NAME_PREFIX
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 # No page reads more than this many queries, for 3 tables or 200 tables and 100,000 runs.
 QUERY_BOUND = 30
@@ -35,9 +35,13 @@ RUNS = 100_000
 def _pages(admin: Client, api: APIClient, table: TableConfig, run: SyncRun) -> dict[str, Callable]:
     return {
         "admin front page (dashboard)": lambda: admin.get(reverse("admin:index")),
-        "tables changelist (status board)": lambda: admin.get(reverse("admin:syncconfig_tableconfig_changelist")),
+        "tables changelist (status board)": lambda: admin.get(
+            reverse("admin:syncconfig_tableconfig_changelist")
+        ),
         "runs changelist": lambda: admin.get(reverse("admin:syncengine_syncrun_changelist")),
-        "table change page": lambda: admin.get(reverse("admin:syncconfig_tableconfig_change", args=[table.pk])),
+        "table change page": lambda: admin.get(
+            reverse("admin:syncconfig_tableconfig_change", args=[table.pk])
+        ),
         "run change page": lambda: admin.get(reverse("admin:syncengine_syncrun_change", args=[run.pk])),
         "GET /api/v1/tables/": lambda: api.get("/api/v1/tables/"),
         "GET /api/v1/pipeline/runs/": lambda: api.get("/api/v1/pipeline/runs/"),

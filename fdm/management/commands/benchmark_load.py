@@ -7,7 +7,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from syncengine.dev.load import run_load_benchmark
+from syncengine.dev.load import LoadPlan, run_load_benchmark
 
 
 def _positive(value: str) -> int:
@@ -26,7 +26,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--clients", type=_positive, default=50, help="concurrent API clients (default 50)")
+        parser.add_argument(
+            "--clients", type=_positive, default=50, help="concurrent API clients (default 50)"
+        )
         parser.add_argument("--seconds", type=_positive, default=60, help="length of the load (default 60)")
         parser.add_argument("--tables", type=_positive, default=200, help="tables to seed (default 200)")
         parser.add_argument("--runs", type=_positive, default=100_000, help="runs to seed (default 100,000)")
@@ -44,10 +46,12 @@ class Command(BaseCommand):
         try:
             report = run_load_benchmark(
                 database_url=settings.DATABASE_URL,
-                clients=options["clients"],
-                seconds=options["seconds"],
-                tables=options["tables"],
-                runs=options["runs"],
+                plan=LoadPlan(
+                    clients=options["clients"],
+                    seconds=options["seconds"],
+                    tables=options["tables"],
+                    runs=options["runs"],
+                ),
                 command=command,
                 say=lambda message: self.stderr.write(f"... {message}"),
             )
