@@ -36,8 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import requests
 from django_otp.oath import TOTP
-
-from syncengine.dev.benchmark import scratch_database
+from psycopg import sql
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 GUNICORN_WORKERS = 3
@@ -188,6 +187,20 @@ def run_load_benchmark(*, database_url: str, plan: LoadPlan, command: str, say: 
         load=load,
         mix=[re.sub(r"load_\d{4}", "{name}", re.sub(r"/\d+/", "/{id}/", path)) for path in mix[:6]],
     )
+
+
+@contextmanager
+def scratch_database(server_dsn: str) -> Iterator[str]:
+    """A new database `fdm_load_<random>` on the server of `server_dsn`, dropped on the way out, whatever
+    happened (WITH (FORCE) ends gunicorn's or a child's leftover sessions); yields its connection string."""
+    name = f"fdm_load_{secrets.token_hex(5)}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _conninfo(database_url: str) -> str:

@@ -14,7 +14,7 @@ from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
 from syncengine.schedules import SCHEDULED_SYNC_TASK
 
-pytestmark = [pytest.mark.slow, pytest.mark.stack, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.stack, pytest.mark.load, pytest.mark.django_db(transaction=True)]
 
 TABLES = 200
 # Two clusters' schedulers look for due schedules every 30 seconds; 200 small syncs then share the workers.
