@@ -6,20 +6,30 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 # The locks pin every package, with hashes, for Python 3.11 on any platform: requirements.txt (what the image
-# runs) and requirements-dev.txt (that, the demo's emulator and embedded PostgreSQL, and the test tools).
+# runs), requirements-demo.txt (that, the emulator and the embedded PostgreSQL: what `make demo` installs) and
+# requirements-dev.txt (that and the test tools: what `make test` installs).
 UV ?= $(BIN)/uv
 LOCK_DIR ?= .
 LOCK_FLAGS := --quiet --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: install browser tools demo test lint format bench lock clean screenshots
+.PHONY: install install-demo browser tools demo test lint format bench lock clean screenshots
 
 install: $(VENV)/.installed
+install-demo: $(VENV)/.installed-demo
 
-# Installs exactly what the lock lists (pip refuses any package whose hash differs), then fdm itself.
+# Installs exactly what a lock lists (pip refuses any package whose hash differs), then fdm itself. The demo's
+# lock is a subset of the development lock, so a .venv made for the tests serves the demo as it is.
 $(VENV)/.installed: requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@ $(VENV)/.installed-demo
+
+$(VENV)/.installed-demo: requirements-demo.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes -r requirements-demo.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
@@ -27,6 +37,7 @@ $(VENV)/.installed: requirements-dev.txt pyproject.toml
 # them). tests/deploy/test_lock.py fails while a lock is out of step with pyproject.toml.
 lock:
 	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(LOCK_DIR)/requirements.txt
+	$(UV) pip compile pyproject.toml --extra demo $(LOCK_FLAGS) -o $(LOCK_DIR)/requirements-demo.txt
 	$(UV) pip compile pyproject.toml --extra dev $(LOCK_FLAGS) -o $(LOCK_DIR)/requirements-dev.txt
 
 # The admin's page tests drive Debian's Chromium through its chromedriver; installed only when missing.
@@ -48,7 +59,7 @@ tools:
 	fi
 
 # The demo serves plain http on 127.0.0.1: FDM_HTTPS=false (no HTTPS redirect, cookies sent over http).
-demo: install
+demo: install-demo
 	FDM_HTTPS=false $(BIN)/python manage.py demo
 
 # Checks and tests run as a local run (FDM_HTTPS=false, no SECRET_KEY); `check --deploy` with a production
@@ -68,7 +79,7 @@ test: install browser tools
 screenshots: install browser
 	rm -rf screenshots
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_SCREENSHOT_DIR=$(CURDIR)/screenshots \
-		$(BIN)/pytest -q tests/browser/test_cockpit.py tests/browser/test_import_page.py
+		$(BIN)/pytest -q tests/browser/test_cockpit.py tests/browser/test_import_page.py tests/browser/test_source_browser.py
 	@ls -1 screenshots/*.png
 
 lint:

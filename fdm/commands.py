@@ -1,17 +1,19 @@
-"""The base of management commands that handle only configuration.
+"""Bases of fdm's management commands.
 
-Start-up checks that need the keyring are registered under `KEYRING_CHECKS_TAG` by the app that owns them
-(`syncengine.checks`); these commands run every check but those.
+`SkipsKeyringCheck`: commands that handle only configuration. Start-up checks that need the keyring are
+registered under `KEYRING_CHECKS_TAG` by the app that owns them (`syncengine.checks`); these commands run every
+check but those. `WithExitStatus`: commands whose exit status means something, said under their `--help`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.apps import AppConfig
 from django.core.checks import ERROR
 from django.core.checks.registry import registry
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 KEYRING_CHECKS_TAG = "fdm"
 
@@ -40,3 +42,14 @@ class SkipsKeyringCheck(BaseCommand):
             fail_level=fail_level,
             databases=databases,
         )
+
+
+class WithExitStatus(BaseCommand):
+    """A command whose `--help` ends with `epilog`: what each exit status means, for scripts that call it."""
+
+    epilog = ""
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.epilog = self.epilog
+        return parser

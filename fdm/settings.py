@@ -1,4 +1,5 @@
-"""fdm settings: everything comes from the environment (see docs/configuration.md)."""
+"""fdm settings: everything comes from the environment (.env.example lists every variable) and, for the
+pipeline's tunables, config/pipeline.yaml (fdm.pipeline_settings)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,7 @@ INSTALLED_APPS = [
     "syncconfig",
     "syncengine",
     "fdm.apikeys",
+    "fdm.notifications",
 ]
 
 MIDDLEWARE = [
@@ -284,6 +286,40 @@ if FDM_RUN_RETENTION_DAYS < 0:
     )
 if not croniter.is_valid(FDM_BACKUP_SCHEDULE):
     raise ConfigurationError(f"FDM_BACKUP_SCHEDULE: not a cron expression: {FDM_BACKUP_SCHEDULE!r}")
+
+# Notifications (fdm.notifications, docs/notifications.md). Email goes through Django's SMTP backend; a
+# channel's secrets (a webhook's signing secret, a URL with a token) are read from FDM_CHANNEL_* variables that
+# the channel names. A failed delivery is retried after FDM_NOTIFY_BACKOFF_SECONDS, doubling, up to
+# FDM_NOTIFY_MAX_ATTEMPTS attempts. Staleness and failed runs are checked every FDM_NOTIFY_CHECK_MINUTES; key
+# rotations every FDM_ROTATION_CHECK_MINUTES (0: never; it counts every encrypted value), and one whose count of
+# values left on older keys has not moved for FDM_ROTATION_STUCK_MINUTES is reported stuck.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "fdm@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ConfigurationError("EMAIL_USE_TLS and EMAIL_USE_SSL: set one of the two, not both")
+FDM_NOTIFY_MAX_ATTEMPTS = env_int("FDM_NOTIFY_MAX_ATTEMPTS", 5)
+FDM_NOTIFY_BACKOFF_SECONDS = env_int("FDM_NOTIFY_BACKOFF_SECONDS", 30)
+FDM_NOTIFY_TIMEOUT_SECONDS = env_int("FDM_NOTIFY_TIMEOUT_SECONDS", 10)
+FDM_NOTIFY_CHECK_MINUTES = env_int("FDM_NOTIFY_CHECK_MINUTES", 5)
+FDM_ROTATION_CHECK_MINUTES = env_int("FDM_ROTATION_CHECK_MINUTES", 60)
+FDM_ROTATION_STUCK_MINUTES = env_int("FDM_ROTATION_STUCK_MINUTES", 240)
+for _name, _value, _least in (
+    ("FDM_NOTIFY_MAX_ATTEMPTS", FDM_NOTIFY_MAX_ATTEMPTS, 1),
+    ("FDM_NOTIFY_BACKOFF_SECONDS", FDM_NOTIFY_BACKOFF_SECONDS, 0),
+    ("FDM_NOTIFY_TIMEOUT_SECONDS", FDM_NOTIFY_TIMEOUT_SECONDS, 1),
+    ("FDM_NOTIFY_CHECK_MINUTES", FDM_NOTIFY_CHECK_MINUTES, 1),
+    ("FDM_ROTATION_CHECK_MINUTES", FDM_ROTATION_CHECK_MINUTES, 0),
+    ("FDM_ROTATION_STUCK_MINUTES", FDM_ROTATION_STUCK_MINUTES, 1),
+):
+    if _value < _least:
+        raise ConfigurationError(f"{_name}: expected {_least} or more, got {_value}")
 
 # The REST API (docs/api.md). Every view names its permission classes; the default denies all but admins, so
 # a view that forgot to is closed rather than open.

@@ -19,6 +19,7 @@ from rest_framework.renderers import JSONRenderer
 from fdm.api import health
 from fdm.api.metrics import metrics
 from fdm.apikeys import urls as apikeys_urls
+from fdm.notifications import urls as notifications_urls
 from syncengine.api.urls import admin_urls, data_urls, metadata_urls, pipeline_urls, table_urls
 
 # JSON first: the schema by default, and errors (401, 403) in the API's error body as application/json.
@@ -44,6 +45,7 @@ v1 = [
     path("metadata/", include(metadata_urls)),
     path("data/", include(data_urls)),
     path("admin/", include(apikeys_urls.urlpatterns + admin_urls)),
+    path("incidents/", include(notifications_urls.urlpatterns)),
     path("schema/", schema_view, name="schema"),
     path("docs/", DocsView.as_view(url_name="api:schema"), name="docs"),
 ]

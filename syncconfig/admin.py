@@ -18,8 +18,8 @@ from django.urls import path, reverse
 from simple_history.admin import SimpleHistoryAdmin
 
 from syncconfig import services, yaml_io
-from syncconfig.choices import ScheduleKind
-from syncconfig.forms import ImportConfirmForm, ImportUploadForm, TableConfigForm
+from syncconfig.choices import CompressionMode, EncryptionMode, ScheduleKind, SyncMode
+from syncconfig.forms import LIST_FIELDS, ImportConfirmForm, ImportUploadForm, TableConfigForm
 from syncconfig.models import TableConfig
 from syncconfig.reporting import change_text, import_summary_lines
 
@@ -106,6 +106,24 @@ class TableConfigAdmin(SimpleHistoryAdmin):
                                                     "reconcile_schedule")}),
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )  # fmt: skip
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """The add page's initial data from its query string, with column lists joined and the modes their
+        columns call for: listed encrypted or compressed columns, an incremental column."""
+        initial = super().get_changeform_initial_data(request)
+        # Several columns come as repeated keys (`?primary_key=A&primary_key=B`, as the source browser sends
+        # them); each list becomes the field's one-name-per-line text.
+        for field in LIST_FIELDS:
+            names = [name for name in request.GET.getlist(field) if name]
+            if names:
+                initial[field] = "\n".join(names)
+        if initial.get("encrypted_columns"):
+            initial.setdefault("encryption_mode", EncryptionMode.COLUMNS)
+        if initial.get("compressed_columns"):
+            initial.setdefault("compression_mode", CompressionMode.COLUMNS)
+        if initial.get("incremental_column"):
+            initial.setdefault("sync_mode", SyncMode.INCREMENTAL)
+        return initial
 
     @admin.display(description="Snowflake source", ordering="snowflake_table")
     def source(self, obj: TableConfig) -> str:

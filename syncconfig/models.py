@@ -31,7 +31,7 @@ def _empty_dict() -> dict[str, str]:
 class TableConfig(models.Model):
     """One Snowflake table replicated into one PostgreSQL table.
 
-    Mirrors one entry of `config/tables.yaml` (keys and defaults in docs/configuration.md); the YAML import, the
+    Mirrors one entry of `config/tables.yaml` (keys and defaults in docs/table-configuration.md); the YAML import, the
     admin form and the API all validate through `syncconfig.schema`, which `clean()` runs. Every change is kept in
     `history` (who, when, what, and for imports the file as the change reason).
 

@@ -31,7 +31,7 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # `pipeline` holds the environment's pipeline settings, which fdm.pipeline_settings reads; tables ignore it.
 OVERLAY_KEYS = ("defaults", "tables", "pipeline")
-EXPORT_HEADER = "# fdm table configuration. Keys and defaults: docs/configuration.md\n"
+EXPORT_HEADER = "# fdm table configuration. Keys and defaults: docs/table-configuration.md\n"
 
 
 class YamlError(Exception):

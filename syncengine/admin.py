@@ -13,7 +13,7 @@ from functools import update_wrapper
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import (
@@ -33,6 +33,7 @@ from django.utils.html import format_html
 from syncengine import evidence, selectors, services
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import DecryptedRead, SyncRun
+from syncengine.run_options import RunOptions
 from syncengine.run_text import rate_text, seconds_text, sentence, summary
 
 INLINE_RUN_LIMIT = 10
@@ -121,6 +122,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                     "trigger",
                     "requested_by",
                     "full_refresh_display",
+                    "options_display",
                     "mode",
                     "attempt_display",
                 ]
@@ -147,6 +149,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
         "table_link",
         "status_badge",
         "full_refresh_display",
+        "options_display",
         "attempt_display",
         "queued_display",
         "not_before_display",
@@ -182,6 +185,17 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
     @admin.display(description="full refresh")
     def full_refresh_display(self, run: SyncRun) -> str:
         return "yes: everything reloaded, ignoring the watermark" if run.full_refresh else "no"
+
+    @admin.display(description="asked for")
+    def options_display(self, run: SyncRun) -> str:
+        parts = []
+        if run.backfill_from:
+            parts.append(
+                f"backfill from {run.backfill_from} to {run.backfill_to or 'the newest row'} (inclusive)"
+            )
+        if run.allow_deletes:
+            parts.append("allowed past the delete guard")
+        return "; ".join(parts) or "-"
 
     @admin.display(description="cancel requested")
     def cancel_requested_display(self, run: SyncRun) -> str:
@@ -337,6 +351,10 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
                 can_cancel=run.status in RunStatus.active() and self.has_cancel_permission(request),
                 cancel_url=reverse("admin:syncengine_syncrun_cancel", args=[run.pk]),
                 evidence_url=reverse("admin:syncengine_syncrun_evidence", args=[run.pk]),
+                # Sync the run's table again from its page: only for a table that still exists.
+                sync_now_url=reverse("admin:syncconfig_tableconfig_sync_now", args=[run.table_id])
+                if run.table_id is not None and request.user.has_perm(START_SYNC_PERMISSION)
+                else "",
                 run_summary=summary(run),
                 live_url=reverse("admin:syncengine_syncrun_live", args=[run.pk])
                 if run.status in RunStatus.active()
@@ -578,7 +596,9 @@ def sync_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Query
 
 
 def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:
-    """The change page's "Sync now" / "Full refresh" buttons (POST): enqueue, then show the run."""
+    """The change page's sync buttons (POST): "Sync now", "Full refresh", "Sync now, allowing deletes" and the
+    backfill form (`backfill_from`, `backfill_to`). Enqueue, then show the run; a refused range goes back to
+    the table page with the reason."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     if not request.user.has_perm(START_SYNC_PERMISSION):
@@ -587,12 +607,36 @@ def sync_now_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id
     if table is None:
         raise Http404(f"no table with id {object_id}")
     full_refresh = request.POST.get("full_refresh") == "1"
-    run = services.run_enqueue(
-        table=table, trigger=RunTrigger.ADMIN, full_refresh=full_refresh, requested_by=request.user
+    options = RunOptions(
+        backfill_from=request.POST.get("backfill_from", "").strip(),
+        backfill_to=request.POST.get("backfill_to", "").strip(),
+        allow_deletes=request.POST.get("allow_deletes") == "1",
     )
-    what = "Full refresh" if full_refresh else "Sync"
+    try:
+        run = services.run_enqueue(
+            table=table,
+            trigger=RunTrigger.BACKFILL if options.backfill_from else RunTrigger.ADMIN,
+            full_refresh=full_refresh,
+            options=options,
+            requested_by=request.user,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+        model_admin.message_user(request, f"Nothing queued for {table.name}: {problems}", messages.ERROR)
+        opts = model_admin.opts
+        return HttpResponseRedirect(
+            reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[table.pk])
+        )
+    what = _run_request_words(full_refresh=full_refresh, options=options)
     model_admin.message_user(request, f"{what} of {table.name} queued as run #{run.pk}.", messages.SUCCESS)
     return HttpResponseRedirect(_run_url(run.pk))
+
+
+def _run_request_words(*, full_refresh: bool, options: RunOptions) -> str:
+    if options.backfill_from:
+        return f"Backfill from {options.backfill_from} to {options.backfill_to or 'the newest row'}"
+    what = "Full refresh" if full_refresh else "Sync"
+    return f"{what}, allowing deletes," if options.allow_deletes else what
 
 
 @admin.register(DecryptedRead)
@@ -640,7 +684,17 @@ class TableRunsAdminMixin(admin.ModelAdmin):
             self.admin_site.admin_view(self.check_source_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_check_source",
         )
-        return [sync_now_url, check_source_url, *super().get_urls()]
+        browse_url = path(
+            "browse-source/",
+            self.admin_site.admin_view(self.browse_source_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_browse_source",
+        )
+        return [browse_url, sync_now_url, check_source_url, *super().get_urls()]
+
+    def browse_source_view(self, request: HttpRequest) -> HttpResponse:
+        from syncengine.source_check_admin import browse_source_view
+
+        return browse_source_view(self, request)
 
     def check_source_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         from syncengine.source_check_admin import check_source_view
@@ -663,6 +717,8 @@ class TableRunsAdminMixin(admin.ModelAdmin):
         if isinstance(base, list | tuple):  # several names: the first that exists
             base = select_template(base)
         context["fdm_base_change_form"] = base  # {% extends %} takes a template or a template's name
+        if add and self.has_add_permission(request):
+            context["fdm_browse_url"] = reverse(f"admin:{app_label}_{model_name}_browse_source")
         if obj is not None and obj.pk is not None:
             if obj.encryption_mode != "off" or obj.compression_mode != "off":
                 from syncengine.protected_data import table_protection_status

@@ -17,6 +17,10 @@ class SyncEngineConfig(AppConfig):
             signals.table_deleted, sender="syncconfig.TableConfig", dispatch_uid="fdm-table-deleted"
         )
         post_migrate.connect(signals.ensure_reaper_schedule, sender=self, dispatch_uid="fdm-reaper-schedule")
+        from syncengine import alerts
+
+        # A run's outcome opens or resolves its table's incident (fdm.notifications).
+        post_save.connect(alerts.run_saved, sender="syncengine.SyncRun", dispatch_uid="fdm-run-alerts")
 
         from fdm.admin_site import admin_section_assign, dashboard_panel_register
         from fdm.api.roles import Role, role_permission_add
@@ -35,5 +39,6 @@ class SyncEngineConfig(AppConfig):
         health.register()
         table_admin.register()
         admin_section_assign("Runs", "syncengine.syncrun")
+        admin_section_assign("Runs", "syncengine.reconciliation")
         admin_section_assign("Audit", "syncengine.decryptedread")
         dashboard_panel_register(dashboard.panel)

@@ -67,6 +67,7 @@ class RunTrigger(models.TextChoices):
     ADMIN = "admin", "Admin"
     API = "api", "API"
     COMMAND = "command", "Command"
+    BACKFILL = "backfill", "Backfill"  # a cursor range re-extracted (from the command, admin or API)
 
 
 class ErrorKind(models.TextChoices):
@@ -81,3 +82,25 @@ class LogLevel(models.TextChoices):
     INFO = "info", "Info"
     WARNING = "warning", "Warning"
     ERROR = "error", "Error"
+
+
+class RunCheckStatus(models.TextChoices):
+    """The light reconciliation check after a run (counts and sums on both sides); blank before it ran."""
+
+    EQUAL = "equal", "Equal"
+    MISMATCH = "mismatch", "Mismatch"
+    SKIPPED = "skipped", "Skipped"
+
+
+class ReconciliationStatus(models.TextChoices):
+    """Where a reconciliation is: queued -> running -> equal, different or failed (the check could not run)."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    EQUAL = "equal", "Equal"
+    DIFFERENT = "different", "Different"
+    FAILED = "failed", "Failed"
+
+    @classmethod
+    def terminal(cls) -> frozenset[str]:
+        return frozenset({cls.EQUAL, cls.DIFFERENT, cls.FAILED})

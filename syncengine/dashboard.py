@@ -5,6 +5,7 @@ fixed number of queries whatever the number of tables and runs (a test pins it).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,6 +87,84 @@ def runs_chart(days: list[selectors.DayOfRuns], *, width: int = 560, height: int
     }
 
 
+@dataclass(frozen=True)
+class Column:
+    """One day's column in a one-series chart, in SVG units."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+    show_label: bool
+    title: str
+
+
+def series_chart(
+    days: list[selectors.DayOfRuns],
+    *,
+    value: Callable[[selectors.DayOfRuns], float],
+    describe: Callable[[float], str],
+    axis: Callable[[float], str],
+) -> dict[str, Any]:
+    """One value per day as bars for an inline SVG (rows loaded, the longest run): no script, no CDN.
+    `describe` words a value for its tooltip, `axis` for the scale's top label."""
+    width, height = 460, 130
+    top_margin, bottom_margin, left_margin, right_margin = 8, 22, 40, 16  # the last day's label fits
+    plot_height = height - top_margin - bottom_margin
+    slot = (width - left_margin - right_margin) / max(len(days), 1)
+    values = [value(day) for day in days]
+    peak = max([*values, 0]) or 1
+    baseline = top_margin + plot_height
+    columns = []
+    for index, (day, amount) in enumerate(zip(days, values, strict=True)):
+        bar_height = plot_height * amount / peak
+        columns.append(
+            Column(
+                x=round(left_margin + index * slot + slot * 0.15, 1),
+                y=round(baseline - bar_height, 1),
+                width=round(slot * 0.7, 1),
+                height=round(bar_height, 1),
+                label=f"{day.day:%b} {day.day.day}",
+                show_label=(len(days) - 1 - index) % 2 == 0,
+                title=f"{day.day:%a %b} {day.day.day}: {describe(amount)}",
+            )
+        )
+    return {
+        "width": width,
+        "height": height,
+        "columns": columns,
+        "peak": axis(peak if any(values) else 0),
+        "baseline": baseline,
+        "top": top_margin,
+        "left": left_margin,
+        "label_y": height - 6,
+    }
+
+
+def _rows_text(rows: float) -> str:
+    rows = int(rows)
+    if rows >= 1_000_000:  # noqa: PLR2004 - millions
+        return f"{rows / 1_000_000:.1f}M rows"
+    if rows >= 10_000:  # noqa: PLR2004 - thousands, once they get long
+        return f"{rows / 1000:.0f}k rows"
+    return f"{rows:,} rows"
+
+
+def _rows_axis(rows: float) -> str:
+    """A row count in at most five characters: 915k, 1.2M."""
+    rows = int(rows)
+    if rows >= 1_000_000:  # noqa: PLR2004 - millions
+        return f"{rows / 1_000_000:.1f}M"
+    if rows >= 1000:  # noqa: PLR2004 - thousands
+        return f"{rows / 1000:.0f}k"
+    return str(rows)
+
+
+def _longest_text(seconds: float) -> str:
+    return duration_text(seconds) if seconds else "no successful run"
+
+
 def _table_url(table: TableConfig) -> str:
     return reverse("admin:syncconfig_tableconfig_change", args=[table.pk])
 
@@ -142,7 +221,7 @@ def overview(*, now: datetime) -> dict[str, Any]:
             }
             for status in stalest
         ],
-        "chart": runs_chart(selectors.runs_per_day(days=CHART_DAYS, now=now)),
+        **_charts(selectors.runs_per_day(days=CHART_DAYS, now=now)),
         "chart_days": CHART_DAYS,
         "queue": {
             "waiting": queue.waiting,
@@ -153,6 +232,18 @@ def overview(*, now: datetime) -> dict[str, Any]:
             "runs_url": reverse("admin:syncengine_syncrun_changelist"),
         },
         "board_url": board_url,
+    }
+
+
+def _charts(days: list[selectors.DayOfRuns]) -> dict[str, Any]:
+    """The runs chart, and per day the rows the successful runs loaded and the longest of them."""
+    return {
+        "chart": runs_chart(days),
+        "rows_chart": series_chart(days, value=lambda day: day.rows, describe=_rows_text, axis=_rows_axis),
+        "longest_chart": series_chart(
+            days, value=lambda day: day.longest_seconds, describe=_longest_text, axis=duration_text
+        ),
+        "rows_total": _rows_text(sum(day.rows for day in days)),
     }
 
 

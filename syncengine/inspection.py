@@ -19,11 +19,11 @@ from snowflake.connector import SnowflakeConnection
 
 from syncconfig.models import TableConfig
 from syncengine import connections, specs
-from syncengine.pipeline import inspect
+from syncengine.pipeline import inspect, source_catalog
 from syncengine.pipeline.errors import PipelineError, SourceSchemaError
-from syncengine.pipeline.extract import qualified_source
+from syncengine.pipeline.extract import describe_source, qualified_source
 from syncengine.pipeline.source_check import DEFAULT_SAMPLE_ROWS, Finding, SourceCheck, check_source
-from syncengine.pipeline.spec import TableSpec
+from syncengine.pipeline.spec import SourceRef, TableSpec
 
 TIMEOUT_SECONDS = 15
 COUNT_TIMEOUT_SECONDS = 60
@@ -114,6 +114,63 @@ def table_check_source(*, table: TableConfig, sample_rows: int = DEFAULT_SAMPLE_
             return check_source(source_conn, spec, source, sample_rows=sample_rows)
         except PipelineError as exc:
             raise SourceUnavailable(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class SourceColumnChoice:
+    """A source column in the browser: its Snowflake type, the PostgreSQL type it loads as (None: fdm cannot
+    load it), and whether the source declares it part of the primary key."""
+
+    name: str
+    source_type: str
+    target_type: str | None
+    in_declared_key: bool
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class SourceListing:
+    """One level of the source browser: the databases, a database's schemas, a schema's tables, or a table's
+    columns (the deepest level given)."""
+
+    databases: list[str] = dataclasses.field(default_factory=list)
+    schemas: list[str] = dataclasses.field(default_factory=list)
+    tables: list[source_catalog.CatalogTable] = dataclasses.field(default_factory=list)
+    columns: list[SourceColumnChoice] = dataclasses.field(default_factory=list)
+
+
+def source_browse(*, database: str = "", schema: str = "", table: str = "") -> SourceListing:
+    """What the role sees at one level of Snowflake's catalog: SourceNotFound when the level does not exist,
+    SourceUnavailable when Snowflake cannot be reached."""
+    with _snowflake_session() as conn:
+        try:
+            if not database:
+                return SourceListing(databases=source_catalog.databases(conn))
+            if not schema:
+                return SourceListing(schemas=source_catalog.schemas(conn, database))
+            if not table:
+                return SourceListing(tables=source_catalog.tables(conn, database, schema))
+            return SourceListing(columns=_columns(conn, SourceRef(database, schema, table)))
+        except PipelineError as exc:
+            raise _source_error(exc) from None
+
+
+def _columns(conn: SnowflakeConnection, source: SourceRef) -> list[SourceColumnChoice]:
+    described = describe_source(conn, source, table=source.table, log=_ignore, want_key=True)
+    return [
+        SourceColumnChoice(
+            name=column.name,
+            source_type=column.display_type,
+            target_type=inspect.mapped_type(column, table=source.table),
+            in_declared_key=column.name in described.declared_key,
+            nullable=column.nullable,
+        )
+        for column in described.columns
+    ]
+
+
+def _ignore(level: str, message: str, **fields: object) -> None:
+    """A log for catalog reads, whose warnings (no declared key readable) change nothing shown."""
 
 
 def source_problems(table: TableConfig) -> list[tuple[str | None, str]]:

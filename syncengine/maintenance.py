@@ -20,6 +20,7 @@ from syncconfig.models import TableConfig
 from syncengine import backups, connections, services
 from syncengine.choices import RunStatus
 from syncengine.models import SyncRun
+from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.load import STAGING_SCHEMA, drop_leftover_staging, staging_prefix
 from syncengine.pipeline.locks import try_lock_table, unlock_table
 from syncengine.pipeline.postgres import connect
@@ -39,6 +40,37 @@ def backup_task() -> dict[str, Any]:
 
 def housekeeping_task() -> dict[str, Any]:
     return {"runs_purged": runs_purge_expired(), "staging_dropped": staging_drop_orphans()}
+
+
+def vacuum_task(run_id: int) -> dict[str, Any]:
+    return table_vacuum_after_load(run_id=run_id)
+
+
+def table_vacuum_after_load(*, run_id: int) -> dict[str, Any]:
+    """`VACUUM (ANALYZE)` the target a successful full load rewrote: its old row versions become free space and
+    the planner's statistics describe the new rows at once, not whenever autovacuum comes by.
+
+    Done under the table's lock, so it never runs beside a sync of the table (a busy table is skipped: the
+    next full load queues another). Noted in the run's log.
+    """
+    run = SyncRun.objects.filter(pk=run_id).select_related("table").first()
+    if run is None or run.table is None or run.status != RunStatus.SUCCEEDED:
+        return {"vacuumed": False}
+    table = run.table
+    with connect(connections.target_dsn(), application_name=f"fdm vacuum {table.name}") as conn:
+        conn.autocommit = True  # VACUUM cannot run inside a transaction
+        if not try_lock_table(conn, table.name):
+            run.append_log("info", "vacuum skipped: another run holds the table")
+            return {"vacuumed": False}
+        try:
+            started = timezone.now()
+            target = f"{quote_postgres(table.postgres_schema)}.{quote_postgres(table.postgres_table)}"
+            conn.execute(f"VACUUM (ANALYZE) {target}")
+            seconds = (timezone.now() - started).total_seconds()
+        finally:
+            unlock_table(conn, table.name)
+    run.append_log("info", "vacuumed and analyzed the target after the full load", seconds=round(seconds, 3))
+    return {"vacuumed": True, "table": table.name, "seconds": seconds}
 
 
 def runs_purge_expired() -> int:

@@ -27,8 +27,9 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 
 from syncconfig.models import TableConfig
 from syncengine import selectors
-from syncengine.choices import RunStatus
-from syncengine.models import SyncRun
+from syncengine.choices import ReconciliationStatus, RunStatus
+from syncengine.models import Reconciliation, SyncRun
+from syncengine.reconciliations import reconciliation_latest_by_table
 from syncengine.schedules import shape_for
 
 logger = logging.getLogger("syncengine.metrics")
@@ -45,6 +46,7 @@ RUN_FIELDS = (
     *(f"rows_{kind}" for kind in ROW_KINDS),
     *(f"bytes_{kind}" for kind in BYTE_KINDS),
     *(f"{stage}_seconds" for stage in STAGES),
+    "reconciliation_status",
 )
 
 
@@ -147,6 +149,41 @@ SCHEDULE_OVERDUE = MetricSpec(
 COLLECTOR_UP = MetricSpec(
     "fdm_collector_up", "1 when this scrape could read fdm's database; 0 when it could not (no fdm_* values)."
 )
+RECONCILIATION_LAST_STATUS = MetricSpec(
+    "fdm_reconciliation_last_status",
+    "1 for the result (equal, different or failed) of the table's latest finished reconciliation, 0 for the "
+    "others; absent before its first.",
+    ("table", "status"),
+)
+RECONCILIATION_LAST_DIFFERENCES = MetricSpec(
+    "fdm_reconciliation_last_differences",
+    "Differences the table's latest finished reconciliation found: differing keys (deep) or mismatching "
+    "counts and sums (light).",
+    ("table",),
+)
+RECONCILIATION_LAST_DURATION = MetricSpec(
+    "fdm_reconciliation_last_duration_seconds",
+    "Seconds the table's latest finished reconciliation took.",
+    ("table", "deep"),
+)
+RECONCILIATION_LAST = MetricSpec(
+    "fdm_reconciliation_last_timestamp_seconds",
+    "When the table's latest finished reconciliation finished (Unix time).",
+    ("table",),
+)
+RECONCILIATION_RUN_CHECK_MISMATCH = MetricSpec(
+    "fdm_reconciliation_run_check_mismatch",
+    "1 when the light check after the table's latest successful run found counts or sums that differ from "
+    "Snowflake's, else 0.",
+    ("table",),
+)
+RECONCILIATION_SPECS = (
+    RECONCILIATION_LAST_STATUS,
+    RECONCILIATION_LAST_DIFFERENCES,
+    RECONCILIATION_LAST_DURATION,
+    RECONCILIATION_LAST,
+    RECONCILIATION_RUN_CHECK_MISMATCH,
+)
 
 SPECS = (
     TABLE_ENABLED,
@@ -166,6 +203,7 @@ SPECS = (
     RUN_LONGEST_RUNNING,
     WORKER_LAST_TASK,
     SCHEDULE_OVERDUE,
+    *RECONCILIATION_SPECS,
     COLLECTOR_UP,
 )
 
@@ -185,6 +223,7 @@ class Snapshot:
     finished: dict[str, dict[str, int]] = field(default_factory=dict)
     last_task: datetime | None = None
     oldest_schedule_due: datetime | None = None
+    reconciliations: dict[str, Reconciliation] = field(default_factory=dict)  # the latest finished, by table
 
 
 class FinishedRunCounts:
@@ -302,7 +341,7 @@ class SyncCollector:
 
 
 def read_snapshot(*, now: datetime) -> Snapshot:
-    """Read what a scrape reports, except the run counts (`FinishedRunCounts`), in five small queries.
+    """Read what a scrape reports, except the run counts (`FinishedRunCounts`), in six small queries.
 
     1. Tables, each with the ids of its latest successful run and its latest outcome
        (`selectors.tables_with_latest_runs`).
@@ -310,6 +349,7 @@ def read_snapshot(*, now: datetime) -> Snapshot:
     3. Queued and running runs, grouped by table and status (the status index; there are few).
     4. The task queue: the latest finished task (its result table is capped by Q_CLUSTER save_limit), and the
        most overdue schedule.
+    5. Each table's latest finished reconciliation.
     """
     tables = TableConfig.objects.only(
         "id", "name", "enabled", "schedule", "max_staleness_minutes", "created_at"
@@ -343,6 +383,7 @@ def read_snapshot(*, now: datetime) -> Snapshot:
     snapshot.oldest_schedule_due = (
         Schedule.objects.exclude(repeats=0).filter(next_run__lte=now).aggregate(due=Min("next_run"))["due"]
     )
+    snapshot.reconciliations = reconciliation_latest_by_table()
     return snapshot
 
 
@@ -369,6 +410,13 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         if success is not None and last_success_finished is not None:
             add(TABLE_LAST_SUCCESS, [name], last_success_finished.timestamp())
             _add_success_details(add, name, success)
+            add(
+                RECONCILIATION_RUN_CHECK_MISMATCH,
+                [name],
+                1 if success.reconciliation_status == "mismatch" else 0,
+            )
+        if (reconciliation := snapshot.reconciliations.get(name)) is not None:
+            _add_reconciliation(add, name, reconciliation)
 
         outcome = snapshot.runs.get(last_outcome_id) if last_outcome_id is not None else None
         if outcome is not None:
@@ -415,6 +463,23 @@ def _add_success_details(
             add(TABLE_LAST_SUCCESS_DURATION, [name, stage], seconds)
     if run.started_at is not None and run.finished_at is not None:
         add(TABLE_LAST_SUCCESS_DURATION, [name, "total"], _seconds(run.finished_at, run.started_at))
+
+
+def _add_reconciliation(
+    add: Callable[[MetricSpec, list[str], float], None], name: str, reconciliation: Reconciliation
+) -> None:
+    for status in (ReconciliationStatus.EQUAL, ReconciliationStatus.DIFFERENT, ReconciliationStatus.FAILED):
+        add(RECONCILIATION_LAST_STATUS, [name, status], 1 if reconciliation.status == status else 0)
+    add(RECONCILIATION_LAST_DIFFERENCES, [name], reconciliation.differences_found)
+    duration = reconciliation.duration
+    if duration is not None:
+        add(
+            RECONCILIATION_LAST_DURATION,
+            [name, "true" if reconciliation.deep else "false"],
+            duration.total_seconds(),
+        )
+    if reconciliation.finished_at is not None:
+        add(RECONCILIATION_LAST, [name], reconciliation.finished_at.timestamp())
 
 
 def _seconds(later: datetime, earlier: datetime) -> float:

@@ -13,7 +13,14 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from syncengine.choices import ErrorKind, LogLevel, RunStatus, RunTrigger
+from syncengine.choices import (
+    ErrorKind,
+    LogLevel,
+    ReconciliationStatus,
+    RunCheckStatus,
+    RunStatus,
+    RunTrigger,
+)
 from syncengine.redaction import redact, redact_value
 
 # How many log entries a run keeps; the first ones (configuration, start) and the latest ones (how it ended)
@@ -49,6 +56,7 @@ FINISH_FIELDS = (
     "watermark_after",
     "drift",
     "checks",
+    "reconciliation_status",
     "evidence",
     "error_message",
     "error_traceback",
@@ -91,6 +99,17 @@ class SyncRun(models.Model):
         related_name="+",
     )
     full_refresh = models.BooleanField(default=False, help_text="Reload everything, ignoring the watermark.")
+    backfill_from = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="A backfill re-extracts incremental-column values from this one.",
+    )
+    backfill_to = models.CharField(
+        max_length=100, blank=True, help_text="... up to this one (inclusive; empty: the newest row)."
+    )
+    allow_deletes = models.BooleanField(
+        default=False, help_text="This run may delete more rows than the table's delete guard allows."
+    )
     attempt = models.PositiveSmallIntegerField(default=1)
     retry_of = models.ForeignKey(
         "self",
@@ -141,6 +160,12 @@ class SyncRun(models.Model):
     watermark_after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     drift = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
     checks = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    reconciliation_status = models.CharField(
+        max_length=16,
+        choices=RunCheckStatus.choices,
+        blank=True,
+        help_text="The light check after publishing (counts and sums on both sides); details in checks.",
+    )
     evidence = models.JSONField(
         default=dict,
         blank=True,
@@ -340,3 +365,82 @@ class DecryptedRead(models.Model):
         return (
             f"{self.username} read {self.table_name} ({', '.join(self.columns)}) at {self.at:%Y-%m-%d %H:%M}"
         )
+
+
+class Reconciliation(models.Model):
+    """One comparison of a synced table with its Snowflake source, from the request to its result.
+
+    Created `queued` by a request (schedule, admin, API, command), claimed by one worker (`start()`, a
+    conditional update) and closed by `finish()`: equal, different (with the differing keys and columns, the
+    first `DIFFERENCES_KEPT`, and their count), or failed (the check could not run). A deep reconciliation
+    compares every row by segment hashes; the light one counts and sums. The differences name keys and
+    columns, never values: an encrypted column's plaintext is never stored here.
+    """
+
+    table = models.ForeignKey(
+        "syncconfig.TableConfig",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="reconciliations",
+    )
+    table_name = models.CharField(max_length=200, help_text="The table's name when it was requested.")
+    trigger = models.CharField(max_length=16, choices=RunTrigger.choices)
+    deep = models.BooleanField(
+        default=False, help_text="Every row compared (segment hashes), not counts and sums."
+    )
+    status = models.CharField(
+        max_length=16, choices=ReconciliationStatus.choices, default=ReconciliationStatus.QUEUED
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    segments_checked = models.PositiveIntegerField(default=0)
+    rows_compared = models.BigIntegerField(default=0, help_text="Rows in the source that were compared.")
+    rows_target = models.BigIntegerField(default=0, help_text="Rows in the target that were compared.")
+    differences_found = models.BigIntegerField(default=0)
+    differences = models.JSONField(
+        default=list, blank=True, encoder=DjangoJSONEncoder, help_text="Keys and differing columns (capped)."
+    )
+    details = models.JSONField(
+        default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="Queries, bytes moved, sums, seconds."
+    )
+    error_message = models.TextField(blank=True)
+
+    DIFFERENCES_KEPT = 1000
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        indexes = [models.Index(fields=["table", "-queued_at"], name="reconciliation_table_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.table_name} reconciliation #{self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in ReconciliationStatus.terminal()
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def start(self) -> bool:
+        """Claim it for this process; False when it is no longer queued (claimed elsewhere)."""
+        claimed = Reconciliation.objects.filter(pk=self.pk, status=ReconciliationStatus.QUEUED).update(
+            status=ReconciliationStatus.RUNNING, started_at=timezone.now()
+        )
+        self.refresh_from_db()
+        return claimed == 1
+
+    def finish(self, status: str, *, error: str = "") -> None:
+        if status not in ReconciliationStatus.terminal():
+            raise ValueError(f"{status!r} is not a terminal reconciliation status")
+        self.status = status
+        self.finished_at = timezone.now()
+        self.error_message = redact(error)
+        self.save()

@@ -126,6 +126,7 @@ def record_success(run: SyncRun, result: SyncResult) -> None:
     run.watermark_after = _json_safe(result.watermark_after)
     run.drift = _json_safe(list(result.drift))
     run.checks = _json_safe(dict(result.checks))
+    run.reconciliation_status = str((result.checks.get("reconciliation") or {}).get("status", ""))
     run.evidence = _json_safe({**run.evidence, **result.evidence.to_json()})
     run.progress_rows = result.extract.rows
     if result.target_created:
@@ -178,6 +179,8 @@ def record_failure(run: SyncRun, exc: BaseException) -> ErrorKind:
     kind = classify(exc)
     message = describe(exc, table_name=run.table_name)
     run.append_log("error", message, kind=kind.value, error=type(exc).__name__, save=False)
+    # The error's class, for what reacts to one kind of failure (alerts: a tripped delete guard).
+    run.checks = {**(run.checks or {}), "failure": type(exc).__name__}
     run.close(RunStatus.FAILED, exc, message=message, error_kind=kind)
     save_outcome(run)
     return kind

@@ -27,6 +27,8 @@ logger = logging.getLogger("syncengine.schedules")
 
 SCHEDULE_NAME_PREFIX = "fdm-sync:"
 SCHEDULED_SYNC_TASK = "syncengine.tasks.scheduled_sync"
+RECONCILE_SCHEDULE_NAME_PREFIX = "fdm-reconcile:"
+SCHEDULED_RECONCILE_TASK = "syncengine.tasks.scheduled_reconciliation"
 REAPER_SCHEDULE_NAME = "fdm-reap-stale-runs"
 REAPER_TASK = "syncengine.tasks.reap_stale_runs"
 
@@ -60,10 +62,19 @@ def schedule_name(table: TableConfig) -> str:
 
 
 def shape_for(table: TableConfig) -> ScheduleShape | None:
-    """The Schedule a table needs, or None (disabled, `manual`, or an expression cron cannot read)."""
+    """The Schedule a table's syncs need, or None (disabled, `manual`, or an expression cron cannot read)."""
+    return _shape(table, table.schedule)
+
+
+def reconcile_shape_for(table: TableConfig) -> ScheduleShape | None:
+    """The Schedule of a table's deep reconciliations (`reconcile.schedule`; blank: none)."""
+    return _shape(table, table.reconcile_schedule)
+
+
+def _shape(table: TableConfig, schedule: str | None) -> ScheduleShape | None:
     if not table.enabled:
         return None
-    value = (table.schedule or "").strip()
+    value = (schedule or "").strip()
     lowered = value.lower()
     if lowered in {"", "manual"}:
         return None
@@ -81,21 +92,42 @@ def shape_for(table: TableConfig) -> ScheduleShape | None:
 def table_schedule_sync(
     *, table: TableConfig, now: datetime | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> str:
-    """Create, update or delete the table's Schedule to match its configuration.
+    """Create, update or delete the table's Schedules (its syncs', and its deep reconciliations' next to it)
+    to match its configuration; returns what happened to the sync schedule."""
+    now = now or timezone.now()
+    reconcile = _Wanted(
+        SCHEDULED_RECONCILE_TASK,
+        f"{RECONCILE_SCHEDULE_NAME_PREFIX}{table.name}"[:100],
+        reconcile_shape_for(table),
+    )
+    _schedule_sync(table, reconcile, now=now, using=using)
+    return _schedule_sync(
+        table, _Wanted(SCHEDULED_SYNC_TASK, schedule_name(table), shape_for(table)), now=now, using=using
+    )
 
-    1. Lock the table's existing schedules (normally zero or one); delete any duplicates.
+
+@dataclass(frozen=True)
+class _Wanted:
+    func: str
+    name: str
+    shape: ScheduleShape | None
+
+
+def _schedule_sync(table: TableConfig, wanted: _Wanted, *, now: datetime, using: str) -> str:
+    """Create, update or delete one of the table's Schedules.
+
+    1. Lock the table's existing schedules of that task (normally zero or one); delete any duplicates.
     2. No schedule wanted (disabled or manual): delete it.
     3. Otherwise create it, or update it in place. Its next run is recomputed only when the timing
        changed, so that saving an unrelated setting does not move the next run.
     Returns "created", "updated", "deleted" or "unchanged".
     """
-    now = now or timezone.now()
-    shape = shape_for(table)
+    shape, func = wanted.shape, wanted.func
     with transaction.atomic(using=using):
         existing = list(
             Schedule.objects.using(using)
             .select_for_update()
-            .filter(func=SCHEDULED_SYNC_TASK, args=str(table.pk))
+            .filter(func=func, args=str(table.pk))
             .order_by("id")
         )
         schedule = existing[0] if existing else None
@@ -107,11 +139,11 @@ def table_schedule_sync(
                 return "deleted" if extras else "unchanged"
             schedule.delete()
             return "deleted"
-        name = schedule_name(table)
+        name = wanted.name
         if schedule is None:
             Schedule(
                 name=name,
-                func=SCHEDULED_SYNC_TASK,
+                func=func,
                 args=str(table.pk),
                 schedule_type=shape.schedule_type,
                 cron=shape.cron,
@@ -143,7 +175,8 @@ def tables_next_run(*, tables: Iterable[TableConfig]) -> dict[int, datetime]:
 
 def table_schedule_delete(*, table_id: int, using: str = DEFAULT_DB_ALIAS) -> int:
     """Remove a table's schedule (its configuration was deleted); returns how many were removed."""
-    deleted, _ = Schedule.objects.using(using).filter(func=SCHEDULED_SYNC_TASK, args=str(table_id)).delete()
+    tasks = (SCHEDULED_SYNC_TASK, SCHEDULED_RECONCILE_TASK)
+    deleted, _ = Schedule.objects.using(using).filter(func__in=tasks, args=str(table_id)).delete()
     return deleted
 
 
@@ -151,7 +184,7 @@ def schedules_sync_all(*, now: datetime | None = None) -> SyncReport:
     """Bring every table's Schedule in step and remove schedules of tables that no longer exist.
 
     Repairs drift left by writes that bypass model signals (bulk updates, raw SQL, a restored backup), and
-    makes sure the reaper and the maintenance jobs are scheduled.
+    makes sure the reaper, the maintenance jobs and the alert checks are scheduled.
     """
     report = SyncReport()
     with transaction.atomic():
@@ -163,10 +196,14 @@ def schedules_sync_all(*, now: datetime | None = None) -> SyncReport:
         orphans = Schedule.objects.filter(func=SCHEDULED_SYNC_TASK).exclude(args__in=known_ids)
         report.deleted += orphans.count()
         orphans.delete()
+        Schedule.objects.filter(func=SCHEDULED_RECONCILE_TASK).exclude(args__in=known_ids).delete()
         reaper_schedule_ensure()
         from syncengine.maintenance import maintenance_schedules_ensure  # it builds on this module
 
         maintenance_schedules_ensure()
+        from syncengine.alerts import alerts_schedules_ensure
+
+        alerts_schedules_ensure()
     return report
 
 

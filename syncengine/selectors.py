@@ -15,11 +15,13 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     IntegerField,
+    Max,
     Min,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
     When,
 )
@@ -238,11 +240,14 @@ def tables_past_freshness(*, now: datetime) -> list[tuple[TableConfig, datetime]
 
 @dataclass(frozen=True)
 class DayOfRuns:
-    """How many runs finished on one day, by outcome."""
+    """How many runs finished on one day, by outcome; the rows the successful ones loaded, and the longest of
+    them in seconds (0 without one)."""
 
     day: date
     succeeded: int
     failed: int
+    rows: int = 0
+    longest_seconds: float = 0.0
 
 
 def runs_per_day(*, days: int, now: datetime) -> list[DayOfRuns]:
@@ -258,6 +263,8 @@ def runs_per_day(*, days: int, now: datetime) -> list[DayOfRuns]:
         .annotate(
             succeeded=Count("pk", filter=Q(status=RunStatus.SUCCEEDED)),
             failed=Count("pk", filter=Q(status=RunStatus.FAILED)),
+            rows=Sum("rows_loaded", filter=Q(status=RunStatus.SUCCEEDED)),
+            longest=Max(F("finished_at") - F("started_at"), filter=Q(status=RunStatus.SUCCEEDED)),
         )
         .order_by()
     )
@@ -266,7 +273,16 @@ def runs_per_day(*, days: int, now: datetime) -> list[DayOfRuns]:
     for offset in range(days):
         day = first + timedelta(days=offset)
         row = by_day.get(day, {})
-        result.append(DayOfRuns(day=day, succeeded=row.get("succeeded", 0), failed=row.get("failed", 0)))
+        longest = row.get("longest")
+        result.append(
+            DayOfRuns(
+                day=day,
+                succeeded=row.get("succeeded", 0),
+                failed=row.get("failed", 0),
+                rows=row.get("rows") or 0,
+                longest_seconds=longest.total_seconds() if longest else 0.0,
+            )
+        )
     return result
 
 

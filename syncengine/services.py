@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -27,6 +27,7 @@ from syncengine import connections, recorder, specs
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
 from syncengine.models import SyncRun
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled, TableBusy, TransientError
+from syncengine.run_options import RunOptions, run_options_validate
 from syncengine.schedules import table_schedule_delete
 from syncengine.selectors import run_active_for_table
 
@@ -40,6 +41,7 @@ logger = logging.getLogger("syncengine.runs")
 
 EXECUTE_TASK = "syncengine.tasks.execute_run"
 DISPATCH_TASK = "syncengine.tasks.dispatch_run"
+VACUUM_TASK = "syncengine.maintenance.vacuum_task"
 RETRY_SCHEDULE_PREFIX = "fdm-retry:"
 
 
@@ -48,19 +50,38 @@ def run_create(
     table: TableConfig,
     trigger: str,
     full_refresh: bool = False,
+    options: RunOptions | None = None,
     requested_by: User | AnonymousUser | None = None,
 ) -> SyncRun:
-    """Record a queued run for `table` without handing it to the task queue (the caller executes it)."""
+    """Record a queued run for `table` without handing it to the task queue (the caller executes it).
+
+    `options` (a backfill range, allowing deletes) are validated first: ValidationError naming the field.
+    """
+    options = options or RunOptions()
+    run_options_validate(table=table, options=options, full_refresh=full_refresh)
     user = requested_by if isinstance(requested_by, User) else None  # an anonymous user is recorded as nobody
     run = SyncRun.objects.create(
-        table=table, table_name=table.name, trigger=trigger, full_refresh=full_refresh, requested_by=user
+        table=table,
+        table_name=table.name,
+        trigger=trigger,
+        full_refresh=full_refresh,
+        backfill_from=options.backfill_from,
+        backfill_to=options.backfill_to,
+        allow_deletes=options.allow_deletes,
+        requested_by=user,
     )
+    extras: dict[str, Any] = {}
+    if options.backfill_from:
+        extras["backfill"] = {"from": options.backfill_from, "to": options.backfill_to or None}
+    if options.allow_deletes:
+        extras["allow_deletes"] = True
     run.append_log(
         "info",
         "queued",
         trigger=trigger,
         full_refresh=full_refresh,
         requested_by=user.get_username() if user is not None else None,
+        **extras,
     )
     return run
 
@@ -70,10 +91,13 @@ def run_enqueue(
     table: TableConfig,
     trigger: str,
     full_refresh: bool = False,
+    options: RunOptions | None = None,
     requested_by: User | AnonymousUser | None = None,
 ) -> SyncRun:
     """Record a queued run for `table` and hand its id to the task queue; returns the run at once."""
-    run = run_create(table=table, trigger=trigger, full_refresh=full_refresh, requested_by=requested_by)
+    run = run_create(
+        table=table, trigger=trigger, full_refresh=full_refresh, options=options, requested_by=requested_by
+    )
     _push_to_queue(run)
     return run
 
@@ -185,7 +209,22 @@ def run_execute(
         _record_failed_run(run, exc, target=target, retry_transient=retry_transient)
         return run
     recorder.record_success(run, result)
+    if result.mode == "full" and (result.rows_inserted or result.rows_deleted):
+        _queue_vacuum(run)
     return run
+
+
+def _queue_vacuum(run: SyncRun) -> None:
+    """A full load rewrote the table: VACUUM (ANALYZE) it on a worker, once this run's record is committed."""
+    run_id = run.pk
+
+    def push() -> None:
+        try:
+            async_task(VACUUM_TASK, run_id, task_name=f"fdm-vacuum-{run_id}")
+        except Exception as exc:  # the data is published; a missed vacuum is autovacuum's to catch up
+            logger.warning("run #%s: could not queue the vacuum after its full load: %s", run_id, exc)
+
+    transaction.on_commit(push)
 
 
 def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
@@ -206,6 +245,8 @@ def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
         source=source,
         target_dsn=target,
         full_refresh=run.full_refresh,
+        allow_deletes=run.allow_deletes,
+        backfill=RunOptions(backfill_from=run.backfill_from, backfill_to=run.backfill_to).backfill,
         on_progress=callbacks.progress,
         log=callbacks.log,
         should_cancel=callbacks.should_cancel,
@@ -266,6 +307,9 @@ def run_retry(*, run: SyncRun) -> SyncRun | None:
             table_name=run.table_name,
             trigger=run.trigger,
             full_refresh=run.full_refresh,
+            backfill_from=run.backfill_from,
+            backfill_to=run.backfill_to,
+            allow_deletes=run.allow_deletes,
             requested_by=run.requested_by,
             attempt=run.attempt + 1,
             retry_of=run,

@@ -22,7 +22,7 @@ def table_deleted(sender: type, instance: Any, using: str = DEFAULT_DB_ALIAS, **
 
 
 def ensure_reaper_schedule(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """After `migrate`: the stale-run reaper and the maintenance jobs are scheduled on every installation without
+    """After `migrate`: the stale-run reaper, the maintenance jobs and the alert checks are scheduled on every installation without
     a manual step."""
     from django.db import connections
     from django_q.models import Schedule
@@ -34,3 +34,6 @@ def ensure_reaper_schedule(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs:
     from syncengine.maintenance import maintenance_schedules_ensure
 
     maintenance_schedules_ensure(using=using)
+    from syncengine.alerts import alerts_schedules_ensure
+
+    alerts_schedules_ensure(using=using)

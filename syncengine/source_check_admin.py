@@ -31,3 +31,37 @@ def check_source_view(model_admin: admin.ModelAdmin, request: HttpRequest, objec
         "unavailable": unavailable,
     }
     return TemplateResponse(request, "admin/syncengine/table_check_source.html", context)
+
+
+def browse_source_view(model_admin: admin.ModelAdmin, request: HttpRequest) -> HttpResponse:
+    """The source browser: Snowflake's databases, then a database's schemas, a schema's tables, and a table's
+    columns with the PostgreSQL type each gets, where ticking the key, incremental, encrypted, searchable,
+    compressed and excluded columns fills in a new table's form (the add page takes them as its initial data)."""
+    from syncengine.inspection import SourceNotFound, SourceUnavailable, source_browse
+
+    if not model_admin.has_add_permission(request):
+        raise PermissionDenied
+    level = {name: request.GET.get(name, "").strip() for name in ("database", "schema", "table")}
+    listing, problem = None, None
+    try:
+        listing = source_browse(**level)
+    except (SourceNotFound, SourceUnavailable) as exc:
+        problem = exc.message
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": "Browse the Snowflake source",
+        "level": level,
+        "listing": listing,
+        "problem": problem,
+        "suggested": _suggested_names(level),
+    }
+    return TemplateResponse(request, "admin/syncengine/browse_source.html", context)
+
+
+def _suggested_names(level: dict[str, str]) -> dict[str, str]:
+    """A new table's name and target from the source's: lower case, anything else made `_`."""
+    table = "".join(c if c.isalnum() else "_" for c in level["table"].lower()).strip("_")
+    if table and not table[0].isalpha():
+        table = f"t_{table}"
+    return {"name": table[:63], "postgres_schema": "public", "postgres_table": table[:63]}

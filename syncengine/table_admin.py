@@ -14,8 +14,8 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -24,8 +24,9 @@ from syncconfig.admin import TableConfigAdmin as ConfigurationAdmin
 from syncconfig.models import TableConfig
 from syncengine import schedules, selectors
 from syncengine.admin import SyncRunInline, TableRunsAdminMixin, sync_now
-from syncengine.choices import RunStatus, TableState
+from syncengine.choices import RunCheckStatus, RunStatus, TableState
 from syncengine.models import SyncRun
+from syncengine.reconciliation_admin import reconcile_now, reconcile_view
 from syncengine.run_text import duration_text, seconds_text
 
 
@@ -59,6 +60,8 @@ def _run_facts(run: SyncRun) -> str:
         parts.append(seconds_text(run.duration.total_seconds()))
     if run.status == RunStatus.SUCCEEDED:
         parts.append(f"{run.rows_extracted:,} rows")
+        if run.reconciliation_status == RunCheckStatus.MISMATCH:
+            parts.append("copy differs from source")
     elif run.status == RunStatus.FAILED:
         parts.append("failed")
     elif run.status == RunStatus.CANCELLED:
@@ -69,7 +72,7 @@ def _run_facts(run: SyncRun) -> str:
 # The mixin comes first: its change form template and queryset wrap configuration's.
 class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore[misc]  # both type ModelAdmin's attributes
     inlines = [SyncRunInline]  # the table's latest runs
-    actions = [*ConfigurationAdmin.actions, sync_now]
+    actions = [*ConfigurationAdmin.actions, sync_now, reconcile_now]
     list_display = (
         "status_badge",
         "name",
@@ -88,6 +91,26 @@ class TableConfigAdmin(TableRunsAdminMixin, ConfigurationAdmin):  # type: ignore
 
     class Media:
         css = {"all": ["syncengine/cockpit.css"]}
+
+    def get_urls(self) -> list[Any]:
+        reconcile_url = path(
+            "<path:object_id>/reconcile/",
+            self.admin_site.admin_view(self.reconcile_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_reconcile",
+        )
+        return [reconcile_url, *super().get_urls()]
+
+    def reconcile_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return reconcile_view(self, request, object_id)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        reconcile_url = reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_reconcile", args=[object_id]
+        )
+        extra_context = {**(extra_context or {}), "fdm_reconcile_url": reconcile_url}
+        return super().change_view(request, object_id, form_url=form_url, extra_context=extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # State, latest runs and freshness come with the tables (subqueries), so the list filters and sorts

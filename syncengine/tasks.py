@@ -46,3 +46,26 @@ def reap_stale_runs() -> int:
 
 def _print_outcome(run: SyncRun) -> None:
     (logger.info if run.status == RunStatus.SUCCEEDED else logger.warning)(outcome_line(run))
+
+
+def execute_reconciliation(reconciliation_id: int) -> str:
+    """Execute a queued reconciliation; returns its final status."""
+    from syncengine import reconciliations
+
+    return reconciliations.reconciliation_execute(reconciliation_id=reconciliation_id).status
+
+
+def scheduled_reconciliation(table_id: int) -> str | None:
+    """A table's reconcile schedule fired: queue a deep reconciliation of it (none for a deleted or disabled
+    table)."""
+    from syncconfig.models import TableConfig
+    from syncengine import reconciliations
+    from syncengine.choices import RunTrigger
+
+    table = TableConfig.objects.filter(pk=table_id, enabled=True).first()
+    if table is None:
+        return None
+    reconciliation = reconciliations.reconciliation_enqueue(
+        table=table, trigger=RunTrigger.SCHEDULE, deep=True
+    )
+    return f"reconciliation #{reconciliation.pk} queued"

@@ -15,7 +15,10 @@ from django.test import Client
 
 from syncengine.dev.emulator import emulator, emulator_environment
 
-pytest_plugins = ["tests.workers"]  # the qcluster and test_database_url fixtures
+pytest_plugins = [
+    "tests.workers",  # the qcluster and test_database_url fixtures
+    "tests.notifications.receivers",  # http_receiver and smtp_server
+]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,6 +21,8 @@ _COMPONENT_NAMES = {
     "ColumnSelection": "TableColumnSelection",
     "EncryptionBlock": "TableEncryptionBlock",
     "CompressionBlock": "TableCompressionBlock",
+    "DeletesBlock": "TableDeletesBlock",
+    "ReconcileBlock": "TableReconcileBlock",
 }
 TABLE_REF = {"$ref": f"#/components/schemas/{TABLE_COMPONENT}"}
 

@@ -6,7 +6,7 @@ accept, and every rejection reads the same:
 
     tables[2] market_data.sync_mode: must be one of: full, incremental; got string 'fulll'
 
-The schema works on the "table dict": the shape of one entry of `config/tables.yaml` (docs/configuration.md).
+The schema works on the "table dict": the shape of one entry of `config/tables.yaml` (docs/table-configuration.md).
 `schema` checks shape and types strictly with pydantic; `rules` relates one key to another, so that each error
 points at the exact key and list item it is about; `messages` words pydantic's errors; `convert` moves between
 a validated table, the model's fields and the canonical dict; `fields` maps model fields to key paths.

@@ -267,7 +267,7 @@ CompressionSetting = Annotated[
 
 
 class TableDocument(_Strict):
-    """One table as the YAML file, the admin form and the API describe it (keys: docs/configuration.md)."""
+    """One table as the YAML file, the admin form and the API describe it (keys: docs/table-configuration.md)."""
 
     name: TableName
     snowflake: SnowflakeSource

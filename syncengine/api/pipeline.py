@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -31,6 +32,7 @@ from syncengine.api.serializers import (
 )
 from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
+from syncengine.run_options import RunOptions
 
 TAGS = ["pipeline"]
 
@@ -104,7 +106,9 @@ class RunListView(ApiView):
         tags=TAGS,
         summary="Start a run",
         description="Enqueues a run of the table and answers at once with it (status `queued`). A run of a table "
-        "that another run holds is recorded as `skipped` by the worker, never run in parallel.",
+        "that another run holds is recorded as `skipped` by the worker, never run in parallel. `from` (and "
+        "optionally `to`) make it a backfill of that incremental-column range (trigger `backfill`); "
+        "`allow_deletes` lets it past the table's delete guard. A bad value answers 400 naming the field.",
         request=RunCreateSerializer,
         responses={202: RunSerializer},
     )
@@ -116,12 +120,22 @@ class RunListView(ApiView):
             table = config_selectors.table_get(name=name)
         except TableConfig.DoesNotExist:
             raise ValidationError({"table": [f"no table named {name!r}"]}) from None
-        run = services.run_enqueue(
-            table=table,
-            trigger=RunTrigger.API,
-            full_refresh=payload.validated_data["full_refresh"],
-            requested_by=request.user,
+        data = payload.validated_data
+        options = RunOptions(
+            backfill_from=data.get("from", ""),
+            backfill_to=data.get("to", ""),
+            allow_deletes=data["allow_deletes"],
         )
+        try:
+            run = services.run_enqueue(
+                table=table,
+                trigger=RunTrigger.BACKFILL if options.backfill_from else RunTrigger.API,
+                full_refresh=data["full_refresh"],
+                options=options,
+                requested_by=request.user,
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from None
         return Response(
             RunSerializer(run).data, status=status.HTTP_202_ACCEPTED, headers={"Location": f"{run.pk}/"}
         )
@@ -217,6 +231,7 @@ def _status_body(table_status: selectors.TableStatus, next_run: datetime | None)
         "max_staleness_minutes": table.max_staleness_minutes,
         "stale": freshness.past_limit,
         "watermark": success.watermark_after if success is not None else None,
+        "reconciliation_status": (success.reconciliation_status or None) if success is not None else None,
     }
 
 

@@ -17,6 +17,9 @@ _RUN_FIELDS: tuple[str, ...] = (
     "status",
     "requested_by",
     "full_refresh",
+    "backfill_from",
+    "backfill_to",
+    "allow_deletes",
     "attempt",
     "retry_of",
     "mode",
@@ -47,6 +50,7 @@ _RUN_FIELDS: tuple[str, ...] = (
     "skip_reason",
     "cancel_requested",
     "config_hash",
+    "reconciliation_status",
 )
 
 WATERMARK_SCHEMA = {
@@ -104,6 +108,28 @@ class RunCreateSerializer(serializers.Serializer):
     full_refresh = serializers.BooleanField(
         default=False, help_text="Reload everything, ignoring the watermark."
     )
+    allow_deletes = serializers.BooleanField(
+        default=False, help_text="Let this run delete more rows than the table's delete guard allows."
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # `from` is a Python keyword, so the range's fields are added here rather than declared above.
+        fields = super().get_fields()
+        fields["from"] = serializers.CharField(
+            required=False,
+            allow_blank=False,
+            max_length=100,
+            help_text="Backfill: re-extract the rows whose incremental column is at or after this value "
+            "(a number, date or ISO 8601 timestamp, as the column's type) and merge them; the watermark never "
+            "moves back.",
+        )
+        fields["to"] = serializers.CharField(
+            required=False,
+            allow_blank=False,
+            max_length=100,
+            help_text="With `from`: up to this value, inclusive (default: the newest row).",
+        )
+        return fields
 
 
 class RunSummarySerializer(serializers.Serializer):
@@ -134,6 +160,11 @@ class TableStatusSerializer(serializers.Serializer):
         help_text="Past max_staleness_minutes (never for a table without a limit)."
     )
     watermark = WatermarkField(help_text="The watermark after the latest successful run.")
+    reconciliation_status = serializers.CharField(
+        allow_null=True,
+        help_text="The light check of the latest successful run: equal, mismatch (the copy disagrees with the "
+        "source's counts or sums: the table is flagged), skipped, or null.",
+    )
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         return instance

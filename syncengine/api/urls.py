@@ -1,6 +1,6 @@
 from django.urls import path
 
-from syncengine.api import admin, data, metadata, pipeline, validate
+from syncengine.api import admin, data, metadata, pipeline, reconciliations, validate
 
 pipeline_urls = [
     path("runs/", pipeline.RunListView.as_view(), name="run-list"),
@@ -9,6 +9,15 @@ pipeline_urls = [
     path("runs/<int:run_id>/evidence/", pipeline.RunEvidenceView.as_view(), name="run-evidence"),
     path("tables/", pipeline.TableStatusListView.as_view(), name="table-status-list"),
     path("tables/<str:name>/", pipeline.TableStatusView.as_view(), name="table-status"),
+    path(
+        "tables/<str:name>/reconcile/", reconciliations.TableReconcileView.as_view(), name="table-reconcile"
+    ),
+    path("reconciliations/", reconciliations.ReconciliationListView.as_view(), name="reconciliation-list"),
+    path(
+        "reconciliations/<int:reconciliation_id>/",
+        reconciliations.ReconciliationDetailView.as_view(),
+        name="reconciliation-detail",
+    ),
 ]
 
 # Mounted under /api/v1/tables/ beside the configuration's own endpoints.

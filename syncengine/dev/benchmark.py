@@ -7,7 +7,9 @@ Measured, for a TRANSACTIONS-like table of N rows (11 columns):
 3. full syncs (first load into a new table, then a full refresh replacing every row),
 4. the same full sync with protected columns: ACCOUNT_ID and AMOUNT encrypted, METADATA compressed (and
    each of the two alone, and with a blind index on ACCOUNT_ID), beside the plain run,
-5. incremental syncs (a 1% update + 1% insert delta, then a run with no change).
+5. incremental syncs (a 1% update + 1% insert delta, then a run with no change),
+6. an incremental sync with hard deletes after 0.1% of the rows were deleted: its key-only scan reads every
+   source key into a key table and anti-joins the target against it.
 
 The Snowflake emulator runs in a child process, so the memory figures are the pipeline's own (RSS sampled
 every 10 ms; the emulator, like Snowflake, is elsewhere) and it does not compete for this process's GIL. The
@@ -44,6 +46,8 @@ from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import (
     CompressionMode,
     CompressionSpec,
+    DeleteMode,
+    DeletesSpec,
     EncryptionMode,
     EncryptionSpec,
     SourceRef,
@@ -141,6 +145,37 @@ def scratch_database(server_dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(server_dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class SeededSource:
+    """A benchmark's parts: the emulator's settings, the open connection that seeded it, the scratch target."""
+
+    report: BenchmarkReport
+    settings: SnowflakeSettings
+    seeding: Any  # a snowflake.connector connection, kept open to change the source during the benchmark
+    dsn: str
+
+
+@contextmanager
+def seeded_source(
+    *, server_dsn: str, rows: int, batch_size: int, say: Callable[[str], None]
+) -> Iterator[SeededSource]:
+    """The emulator holding `rows` transactions and a scratch database on `server_dsn`, both gone afterwards;
+    the seeding time is in the report."""
+    with emulator() as kwargs, scratch_database(server_dsn) as dsn:
+        import snowflake.connector
+
+        report = BenchmarkReport(rows=rows, batch_size=batch_size, machine=machine_facts(dsn))
+        say(f"seeding {rows:,} rows into the emulator")
+        seeding = snowflake.connector.connect(**kwargs, platform_detection_timeout_seconds=0)
+        try:
+            started = time.perf_counter()
+            seed_transactions(seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=rows)
+            report.seed_seconds = time.perf_counter() - started
+            yield SeededSource(report=report, settings=emulator_settings(kwargs), seeding=seeding, dsn=dsn)
+        finally:
+            seeding.close()  # closing a closed connection does nothing
 
 
 def machine_facts(target_dsn: str) -> dict[str, str]:
@@ -273,6 +308,11 @@ def _sync(spec: TableSpec, settings: SnowflakeSettings, dsn: str, **kwargs: Any)
         f"COPY {result.load.seconds:.2f} s, publish {result.publish_seconds:.2f} s; "
         f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated"
     )
+    if scan := result.checks.get("delete_scan"):
+        detail += (
+            f"; delete scan: {scan['keys']:,} keys in {scan['seconds']:.2f} s ({scan['bytes'] / 2**20:,.1f} MB), "
+            f"{result.rows_deleted:,} deleted"
+        )
     if result.bytes_after_compression:
         detail += (
             f"; compressed {result.bytes_before_compression / 2**20:,.1f} MB to "
@@ -320,16 +360,8 @@ def run_benchmark(
     say: Callable[[str], None] = lambda message: None,
 ) -> BenchmarkReport:
     """Seed the emulator with `rows` transactions and measure each step into a scratch database."""
-    with emulator() as kwargs, scratch_database(server_dsn) as dsn:
-        import snowflake.connector
-
-        report = BenchmarkReport(rows=rows, batch_size=batch_size, machine=machine_facts(dsn))
-        settings = emulator_settings(kwargs)
-        say(f"seeding {rows:,} rows into the emulator")
-        seeding = snowflake.connector.connect(**kwargs, platform_detection_timeout_seconds=0)
-        started = time.perf_counter()
-        seed_transactions(seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=rows)
-        report.seed_seconds = time.perf_counter() - started
+    with seeded_source(server_dsn=server_dsn, rows=rows, batch_size=batch_size, say=say) as seeded:
+        report, settings, seeding, dsn = seeded.report, seeded.settings, seeded.seeding, seeded.dsn
         report.baseline_rss_mb = _rss_mb()
 
         say("reading the source alone")
@@ -383,9 +415,17 @@ def run_benchmark(
         insert_transactions(
             seeding, database=DATABASE, schema=SCHEMA, table=TABLE, rows=delta, first_id=rows + 1
         )
-        seeding.close()
         say("incremental sync of a 1% update + 1% insert delta")
         _measure(report, "incremental sync, 1% changed + 1% new", lambda: _sync(spec, settings, dsn))
         say("incremental sync with no change")
         _measure(report, "incremental sync, no change", lambda: _sync(spec, settings, dsn))
+        cursor.execute(f'DELETE FROM "{DATABASE}"."{SCHEMA}"."{TABLE}" WHERE MOD(TXN_ID, 1000) = 1')  # noqa: S608
+        seeding.close()
+        with_deletes = dataclasses.replace(spec, deletes=DeletesSpec(mode=DeleteMode.HARD))
+        say("incremental sync with hard deletes (0.1% of the rows deleted): key-only scan")
+        _measure(
+            report,
+            "incremental sync, hard deletes (key-only scan)",
+            lambda: _sync(with_deletes, settings, dsn),
+        )
         return report

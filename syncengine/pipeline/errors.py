@@ -75,3 +75,8 @@ class UnknownDictionary(CorruptValue):
 
 class DictionaryIdTaken(TerminalError):
     """A compression dictionary id is already stored with other contents; train again with a new id."""
+
+
+class DeleteGuardTripped(TerminalError):
+    """A run would delete more of the target's rows than the table's `deletes.max_ratio` allows: the source
+    may be truncated or the table pointed at the wrong one. The run publishes nothing and deletes nothing."""

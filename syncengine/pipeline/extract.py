@@ -137,16 +137,27 @@ def _declared_primary_key(
     return tuple(row[column_index] for row in ordered)
 
 
-def build_query(source: SourceRef, plan: TablePlan, since: Watermark | None) -> SourceQuery:
-    """SELECT the planned columns, in plan order; `since` adds the inclusive `cursor >= watermark` filter."""
+def build_query(
+    source: SourceRef, plan: TablePlan, since: Watermark | None, until: Watermark | None = None
+) -> SourceQuery:
+    """SELECT the planned columns, in plan order; `since` adds the inclusive `cursor >= watermark` filter,
+    `until` (a backfill's end) the inclusive `cursor <= until`."""
     columns = ", ".join(quote_snowflake(column.source_name) for column in plan.columns if not column.derived)
     sql = f"SELECT {columns} FROM {qualified_source(source)}"  # noqa: S608 - every identifier is quoted
     if since is None or plan.watermark is None:
         return SourceQuery(sql)
-    condition, params = since.snowflake_filter(
-        quote_snowflake(plan.watermark.source_name), plan.watermark.source
-    )
+    cursor = quote_snowflake(plan.watermark.source_name)
+    condition, params = since.snowflake_filter(cursor, plan.watermark.source)
+    if until is not None:
+        upper, upper_params = until.snowflake_filter(cursor, plan.watermark.source, operator="<=")
+        condition, params = f"{condition} AND {upper}", params + upper_params
     return SourceQuery(f"{sql} WHERE {condition}", params)
+
+
+def key_query(source: SourceRef, key: tuple[str, ...]) -> SourceQuery:
+    """SELECT only the primary key columns (source names) of every row: what a delete scan reads."""
+    columns = ", ".join(quote_snowflake(name) for name in key)
+    return SourceQuery(f"SELECT {columns} FROM {qualified_source(source)}")  # noqa: S608 - quoted
 
 
 def stream_batches(

@@ -7,8 +7,10 @@ old rows or the new ones, never a mix.
   (they then see the new rows) instead of seeing an empty or half-filled table.
 - upsert (incremental, with a primary key): INSERT ... ON CONFLICT DO UPDATE, touching only rows whose values
   changed, so a run over unchanged source rows writes nothing.
-- replace slice (incremental, no primary key): delete the target rows at or above the previous watermark and
-  insert the extracted rows, which are exactly the source's rows at or above it.
+- replace slice (incremental, no primary key): replace the target rows at or above the previous watermark (a
+  backfill: in its range) with the extracted ones, which are exactly the source's rows there.
+- history: see `history`; a full load with soft deletes upserts, keeping the rows the source no longer has.
+Then deletes (`deletes`), behind the delete guard. Lineage goes only on rows whose values were written.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from syncengine.pipeline import locks
+from syncengine.pipeline import deletes, history, locks
 from syncengine.pipeline.bootstrap import create_schema_if_missing
 from syncengine.pipeline.errors import ValidationFailed
 from syncengine.pipeline.identifiers import quote_postgres
@@ -29,6 +31,12 @@ from syncengine.pipeline.plan import RunPlan
 from syncengine.pipeline.postgres import classify_postgres_error
 from syncengine.pipeline.protection import catalog, dictionaries
 from syncengine.pipeline.protection.protector import Protector
+from syncengine.pipeline.schema.fdm_columns import (
+    LINEAGE_VALUES_SQL,
+    RUN_ID,
+    RUN_ID_SETTING,
+    SYNCED_AT,
+)
 from syncengine.pipeline.schema.target import qualified
 from syncengine.pipeline.stage import Staged
 from syncengine.pipeline.watermark import SyncState, Watermark, write_state
@@ -52,6 +60,7 @@ class Relations:
     columns: tuple[str, ...]
     key: tuple[str, ...] = ()
     watermark: str | None = None
+    lineage: bool = False  # write _fdm_synced_at and _fdm_run_id on the rows written
 
     @classmethod
     def of(cls, plan: RunPlan, staging_table: str) -> Relations:
@@ -61,6 +70,17 @@ class Relations:
             columns=tuple(column.name for column in plan.load_columns),
             key=plan.key,
             watermark=plan.watermark_name,
+            lineage=plan.spec.lineage,
+        )
+
+    def insert_sql(self, rows: str) -> str:
+        """INSERT the rows of the SELECT `rows` (the shared columns), with lineage values when on."""
+        if not self.lineage:
+            return f"INSERT INTO {self.target} ({_names(self.columns)}) {rows}"  # noqa: S608 - quoted
+        names = _names([*self.columns, SYNCED_AT, RUN_ID])
+        return (
+            f"INSERT INTO {self.target} ({names}) "  # noqa: S608 - identifiers quoted
+            f"SELECT {_names(self.columns, 's.')}, {LINEAGE_VALUES_SQL} FROM ({rows}) s"
         )
 
 
@@ -71,6 +91,8 @@ class PublishOptions:
 
     lock_timeout: float
     run_id: str | None = None
+    allow_deletes: bool = False  # one run past the delete guard
+    key_table: str | None = None  # the staged source keys of a delete scan
 
 
 @dataclass
@@ -135,7 +157,7 @@ def publish_full(conn: psycopg.Connection, relations: Relations, *, deduplicate:
     restore_key = suspend_primary_key(conn, target)
     watermark = relations.watermark if deduplicate else None
     source = staged_rows_sql(relations.staging, columns, relations.key, watermark)
-    cursor = conn.execute(f"INSERT INTO {target} ({_names(columns)}) {source}")  # noqa: S608 - identifiers quoted
+    cursor = conn.execute(relations.insert_sql(source))
     if restore_key is not None:
         conn.execute(restore_key)
     return Published(inserted=cursor.rowcount, deleted=replaced)
@@ -150,12 +172,16 @@ def publish_upsert(conn: psycopg.Connection, relations: Relations, *, distinct_k
             f"{quote_postgres(name)} = EXCLUDED.{quote_postgres(name)}" for name in others
         )
         # Row-wise IS DISTINCT FROM treats NULLs as values, so a NULL becoming a value (or back) is a change.
+        if relations.lineage:
+            # Set only on rows the WHERE lets through: lineage never makes an unchanged row look changed.
+            assignments += f", ({_names([SYNCED_AT, RUN_ID])}) = ({LINEAGE_VALUES_SQL})"
         on_conflict = f"DO UPDATE SET {assignments} WHERE ({_names(others, 't.')}) IS DISTINCT FROM ({_names(others, 'EXCLUDED.')})"
     else:
         on_conflict = "DO NOTHING"
     source = staged_rows_sql(relations.staging, columns, key, relations.watermark)
+    insert = relations.insert_sql(source).replace(f"INSERT INTO {target} ", f"INSERT INTO {target} AS t ", 1)
     row = conn.execute(
-        f"WITH upserted AS (INSERT INTO {target} AS t ({_names(columns)}) {source} "  # noqa: S608 - identifiers quoted
+        f"WITH upserted AS ({insert} "  # noqa: S608 - identifiers quoted
         f"ON CONFLICT ({_names(key)}) {on_conflict} RETURNING (xmax = 0) AS inserted) "
         "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted"
     ).fetchone()
@@ -173,16 +199,18 @@ def keys_missing_after_upsert(conn: psycopg.Connection, relations: Relations) ->
     return int(row[0]) if row else 0
 
 
-def publish_replace_slice(conn: psycopg.Connection, relations: Relations, *, since: Any) -> Published:
-    """Requires `relations.watermark`: the slice at or above `since` is replaced."""
+def publish_replace_slice(
+    conn: psycopg.Connection, relations: Relations, *, since: Any, until: Any = None
+) -> Published:
+    """Requires `relations.watermark`: the slice at or above `since` (and at or below `until`) is replaced."""
     assert relations.watermark is not None
-    target, columns = relations.target, relations.columns
-    deleted = conn.execute(
-        f"DELETE FROM {target} WHERE {quote_postgres(relations.watermark)} >= %s",  # noqa: S608 - identifiers quoted
-        (since,),
-    ).rowcount
+    target, columns, cursor = relations.target, relations.columns, quote_postgres(relations.watermark)
+    condition, params = f"{cursor} >= %s", [since]
+    if until is not None:
+        condition, params = f"{condition} AND {cursor} <= %s", [since, until]
+    deleted = conn.execute(f"DELETE FROM {target} WHERE {condition}", params).rowcount  # noqa: S608 - quoted
     inserted = conn.execute(
-        f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {relations.staging}"  # noqa: S608
+        relations.insert_sql(f"SELECT {_names(columns)} FROM {relations.staging}")  # noqa: S608 - quoted
     ).rowcount
     return Published(inserted=inserted, deleted=deleted)
 
@@ -200,10 +228,11 @@ def publish_run(
     1. Bound the wait for the target's lock (`options.lock_timeout` seconds; running out is a transient
        failure).
     2. Run the drift DDL (creating the target's schema when the table is new).
-    3. Check that every extracted row was staged, publish them (full, upsert or replace slice) and check the
-       counts the target reports.
-    4. Finish the drift DDL, write the protection catalog and blind indexes, prune unused dictionaries.
-    5. Write the watermark, with the run's id and counts (`options.run_id`), and drop the staging table.
+    3. Check that every extracted row was staged, publish them (full, upsert, history or replace slice) and
+       check the counts the target reports; then deletes, behind the delete guard (`options.allow_deletes`).
+    4. Finish the drift DDL (and a history table's `_current` view), write the protection catalog and blind
+       indexes, prune unused dictionaries.
+    5. Write the watermark, with the run's id and counts (`options.run_id`), and drop the staging tables.
     Any failure rolls all of it back: the target stays as it was.
     """
     spec = plan.spec
@@ -214,28 +243,44 @@ def publish_run(
     try:
         with conn.transaction():
             conn.execute(
-                "SELECT set_config('lock_timeout', %s, true)", (f"{int(options.lock_timeout * 1000)}ms",)
+                "SELECT set_config('lock_timeout', %s, true), set_config(%s, %s, true)",
+                (f"{int(options.lock_timeout * 1000)}ms", RUN_ID_SETTING, options.run_id or ""),
             )
             if plan.drift.creates_table:
                 locks.lock_bootstrap(conn)
                 create_schema_if_missing(conn, spec.target.schema)
+            view_changes = spec.history and bool(plan.drift.ddl)
+            if view_changes and not plan.drift.creates_table:
+                conn.execute(history.drop_current_view_sql(spec.target.schema, spec.target.table))
             for statement in plan.drift.ddl:
                 conn.execute(statement)
-            outcome.published = _publish_rows(conn, plan, relations, staged, outcome.checks)
+            outcome.published = _publish_rows(conn, plan, relations, staged, options, outcome.checks)
+            outcome.published.deleted += deletes.apply_deletes(
+                conn, plan, _delete_scope(relations, options), outcome.checks
+            )
             _finish_table(conn, plan, protector, outcome.checks)
+            if view_changes:
+                conn.execute(history.create_current_view_sql(spec.target.schema, spec.target.table))
             published = outcome.published
             outcome.checks["rows_published"] = published.inserted + published.updated + published.unchanged
             outcome.checks["row_counts_match"] = True
             write_state(conn, _state_after(plan, staged, outcome, run_id=options.run_id))
             drop_staging(conn, staged.table)
+            if options.key_table is not None:
+                drop_staging(conn, options.key_table)
     except psycopg.Error as exc:
         raise classify_postgres_error(exc, table=spec.name, source_names=source_names) from exc
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def _publish_rows(
-    conn: psycopg.Connection, plan: RunPlan, relations: Relations, staged: Staged, checks: dict[str, Any]
+def _publish_rows(  # noqa: PLR0913 - the transaction's parts, handed on
+    conn: psycopg.Connection,
+    plan: RunPlan,
+    relations: Relations,
+    staged: Staged,
+    options: PublishOptions,
+    checks: dict[str, Any],
 ) -> Published:
     """Publish in the plan's mode, verifying the counts on both sides; records its checks in `checks`."""
     table = plan.spec.name
@@ -245,7 +290,12 @@ def _publish_rows(
         raise ValidationFailed(f"{staged.extract.rows} rows extracted but {in_staging} staged", table=table)
     duplicates = int(staged.checks.get("duplicates_resolved", 0) or 0)
     expected = in_staging - duplicates
-    if plan.since is None:
+    distinct = int(staged.checks.get("distinct_keys", expected) or 0)
+    if plan.spec.history:
+        return _publish_history(conn, relations, distinct=distinct, table=table)
+    if plan.since is None and (not plan.merges or plan.drift.creates_table):
+        if (guarded := deletes.guard_replace(conn, plan, _delete_scope(relations, options))) is not None:
+            checks["deletes"] = guarded
         published = publish_full(conn, relations, deduplicate=duplicates > 0)
         in_target = count(conn, relations.target)
         if published.inserted != expected or in_target != expected:
@@ -253,8 +303,8 @@ def _publish_rows(
                 f"{expected} rows staged but {published.inserted} inserted and {in_target} in the target",
                 table=table,
             )
-    elif relations.key:
-        distinct = int(staged.checks.get("distinct_keys", expected) or 0)
+        return published
+    if relations.key:
         published = publish_upsert(conn, relations, distinct_keys=distinct)
         missing = keys_missing_after_upsert(conn, relations)
         if missing or published.unchanged < 0:
@@ -262,11 +312,44 @@ def _publish_rows(
                 f"{distinct} keys staged but {missing} missing from the target after publishing", table=table
             )
         checks["rows_unchanged"] = published.unchanged
-    else:
-        published = publish_replace_slice(conn, relations, since=plan.since.value)
-        if published.inserted != in_staging:
-            raise ValidationFailed(f"{in_staging} rows staged but {published.inserted} inserted", table=table)
+        return published
+    return _publish_slice(conn, plan, relations, in_staging=in_staging)
+
+
+def _publish_slice(
+    conn: psycopg.Connection, plan: RunPlan, relations: Relations, *, in_staging: int
+) -> Published:
+    """A keyless incremental run: replace the rows at or above the watermark, or a backfill's range."""
+    assert plan.since is not None  # a keyless table only merges incrementally
+    start, end = (plan.backfill.start, plan.backfill.end) if plan.backfill else (plan.since, None)
+    published = publish_replace_slice(
+        conn, relations, since=start.value, until=end.value if end is not None else None
+    )
+    if published.inserted != in_staging:
+        raise ValidationFailed(
+            f"{in_staging} rows staged but {published.inserted} inserted", table=plan.spec.name
+        )
     return published
+
+
+def _publish_history(
+    conn: psycopg.Connection, relations: Relations, *, distinct: int, table: str
+) -> Published:
+    versioned = history.VersionedTable(
+        target=relations.target, columns=relations.columns, key=relations.key, lineage=relations.lineage
+    )
+    staged_rows = staged_rows_sql(relations.staging, relations.columns, relations.key, relations.watermark)
+    new, changed = history.publish_history(
+        conn, versioned, staged_rows=staged_rows, distinct=distinct, name=table
+    )
+    return Published(inserted=new, updated=changed, unchanged=distinct - new - changed)
+
+
+def _delete_scope(relations: Relations, options: PublishOptions) -> deletes.DeleteScope:
+    keys = deletes.staged_relation(options.key_table) if options.key_table else None
+    return deletes.DeleteScope(
+        relations.target, relations.staging, keys, options.allow_deletes, relations.lineage
+    )
 
 
 def _finish_table(
@@ -284,7 +367,7 @@ def _finish_table(
     catalog.write_catalog(
         conn, table_name=spec.name, schema=spec.target.schema, table=spec.target.table, plan=protection
     )
-    if plan.since is None:
+    if not plan.merges:  # merged tables keep rows written with older dictionaries
         keep = protector.dictionary_ids if protector else set()
         checks["dictionaries_dropped"] = dictionaries.prune_dictionaries(
             conn, schema=spec.target.schema, table=spec.target.table, keep=keep

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from syncengine.pipeline.bootstrap import SourceFactory, SourceSession, locked_target, read_target_state
+from syncengine.pipeline.backfill import BackfillRequest
+from syncengine.pipeline.bootstrap import (
+    SourceFactory,
+    SourceSession,
+    TargetState,
+    locked_target,
+    read_target_state,
+)
+from syncengine.pipeline.deletes import KeyScan, staged_keys
 from syncengine.pipeline.errors import ConfigurationError, RunCancelled
 from syncengine.pipeline.extract import SourceTable, describe_source
 from syncengine.pipeline.hooks import CancelCheck, Hooks, Log, Progress
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
-from syncengine.pipeline.plan import RunPlan, plan_run
+from syncengine.pipeline.plan import RunPlan, plan_run, protection_changed
 from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.protector import Protector
 from syncengine.pipeline.publish import PublishOptions, PublishOutcome, publish_run
+from syncengine.pipeline.reconcile.light import check_after_publish
 from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import TableSpec
@@ -42,6 +51,8 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     copy_streams: int = DEFAULT_COPY_STREAMS,
     keyring: Keyring | None = None,
     run_id: str | None = None,
+    allow_deletes: bool = False,
+    backfill: BackfillRequest | None = None,
 ) -> SyncResult:
     """Sync one table and report what happened.
 
@@ -51,7 +62,8 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     3. Read the source's columns and key and plan the run: loaded columns and their protection, full or
        incremental, drift handling (`plan`).
     4. Stream the source into an UNLOGGED staging table batch by batch: casts, key checks and protection on
-       Arrow, then binary COPY. Cancellation is checked between batches (`stage`).
+       Arrow, then binary COPY. Cancellation is checked between batches (`stage`). With deletes on, an
+       incremental run then reads the source's keys alone into a key table (`deletes`).
     5. In one transaction: drift DDL, publish the staged rows, verify the row counts, write the watermark and
        the protection catalog, drop the staging table (`publish`). Any failure before the commit leaves the
        target as it was.
@@ -62,7 +74,9 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     is a transient failure, so a long report query delays the sync rather than queueing readers behind it.
     `copy_streams` is how many COPY connections fill the staging table in parallel. `run_id` (the caller's
     id for the run) is written into the table's state in the publishing transaction, with the counts it
-    published: `watermark.read_run_state` tells later whether this run's data committed.
+    published: `watermark.read_run_state` tells later whether this run's data committed; with lineage, it is
+    also written on each row. `allow_deletes` lets this one run past the delete guard (`deletes.max_ratio`).
+    `backfill` re-extracts an incremental-column range and merges it; the watermark never moves back.
     """
     hooks = Hooks.of(log=log, progress=on_progress, cancelled=should_cancel)
     if spec.batch_size <= 0:
@@ -78,9 +92,16 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         described = describe_source(
             source_session.conn, spec.source, table=spec.name, log=hooks.log, want_key=not spec.primary_key
         )
-        plan = plan_run(spec, source=described, existing=existing, full_refresh=full_refresh, log=hooks.log)
-        protector = _protector(plan, keyring, existing.dictionaries)
-        _record_plan(result, plan, state=existing.sync_state)
+        plan = plan_run(
+            spec,
+            source=described,
+            existing=existing,
+            full_refresh=full_refresh,
+            log=hooks.log,
+            backfill=backfill,
+        )
+        protector = _protector(plan, keyring, existing)
+        _record_plan(result, plan, state=existing.sync_state, log=hooks.log)
         hooks.log("info", "extracting", table=spec.name, mode=result.mode, columns=len(plan.load_columns))
 
         staging = cleanup.enter_context(
@@ -91,35 +112,51 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         )
         _record_staged(result, staged, protector)
         _record_evidence(result, plan, described, staged, protector)
+        keys = cleanup.enter_context(
+            staged_keys(conn, plan, source_session.conn, staging=staging, hooks=hooks)
+        )
+        _record_key_scan(result, plan, keys)
         source_session.close()
 
         if hooks.cancelled():
             raise RunCancelled(f"cancelled before publishing {result.extract.rows} rows", table=spec.name)
         hooks.progress("publish", 0)
-        options = PublishOptions(lock_timeout=publish_lock_timeout, run_id=run_id)
+        options = PublishOptions(
+            lock_timeout=publish_lock_timeout,
+            run_id=run_id,
+            allow_deletes=allow_deletes,
+            key_table=keys.table if keys else None,
+        )
         outcome = publish_run(conn, plan, staged, protector=protector, options=options)
-        _record_published(result, outcome)
-        hooks.progress("publish", result.rows_inserted + result.rows_updated)
-        hooks.log(
-            "info",
-            "published",
-            table=spec.name,
-            mode=result.mode,
-            inserted=result.rows_inserted,
-            updated=result.rows_updated,
-            deleted=result.rows_deleted,
+        _record_published(result, outcome, hooks)
+        # Counts and sums on both sides, still under the table's lock; never fails the published run.
+        result.checks["reconciliation"] = check_after_publish(
+            plan,
+            source=source,
+            target_conn=conn,
+            until=outcome.watermark,
+            as_of=next(iter(staged.query_ids), None),
+            log=hooks.log,
         )
     return result
 
 
-def _protector(plan: RunPlan, keyring: Keyring | None, stored: dict[str, Dictionary]) -> Protector | None:
-    """Applies the plan's protection; an incremental run reuses the stored compression dictionaries."""
+def _protector(plan: RunPlan, keyring: Keyring | None, existing: TargetState) -> Protector | None:
+    """Applies the plan's protection; a run that merges into the stored rows (incremental, or a full load with
+    history or soft deletes, its protection unchanged) reuses the stored compression dictionaries, so equal
+    values compress to equal bytes and unchanged rows stay unchanged."""
     if plan.protection is None:
         return None
-    return Protector(plan=plan.protection, keyring=keyring, reuse=stored if plan.incremental else {})
+    reuse: dict[str, Dictionary] = {}
+    if plan.incremental or (plan.merges and not protection_changed(plan.protection, existing.protection)):
+        reuse = existing.dictionaries
+    return Protector(plan=plan.protection, keyring=keyring, reuse=reuse)
 
 
-def _record_plan(result: SyncResult, plan: RunPlan, *, state: SyncState | None) -> None:
+def _record_plan(result: SyncResult, plan: RunPlan, *, state: SyncState | None, log: Log) -> None:
+    if plan.backfill is not None:
+        result.checks["backfill"] = plan.backfill.describe()
+        log("info", "backfilling a range", table=plan.spec.name, **plan.backfill.describe())
     result.drift = list(plan.drift.changes)
     result.target_created = plan.drift.creates_table
     result.mode = str(plan.mode)
@@ -133,6 +170,16 @@ def _record_staged(result: SyncResult, staged: Staged, protector: Protector | No
     if protector is not None:
         result.checks["protection"] = protector.checks()
         result.bytes_before_compression, result.bytes_after_compression = protector.compression_totals()
+
+
+def _record_key_scan(result: SyncResult, plan: RunPlan, keys: KeyScan | None) -> None:
+    if keys is None or plan.key_scan is None:
+        return
+    result.checks["delete_scan"] = {"keys": keys.rows, "bytes": keys.bytes, "seconds": round(keys.seconds, 3)}
+    result.evidence.queries.extend(
+        {"purpose": "delete scan", "query_id": query_id, "sql": plan.key_scan.sql, "params": []}
+        for query_id in keys.query_ids
+    )
 
 
 def _record_evidence(
@@ -160,10 +207,20 @@ def _record_evidence(
         evidence.key_ids = [protector.keyring.primary]
 
 
-def _record_published(result: SyncResult, outcome: PublishOutcome) -> None:
+def _record_published(result: SyncResult, outcome: PublishOutcome, hooks: Hooks) -> None:
     result.checks.update(outcome.checks)
     result.rows_inserted = outcome.published.inserted
     result.rows_updated = outcome.published.updated
     result.rows_deleted = outcome.published.deleted
     result.publish_seconds = outcome.seconds
     result.watermark_after = outcome.watermark.to_json() if outcome.watermark else None
+    hooks.progress("publish", result.rows_inserted + result.rows_updated)
+    hooks.log(
+        "info",
+        "published",
+        table=result.table,
+        mode=result.mode,
+        inserted=result.rows_inserted,
+        updated=result.rows_updated,
+        deleted=result.rows_deleted,
+    )

@@ -86,13 +86,20 @@ class Watermark:
         kind, raw = data["type"], data["value"]
         return cls.of(kind, _DECODERS[kind](raw))
 
-    def snowflake_filter(self, quoted_column: str, column: SourceColumn) -> tuple[str, tuple[Any, ...]]:
-        """`column >= watermark` as Snowflake SQL with one typed bind (qmark style)."""
+    def snowflake_filter(
+        self, quoted_column: str, column: SourceColumn, *, operator: str = ">="
+    ) -> tuple[str, tuple[Any, ...]]:
+        """`column >= watermark` (or `operator`: `<=` ends a backfill range) as Snowflake SQL with one typed
+        bind (qmark style)."""
+        if operator not in (">=", "<="):
+            raise ValueError(f"unsupported operator {operator!r}")
         if self.kind == "number":
             # Bound as text and cast to the column's own type: exact for any scale, no float on the way.
             precision = column.precision or 38
             scale = column.scale or 0
-            return f"{quoted_column} >= CAST(? AS NUMBER({precision},{scale}))", (("TEXT", str(self.value)),)
+            return f"{quoted_column} {operator} CAST(? AS NUMBER({precision},{scale}))", (
+                ("TEXT", str(self.value)),
+            )
         binding = {
             "float": ("REAL", self.value),
             "text": ("TEXT", self.value),
@@ -101,7 +108,7 @@ class Watermark:
             "timestamp_ntz": ("TIMESTAMP_NTZ", self.value),
             "timestamp_tz": ("TIMESTAMP_TZ", self.value),
         }[self.kind]
-        return f"{quoted_column} >= ?", (binding,)
+        return f"{quoted_column} {operator} ?", (binding,)
 
     def later(self, other: Watermark | None) -> Watermark:
         return self if other is None or self.value > other.value else other

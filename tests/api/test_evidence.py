@@ -69,6 +69,7 @@ def test_the_evidence_pack_says_what_the_run_read_wrote_and_ran_with(viewer, enc
     assert {"name": "amount", "type": "bytea", "source": "AMOUNT"} in document["target"]["columns"]
     assert document["counts"]["extracted"] == 12 and document["counts"]["inserted"] == 12
     assert document["watermark"]["after"] == run.watermark_after
+    assert document["reconciliation"]["status"] == "equal"  # the light check after the run
     assert document["key_ids"] == ["audit1"]
     assert ring.format().split(":", 1)[1] not in json.dumps(document)  # an id, never a key
     assert verified(document)

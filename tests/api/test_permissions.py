@@ -17,6 +17,7 @@ from fdm.apikeys.services import api_key_create, service_account_role_set, servi
 from syncconfig.models import TableConfig
 from syncengine import services
 from syncengine.choices import RunTrigger
+from syncengine.reconciliations import reconciliation_create
 from tests.api.conftest import error_of, table_dict
 
 RANK = {None: 0, "viewer": 1, "operator": 2, "admin": 3}
@@ -49,6 +50,8 @@ ENDPOINTS = [
     Endpoint("patch", "/api/v1/tables/{table}/", "operator", 200, body={"notes": "patched"}),
     Endpoint("delete", "/api/v1/tables/{table}/", "operator", 204),
     Endpoint("get", "/api/v1/tables/{table}/history/", "viewer", 200),
+    # Snowflake is not configured in this test: past the permission check, 503 says so.
+    Endpoint("post", "/api/v1/tables/{table}/validate/", "operator", 503),
     Endpoint("get", "/api/v1/tables/yaml-export/", "viewer", 200),
     Endpoint(
         "post", "/api/v1/tables/yaml-import/", "operator", 200, body={"tables": []}, query="?dry_run=true"
@@ -57,8 +60,12 @@ ENDPOINTS = [
     Endpoint("post", "/api/v1/pipeline/runs/", "operator", 202, body="run-of-table"),
     Endpoint("get", "/api/v1/pipeline/runs/{run}/", "viewer", 200),
     Endpoint("post", "/api/v1/pipeline/runs/{run}/cancel/", "operator", 202),
+    Endpoint("get", "/api/v1/pipeline/runs/{run}/evidence/", "viewer", 200),
     Endpoint("get", "/api/v1/pipeline/tables/", "viewer", 200),
     Endpoint("get", "/api/v1/pipeline/tables/{table}/", "viewer", 200),
+    Endpoint("post", "/api/v1/pipeline/tables/{table}/reconcile/", "operator", 202, body={"deep": True}),
+    Endpoint("get", "/api/v1/pipeline/reconciliations/", "viewer", 200),
+    Endpoint("get", "/api/v1/pipeline/reconciliations/{reconciliation}/", "viewer", 200),
     Endpoint("get", "/api/v1/metadata/type-mapping/", "viewer", 200),
     # Snowflake is not configured in this test: past the permission check, 503 says so.
     Endpoint("get", "/api/v1/metadata/tables/{table}/", "viewer", 503),
@@ -75,6 +82,7 @@ ENDPOINTS = [
     Endpoint("put", "/api/v1/admin/users/{user}/role/", "admin", 200, body={"role": "viewer"}),
     Endpoint("get", "/api/v1/admin/workers/", "admin", 200),
     Endpoint("post", "/api/v1/admin/runs/purge/", "admin", 200, body={"older_than_days": 30}),
+    Endpoint("get", "/api/v1/incidents/", "viewer", 200),
     Endpoint("get", "/api/v1/schema/", "viewer", 200),
     Endpoint("get", "/api/v1/docs/", "viewer", 200),
     Endpoint("get", "/health/live", None, 200),
@@ -102,9 +110,17 @@ def world(db, monkeypatch) -> dict[str, Any]:
 
     table = config_services.table_save_document(document=body)
     run = services.run_create(table=table, trigger=RunTrigger.API)
+    reconciliation = reconciliation_create(table=table, trigger=RunTrigger.API, deep=True)
     someone = User.objects.create(username=f"someone-{uuid.uuid4().hex[:6]}")
     key, _ = service_key_create(username=f"program-{uuid.uuid4().hex[:6]}", role=Role.VIEWER)
-    return {"table": table, "body": body, "run": run, "key": key, "user": someone}
+    return {
+        "table": table,
+        "body": body,
+        "run": run,
+        "key": key,
+        "user": someone,
+        "reconciliation": reconciliation,
+    }
 
 
 def _body(endpoint: Endpoint, world: dict[str, Any]) -> Any:
@@ -124,7 +140,11 @@ def _body(endpoint: Endpoint, world: dict[str, Any]) -> Any:
 def test_each_endpoint_answers_each_role_as_the_role_rules_say(endpoint, role, world, client_for):
     client = client_for(role)
     path = endpoint.path.format(
-        table=world["table"].name, run=world["run"].pk, key=world["key"].pk, user=world["user"].username
+        table=world["table"].name,
+        run=world["run"].pk,
+        key=world["key"].pk,
+        user=world["user"].username,
+        reconciliation=world["reconciliation"].pk,
     )
     response = getattr(client, endpoint.method)(
         path + endpoint.query, data=_body(endpoint, world), format="json" if endpoint.body else None
@@ -150,7 +170,10 @@ def test_the_matrix_covers_every_operation_of_the_schema():
     normalised = {
         (
             method,
-            path.replace("{run_id}", "{run}").replace("{key_id}", "{key}").replace("{username}", "{user}"),
+            path.replace("{run_id}", "{run}")
+            .replace("{key_id}", "{key}")
+            .replace("{username}", "{user}")
+            .replace("{reconciliation_id}", "{reconciliation}"),
         )
         for method, path in operations
     }

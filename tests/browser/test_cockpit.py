@@ -97,15 +97,25 @@ def test_the_front_page_tells_at_a_glance_what_is_wrong_and_where(browser, super
         "transactions" in failing and "does not fit numeric(10,2)" in failing and "Traceback" not in failing
     )
     assert len(browser.find_all(".fdm-chart rect.fdm-failed")) == 14
+    assert len(browser.find_all(".fdm-chart rect.fdm-duration")) == 14
+    browser.expect_text("Rows loaded per day", "#fdm-rows-title")
     sections = [caption.text for caption in browser.find_all("#content-related caption")]
     assert sections == ["CONFIGURATION", "RUNS", "AUDIT", "ACCESS", "INTERNALS"]
     assert browser.csp_violations() == []
     assert not browser.scrolls_sideways()
     save_page(browser, "dashboard")
 
+    # The panel refreshes itself: a table that starts failing shows up without a reload.
+    _finished(history["accounts"], RunStatus.FAILED, hours_ago=0.1, seconds=1.0, error="source unavailable")
+    browser.driver.execute_script("window.fdmRefreshPanel();")
+    browser.wait_until(
+        lambda: browser.text(".fdm-state-failing .fdm-count") == "2", "the failing count to become 2"
+    )
+    assert "accounts" in browser.text(".fdm-failing")
+
     # A count opens the status board filtered to that state.
     browser.click_and_wait(browser.find(".fdm-state-failing a"))
-    assert browser.result_names() == ["transactions"]
+    assert sorted(browser.result_names()) == ["accounts", "transactions"]
 
 
 def test_the_status_board_fits_1440_px_and_filters_by_state(browser, superuser, history):

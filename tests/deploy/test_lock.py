@@ -12,7 +12,7 @@ import pytest
 from tests.deploy.tools import find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCKS = ("requirements.txt", "requirements-dev.txt")
+LOCKS = ("requirements.txt", "requirements-demo.txt", "requirements-dev.txt")
 # Packages the image must not hold: the emulator, the embedded PostgreSQL and the test tools.
 NOT_AT_RUN_TIME = {"fakesnow", "pgserver", "pytest", "hypothesis", "selenium", "mypy", "ruff", "schemathesis"}
 OFFLINE = re.compile(
@@ -43,6 +43,19 @@ def test_the_runtime_lock_holds_no_demo_or_test_dependency():
     assert {"django", "gunicorn", "django-q2", "redis"} <= set(runtime)
     # The development lock installs the very versions the image runs.
     assert {package: dev[package] for package in runtime} == runtime
+
+
+def test_the_demo_lock_adds_the_emulator_and_embedded_postgresql_and_no_test_tool():
+    runtime, demo, dev = (
+        locked("requirements.txt"),
+        locked("requirements-demo.txt"),
+        locked("requirements-dev.txt"),
+    )
+
+    assert {"fakesnow", "pgserver"} <= set(demo)
+    assert not {"pytest", "hypothesis", "selenium", "mypy", "ruff", "schemathesis"} & set(demo)
+    assert {package: demo[package] for package in runtime} == runtime
+    assert {package: dev[package] for package in demo} == demo  # a test .venv serves the demo as it is
 
 
 def test_the_locks_are_in_step_with_pyproject(tmp_path):

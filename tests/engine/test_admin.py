@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -212,6 +213,22 @@ def test_sync_now_button_enqueues_and_shows_the_run(
         admin_client.post(sync_url, {"full_refresh": "1"})
     assert SyncRun.objects.filter(table=table, full_refresh=True).count() == 1
     assert admin_client.get(sync_url).status_code == 405
+
+
+def test_a_finished_run_page_offers_to_sync_its_table_again_to_those_who_may(viewer, superuser, make_table):
+    admin_client = Client()  # `viewer` logs the shared client in as the viewer
+    admin_client.force_login(superuser)
+    table = make_table()
+    run = services.run_create(table=table, trigger=RunTrigger.ADMIN)
+    run.start(executor="worker:1")
+    run.finish(RunStatus.FAILED, "boom")
+    page_url = reverse("admin:syncengine_syncrun_change", args=[run.pk])
+    sync_url = reverse("admin:syncconfig_tableconfig_sync_now", args=[table.pk])
+
+    assert sync_url in admin_client.get(page_url).content.decode()
+    assert sync_url not in viewer.get(page_url).content.decode()
+    table.delete()  # a run of a deleted table has nothing to sync
+    assert "fdm-sync-again" not in admin_client.get(page_url).content.decode()
 
 
 def test_sync_now_action_enqueues_one_run_per_table(

@@ -94,3 +94,24 @@ def test_the_dashboard_reads_the_same_number_of_queries_for_any_number_of_tables
         _finished(table, RunStatus.FAILED, error="boom")
         _finished(table, RunStatus.SUCCEEDED, days_ago=2)
     assert few == queries() == 4
+
+
+def test_each_day_counts_the_rows_of_successful_runs_and_their_longest_duration(make_table):
+    table = make_table()
+    today = timezone.now()
+    for seconds, rows, status in (
+        (4.0, 1_000, RunStatus.SUCCEEDED),
+        (9.5, 250, RunStatus.SUCCEEDED),
+        (60.0, 99_999, RunStatus.FAILED),
+    ):
+        run = _finished(table, status, error="boom" if status == RunStatus.FAILED else "")
+        type(run).objects.filter(pk=run.pk).update(
+            started_at=today - timedelta(seconds=seconds), finished_at=today, rows_loaded=rows
+        )
+
+    *_, last = dashboard.selectors.runs_per_day(days=3, now=timezone.now())
+
+    assert (last.succeeded, last.failed, last.rows, last.longest_seconds) == (2, 1, 1_250, 9.5)
+    overview = dashboard.overview(now=timezone.now())
+    assert overview["rows_total"] == "1,250 rows"
+    assert overview["longest_chart"]["peak"] == "10 s"  # the scale rounds to whole seconds

@@ -162,3 +162,38 @@ def test_sync_schedules_command(make_table):
     call_command("sync_schedules", stdout=out)
     assert "1 created" in out.getvalue()
     assert only_schedule_of(table)
+
+
+def test_a_reconcile_schedule_sits_next_to_the_sync_schedule_and_follows_the_table(
+    make_table, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    from syncengine import tasks
+    from syncengine.models import Reconciliation
+    from syncengine.schedules import SCHEDULED_RECONCILE_TASK, table_schedule_delete
+
+    table = make_table(schedule="hourly", reconcile_schedule="0 3 * * *")
+
+    def reconciles():
+        return Schedule.objects.filter(func=SCHEDULED_RECONCILE_TASK, args=str(table.pk))
+
+    assert [(s.name, s.schedule_type, s.cron) for s in reconciles()] == [
+        (f"fdm-reconcile:{table.name}", Schedule.CRON, "0 3 * * *")
+    ]
+    assert len(schedules_of(table)) == 1  # the sync's own schedule is untouched
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.scheduled_reconciliation(table.pk) is not None
+    queued = Reconciliation.objects.get(table=table)
+    assert (queued.deep, queued.trigger, queued.status) == (True, "schedule", "queued")
+    assert OrmQ.objects.count() == 1
+
+    table.reconcile_schedule = ""
+    table.save()
+    assert not reconciles().exists()
+    table.reconcile_schedule = "daily"
+    table.save()
+    assert reconciles().get().schedule_type == Schedule.DAILY
+    table_schedule_delete(table_id=table.pk)
+    assert not reconciles().exists() and schedules_of(table) == []

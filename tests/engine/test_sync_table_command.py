@@ -104,3 +104,80 @@ def test_from_the_shell_a_failure_exits_1_with_one_line_on_stderr(make_table, sn
     assert len(error_lines) == 1, result.stderr
     assert error_lines[0].startswith("CommandError: run #")
     assert "ABSENT" in error_lines[0]
+
+
+@pytest.mark.django_db
+def test_from_and_to_backfill_a_range_and_leave_the_watermark(orders, snowflake, target):
+    call_command("sync_table", orders.name, stdout=StringIO())
+    first = SyncRun.objects.get(table=orders)
+    # Corrected in place: the cursor does not move, so only a backfill of their range picks them up.
+    snowflake.execute(f"UPDATE {orders.source_display} SET AMOUNT = 999 WHERE TXN_ID IN (3, 4, 9)")  # noqa: S608
+    out = StringIO()
+
+    call_command(
+        "sync_table", orders.name, "--from", "2026-01-01T00:03:00", "--to", "2026-01-01 00:05:00", stdout=out
+    )
+
+    run = SyncRun.objects.filter(table=orders).latest("id")
+    assert (run.status, run.trigger) == (RunStatus.SUCCEEDED, RunTrigger.BACKFILL)
+    assert (run.backfill_from, run.backfill_to) == ("2026-01-01T00:03:00", "2026-01-01 00:05:00")
+    assert (run.rows_extracted, run.rows_updated) == (3, 2)
+    assert run.checks["backfill"] == {
+        "from": "2026-01-01T00:03:00",
+        "to": "2026-01-01 00:05:00",
+        "type": "timestamp_ntz",
+    }
+    assert run.watermark_after == first.watermark_after
+    assert "Backfill" in out.getvalue()
+    changed = target(
+        f"SELECT txn_id FROM {orders.postgres_schema}.{orders.postgres_table} WHERE amount = 999 ORDER BY txn_id"  # noqa: S608
+    )
+    assert [row[0] for row in changed] == [3, 4]
+
+
+@pytest.mark.django_db
+def test_a_bad_from_value_exits_1_naming_the_flag_and_records_nothing(orders):
+    call_command("sync_table", orders.name, stdout=StringIO())
+
+    with pytest.raises(CommandError) as raised:
+        call_command("sync_table", orders.name, "--from", "soon", stdout=StringIO())
+
+    assert raised.value.returncode == 1
+    assert "--from" in str(raised.value) and "'soon'" in str(raised.value)
+    assert SyncRun.objects.filter(table=orders).count() == 1
+
+
+@pytest.mark.django_db
+def test_allow_deletes_is_recorded_on_the_run(orders):
+    call_command("sync_table", orders.name, "--allow-deletes", stdout=StringIO())
+    assert SyncRun.objects.get(table=orders).allow_deletes is True
+
+
+@pytest.mark.django_db
+def test_a_tripped_delete_guard_exits_1_and_deletes_nothing_until_deletes_are_allowed(
+    make_table, seed_source, snowflake, target_rows
+):
+    table = make_table(
+        sync_mode="incremental",
+        incremental_column="updated_at",
+        primary_key=["TXN_ID"],
+        deletes_mode="hard",
+        deletes_max_ratio=0.1,
+    )
+    seed_source(table.snowflake_table, rows=10)
+    call_command("sync_table", table.name, stdout=StringIO())
+    snowflake.execute(f"DELETE FROM {table.source_display} WHERE TXN_ID <= 5")  # noqa: S608
+
+    with pytest.raises(CommandError) as raised:
+        call_command("sync_table", table.name, stdout=StringIO())
+
+    assert raised.value.returncode == 1
+    assert "5 of 10 rows" in str(raised.value) and "--allow-deletes" in str(raised.value)
+    assert target_rows(table) == 10
+    assert SyncRun.objects.filter(table=table).latest("id").error_kind == "terminal"
+
+    call_command("sync_table", table.name, "--allow-deletes", stdout=StringIO())
+
+    run = SyncRun.objects.filter(table=table).latest("id")
+    assert (run.status, run.rows_deleted, run.allow_deletes) == (RunStatus.SUCCEEDED, 5, True)
+    assert target_rows(table) == 5

@@ -271,15 +271,18 @@ def test_a_scrape_costs_the_same_number_of_queries_however_many_tables_and_runs(
     assert queries() == few
 
 
-def test_a_snapshot_reads_tables_runs_and_the_task_queue_in_five_queries(db, django_assert_num_queries):
+def test_a_snapshot_reads_tables_runs_the_task_queue_and_reconciliations_in_six_queries(
+    db, django_assert_num_queries
+):
     hour_ago = timezone.now() - timedelta(hours=1)
     for name in ("first", "second"):
         succeeded(
             make_table(name, schedule="hourly"), started=hour_ago, finished=hour_ago, result=result(name)
         )
 
-    # The tables with their latest runs' ids, those runs, the active runs, the last task, the due schedule.
-    with django_assert_num_queries(5):
+    # The tables with their latest runs' ids, those runs, the active runs, the last task, the due schedule,
+    # the latest reconciliations.
+    with django_assert_num_queries(6):
         metrics.read_snapshot(now=timezone.now())
 
 

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.utils import timezone
+
+from syncconfig.models import TableConfig
+from syncengine import reconciliations
+from syncengine.choices import ReconciliationStatus, RunTrigger
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 PROMETHEUS = MONITORING / "prometheus.yml"
@@ -42,7 +47,13 @@ def metric_names(expr: str) -> set[str]:
 
 @pytest.fixture
 def served_metrics(scenario, scrape) -> set[str]:
-    """Every sample name /metrics serves for a history that exercises all of fdm's metrics."""
+    """Every sample name /metrics serves for a history that exercises all of fdm's metrics (the scenario's,
+    and a finished reconciliation)."""
+    orders = TableConfig.objects.get(name="orders")
+    reconciliation = reconciliations.reconciliation_create(table=orders, trigger=RunTrigger.API, deep=True)
+    reconciliation.status, reconciliation.started_at = ReconciliationStatus.DIFFERENT, timezone.now()
+    reconciliation.finished_at = timezone.now()
+    reconciliation.save()
     names = {name for name, _ in scrape().samples}
     assert {name for name in names if name.startswith("fdm_")} >= {"fdm_runs_total", "fdm_collector_up"}
     return names

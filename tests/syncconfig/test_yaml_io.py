@@ -134,7 +134,7 @@ def test_export_writes_the_seed_format():
     tables = table_schema.validate_document(yaml_io.parse(SEED_YAML)).tables
     text = yaml_io.dump_tables([table_schema.table_to_dict(t) for t in tables])
     assert text == (
-        "# fdm table configuration. Keys and defaults: docs/configuration.md\n"
+        "# fdm table configuration. Keys and defaults: docs/table-configuration.md\n"
         "tables:\n"
         "  - name: financial_data\n"
         "    snowflake: {database: PROD_DB, schema: PUBLIC, table: FINANCIAL_DATA}\n"

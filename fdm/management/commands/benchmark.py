@@ -32,6 +32,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size", type=_positive, default=100_000, help="rows per Arrow batch (default 100,000)"
         )
+        parser.add_argument(
+            "--reconcile",
+            action="store_true",
+            help="measure reconciliation instead: deep and light checks of the synced table, equal and with "
+            "10 differences planted (time, queries, bytes returned)",
+        )
 
     def handle(self, *args, **options) -> None:
         from django.conf import settings
@@ -40,8 +46,13 @@ class Command(BaseCommand):
 
         if settings.EMBEDDED_DATABASE and not settings.TARGET_DATABASE_URL:
             ensure_embedded_database()  # its server holds the scratch database
+        benchmark = run_benchmark
+        if options["reconcile"]:
+            from syncengine.dev.reconcile_benchmark import run_reconcile_benchmark
+
+            benchmark = run_reconcile_benchmark
         try:
-            report = run_benchmark(
+            report = benchmark(
                 server_dsn=target_dsn(),
                 rows=options["rows"],
                 batch_size=options["batch_size"],

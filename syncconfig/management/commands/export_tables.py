@@ -16,7 +16,7 @@ from syncconfig import selectors, services
 class Command(SkipsKeyringCheck):
     help = (
         "Write the stored table configuration as YAML (the format import_tables reads; see "
-        "docs/configuration.md): to PATH, or to standard output when PATH is omitted. Importing the output "
+        "docs/table-configuration.md): to PATH, or to standard output when PATH is omitted. Importing the output "
         "again changes nothing."
     )
 

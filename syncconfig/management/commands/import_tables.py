@@ -16,7 +16,7 @@ from syncconfig.source_checks import SourceCheckUnavailable
 
 class Command(SkipsKeyringCheck):
     help = (
-        "Make the stored table configuration match a YAML file (format: docs/configuration.md). "
+        "Make the stored table configuration match a YAML file (format: docs/table-configuration.md). "
         "The import is atomic: if any table has a problem, nothing changes and every problem is printed, one "
         "per line, as 'tables[INDEX] NAME.KEY: message'. Exit status: 0 on success, 1 on any problem."
     )

@@ -1,4 +1,5 @@
-"""`python manage.py sync_table NAME [--full-refresh]`: one sync in the foreground, with progress and a summary."""
+"""`python manage.py sync_table NAME [--full-refresh | --from VALUE [--to VALUE]] [--allow-deletes]`: one sync in the
+foreground, with progress and a summary."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import argparse
 from datetime import timedelta
 from typing import TextIO
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from fdm.commands import WithExitStatus
 from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get, table_list
 from syncengine import services
@@ -19,6 +22,7 @@ from syncengine.choices import RunStatus, RunTrigger
 from syncengine.log_context import run_log_context
 from syncengine.models import SyncRun
 from syncengine.recorder import DATABASE_ERRORS, OutcomeNotRecorded
+from syncengine.run_options import RunOptions
 
 EXIT_SUCCEEDED = 0
 EXIT_FAILED = 1
@@ -26,7 +30,7 @@ EXIT_UNKNOWN_TABLE = 2
 EXIT_SKIPPED = 3
 
 
-class Command(BaseCommand):
+class Command(WithExitStatus):
     help = (
         "Sync one table now, in this process (not through the task queue), showing progress and then a "
         "summary of rows, bytes, stage durations, watermark and schema drift. The run is recorded like any "
@@ -34,14 +38,10 @@ class Command(BaseCommand):
         "command again."
     )
     epilog = (
-        "exit status: 0 the run succeeded; 1 it failed (the error is printed on stderr); 2 no table has that "
-        "name; 3 it was skipped because another run holds the table."
+        "exit status: 0 the run succeeded; 1 it failed (the error is printed on stderr; a tripped delete "
+        "guard is a failure that deleted nothing) or its options were refused; 2 no table has that name; 3 it "
+        "was skipped because another run holds the table."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.epilog = self.epilog
-        return parser
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("name", help="the table's name, as in config/tables.yaml or the admin")
@@ -49,6 +49,26 @@ class Command(BaseCommand):
             "--full-refresh",
             action="store_true",
             help="reload the whole table, ignoring the watermark of an incremental table",
+        )
+        parser.add_argument(
+            "--from",
+            dest="backfill_from",
+            metavar="VALUE",
+            default="",
+            help="backfill: re-extract the rows whose incremental column is at or after VALUE and merge them; "
+            "the watermark never moves back (trigger 'backfill')",
+        )
+        parser.add_argument(
+            "--to",
+            dest="backfill_to",
+            metavar="VALUE",
+            default="",
+            help="with --from: up to VALUE, inclusive (default: the newest row)",
+        )
+        parser.add_argument(
+            "--allow-deletes",
+            action="store_true",
+            help="let this run delete more rows than the table's delete guard (deletes.max_ratio) allows",
         )
 
     def handle(self, *args, **options) -> None:
@@ -67,9 +87,23 @@ class Command(BaseCommand):
         # stubs type every attribute that the wrapper forwards to its stream as a callable.
         stream: TextIO = self.stdout._out  # type: ignore[assignment]
         console = Console(file=stream, highlight=False, soft_wrap=True)
-        run = services.run_create(
-            table=table, trigger=RunTrigger.COMMAND, full_refresh=options["full_refresh"]
+        run_options = RunOptions(
+            backfill_from=options["backfill_from"],
+            backfill_to=options["backfill_to"],
+            allow_deletes=options["allow_deletes"],
         )
+        try:
+            run = services.run_create(
+                table=table,
+                trigger=RunTrigger.BACKFILL if run_options.backfill_from else RunTrigger.COMMAND,
+                full_refresh=options["full_refresh"],
+                options=run_options,
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"--{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
+            )
+            raise CommandError(f"{table.name}: {problems}", returncode=EXIT_FAILED) from None
         with _progress(console) as progress, run_log_context(run.pk):
             bar = progress.add_task(f"{table.name}: starting", total=None)
 
@@ -130,6 +164,8 @@ def _summary(run: SyncRun) -> Table:
     table.add_row("Status", run.status)
     if run.mode:
         table.add_row("Mode", run.mode + (" (full refresh)" if run.full_refresh else ""))
+    if run.backfill_from:
+        table.add_row("Backfill", f"{run.backfill_from} .. {run.backfill_to or 'newest'} (inclusive)")
     table.add_row(
         "Rows",
         f"{run.rows_extracted:,} extracted, {run.rows_loaded:,} loaded, {run.rows_inserted:,} inserted, "

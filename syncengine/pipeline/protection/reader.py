@@ -26,6 +26,7 @@ from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.plan import BLIND_INDEX_SUFFIX, ColumnProtection
 from syncengine.pipeline.protection.rowkeys import row_keys_from_values
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
+from syncengine.pipeline.spec import TargetRef
 from syncengine.pipeline.typemap import BYTEA, wire_type
 
 MASK = "[encrypted]"
@@ -371,3 +372,25 @@ def _mask(record: dict[str, Any], protected: Mapping[str, ColumnProtection]) -> 
     for name, protection in protected.items():
         if protection.encrypted and name in record and record[name] is not None:
             record[name] = MASK
+
+
+def decode_rows(
+    conn: psycopg.Connection,
+    records: list[dict[str, Any]],
+    *,
+    table_name: str,
+    target: TargetRef,
+    keyring: Keyring | None,
+) -> None:
+    """Decrypt and decompress the protected columns of `records` in place, in memory (reconciliation compares
+    them with the source this way). Each record carries the catalog's row key columns, which ciphertexts are
+    bound to."""
+    source = describe(conn, table_name=table_name, schema=target.schema, table=target.table)
+    if any(column.encrypted for column in source.protected.values()) and keyring is None:
+        raise ConfigurationError(
+            "comparing encrypted columns needs the keyring (FDM_ENCRYPTION_KEYS)", table=table_name
+        )
+    bound = list(source.catalog.row_key) if source.catalog else []
+    keys = row_keys_from_values([[record[name] for name in bound] for record in records]) if bound else None
+    if records:
+        _decode(records, _Decoder.of(conn, source, keyring), keys, decrypt=True)

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from syncengine.pipeline.errors import SchemaDriftError
 from syncengine.pipeline.schema.columns import ColumnPlan, TablePlan
+from syncengine.pipeline.schema.fdm_columns import columns_to_add, fdm_columns, is_fdm_column, target_key
 from syncengine.pipeline.schema.target import (
     TargetTable,
     add_column_sql,
@@ -85,7 +86,8 @@ def diff_columns(columns: Sequence[ColumnPlan], existing: Mapping[str, str]) -> 
     planned_names = {column.target_name for column in columns}
     return ColumnDiff(
         added=tuple(column for column in columns if column.target_name not in existing),
-        dropped=tuple(name for name in existing if name not in planned_names),
+        # fdm's own columns (`_fdm_...`) are not the source's, so never a dropped source column.
+        dropped=tuple(name for name in existing if name not in planned_names and not is_fdm_column(name)),
         retyped=tuple(
             (column, existing[column.target_name])
             for column in columns
@@ -141,11 +143,14 @@ def _create_target(spec: TableSpec, plan: TablePlan) -> DriftPlan:
     schema, table = spec.target.schema, spec.target.table
     columns = tuple(_load_column(spec, column, column.target_type) for column in plan.columns)
     create_ddl = create_table_sql(
-        schema, table, [(column.target_name, column.target_type) for column in plan.columns]
+        schema,
+        table,
+        [(column.target_name, column.target_type) for column in plan.columns] + list(fdm_columns(spec)),
     )
     # The key is added once the rows are in: one index build is several times faster than maintaining the
     # index row by row, and nothing else can see the new table before the commit.
-    finish_ddl = (add_primary_key_sql(schema, table, plan.target_primary_key),) if plan.primary_key else ()
+    key = target_key(spec, plan.target_primary_key)
+    finish_ddl = (add_primary_key_sql(schema, table, key),) if plan.primary_key else ()
     return DriftPlan(load_columns=columns, ddl=(create_ddl,), finish_ddl=finish_ddl, creates_table=True)
 
 
@@ -189,6 +194,9 @@ def _configuration_changes(
                 f"{existing_types[column.target_name]} to {column.target_type} and the full load refills it"
             )
             existing_types[column.target_name] = column.target_type
+    ddl, changes = columns_to_add(spec, target)
+    configured.ddl.extend(ddl)
+    configured.changes.extend(changes)
     return configured
 
 
