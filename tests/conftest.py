@@ -20,6 +20,18 @@ pytest_plugins = [
     "tests.notifications.receivers",  # http_receiver and smtp_server
 ]
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `load` take minutes each (a 100,000-run history, 200 tables due at once): they run only when
+    the marker expression names them (`pytest -m load`)."""
+    if "load" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="a load test: run with `pytest -m load`")
+    for item in items:
+        if item.get_closest_marker("load") is not None:
+            item.add_marker(skip)
+
+
 # fdm sends nothing anywhere but 127.0.0.1 here: the connector's login-time platform probes (cloud metadata
 # addresses) stay off for every connection the tests open, worker processes included (they inherit this).
 # fdm's own logins turn them off by themselves (tests/pipeline/test_network.py proves it without this).
