@@ -12,7 +12,7 @@ UV ?= $(BIN)/uv
 LOCK_DIR ?= .
 LOCK_FLAGS := --quiet --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: install install-demo browser tools demo test lint format bench lock clean screenshots
+.PHONY: install install-demo browser tools demo test load lint format bench lock clean screenshots
 
 install: $(VENV)/.installed
 install-demo: $(VENV)/.installed-demo
@@ -81,6 +81,12 @@ screenshots: install browser
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_SCREENSHOT_DIR=$(CURDIR)/screenshots \
 		$(BIN)/pytest -q tests/browser/test_cockpit.py tests/browser/test_import_page.py tests/browser/test_source_browser.py
 	@ls -1 screenshots/*.png
+
+# The load checks that take minutes: 200 tables due at once through two workers (a test), then the API under 50
+# clients for 60 s against a 100,000-run history (a benchmark printing its figures; docs/reliability.md).
+load: install
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/pytest -q -m load
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py benchmark_load
 
 lint:
 	$(BIN)/ruff check .

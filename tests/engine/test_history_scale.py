@@ -24,7 +24,7 @@ from syncengine.dev.history import history_seed
 from syncengine.models import SyncRun
 from syncengine.schedules import SCHEDULE_NAME_PREFIX
 
-pytestmark = [pytest.mark.slow, pytest.mark.load, pytest.mark.django_db]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 # No page reads more than this many queries, for 3 tables or 200 tables and 100,000 runs.
 QUERY_BOUND = 30
