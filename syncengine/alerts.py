@@ -17,6 +17,7 @@ their freshness limit, and key rotations that stopped moving.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +28,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from fdm.notifications.choices import IncidentKind
-from fdm.notifications.selectors import open_incident_keys
+from fdm.notifications.selectors import observation_list, open_incident_keys
 from fdm.notifications.services import (
     incident_open,
     incident_resolve,
@@ -155,6 +156,33 @@ def rotations_check(*, now: datetime | None = None) -> dict[str, int]:
             kind=IncidentKind.KEY_ROTATION_STUCK, key=gone, resolution="the table no longer encrypts", now=now
         )
     return {"checked": len(checked), "stuck": len(open_incident_keys(kind=IncidentKind.KEY_ROTATION_STUCK))}
+
+
+@dataclass(frozen=True)
+class RotationUnderWay:
+    """An encrypting table with values still on older keys or formats, as the latest rotation check counted."""
+
+    table: str
+    remaining: int
+    since: datetime  # when the count last changed
+    checked_at: datetime
+    stuck: bool  # unchanged for FDM_ROTATION_STUCK_MINUTES
+
+
+def rotations_under_way(*, now: datetime) -> list[RotationUnderWay]:
+    """What the rotation check saw last (one query): tables with values left to rotate, the stuck ones first."""
+    stuck_after = timedelta(minutes=settings.FDM_ROTATION_STUCK_MINUTES)
+    found = [
+        RotationUnderWay(
+            table=observation.key,
+            remaining=int(observation.value),
+            since=observation.since,
+            checked_at=observation.seen_at,
+            stuck=now - observation.since >= stuck_after,
+        )
+        for observation in observation_list(kind=IncidentKind.KEY_ROTATION_STUCK)
+    ]
+    return sorted(found, key=lambda rotation: (not rotation.stuck, rotation.table))
 
 
 def alerts_schedules_ensure(*, using: str = DEFAULT_DB_ALIAS) -> None:

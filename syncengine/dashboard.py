@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from fdm.admin_site import DashboardPanel
 from syncconfig.models import TableConfig
-from syncengine import selectors
+from syncengine import alerts, selectors
 from syncengine.choices import TableState
 from syncengine.run_text import duration_text, first_line
 
@@ -174,8 +174,8 @@ def _run_url(pk: int) -> str:
 
 
 def overview(*, now: datetime) -> dict[str, Any]:
-    """Everything the panel shows: four queries (tables with their latest runs' ids, those runs, runs per
-    day, the queue)."""
+    """Everything the panel shows: five queries (tables with their latest runs' ids, those runs, runs per
+    day, the queue, key rotations under way)."""
     statuses = selectors.table_statuses(tables=TableConfig.objects.order_by("name"), now=now, with_state=True)
     counts = Counter(status.state for status in statuses)
     board_url = reverse("admin:syncconfig_tableconfig_changelist")
@@ -232,6 +232,16 @@ def overview(*, now: datetime) -> dict[str, Any]:
             "runs_url": reverse("admin:syncengine_syncrun_changelist"),
         },
         "board_url": board_url,
+        "rotations": [
+            {
+                "name": rotation.table,
+                "url": reverse("admin:syncconfig_tableconfig_changelist") + f"?q={rotation.table}",
+                "remaining": rotation.remaining,
+                "unchanged_for": duration_text((now - rotation.since).total_seconds()),
+                "stuck": rotation.stuck,
+            }
+            for rotation in alerts.rotations_under_way(now=now)
+        ],
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from fdm.notifications.choices import IncidentStatus
-from fdm.notifications.models import Channel, Incident
+from fdm.notifications.models import Channel, Incident, Observation
 
 
 def channels_for(*, kind: str, table: str) -> list[Channel]:
@@ -24,3 +24,8 @@ def incident_list(*, status: str | None = None, kind: str | None = None) -> Quer
 
 def open_incident_keys(*, kind: str) -> set[str]:
     return set(Incident.objects.filter(kind=kind, status=IncidentStatus.OPEN).values_list("key", flat=True))
+
+
+def observation_list(*, kind: str) -> list[Observation]:
+    """Every value watched under `kind` (one per key), as last seen."""
+    return list(Observation.objects.filter(kind=kind).order_by("key"))

@@ -10,6 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from fdm.notifications.choices import IncidentKind
+from fdm.notifications.services import observation_record
 from syncconfig.models import TableConfig
 from syncengine import dashboard, services
 from syncengine.choices import RunStatus, RunTrigger, TableState
@@ -93,7 +95,7 @@ def test_the_dashboard_reads_the_same_number_of_queries_for_any_number_of_tables
         table = make_table()
         _finished(table, RunStatus.FAILED, error="boom")
         _finished(table, RunStatus.SUCCEEDED, days_ago=2)
-    assert few == queries() == 4
+    assert few == queries() == 5
 
 
 def test_each_day_counts_the_rows_of_successful_runs_and_their_longest_duration(make_table):
@@ -115,3 +117,22 @@ def test_each_day_counts_the_rows_of_successful_runs_and_their_longest_duration(
     overview = dashboard.overview(now=timezone.now())
     assert overview["rows_total"] == "1,250 rows"
     assert overview["longest_chart"]["peak"] == "10 s"  # the scale rounds to whole seconds
+
+
+def test_key_rotations_under_way_are_listed_the_stuck_ones_first(make_table, settings):
+    settings.FDM_ROTATION_STUCK_MINUTES = 60
+    now = timezone.now()
+    observation_record(
+        kind=IncidentKind.KEY_ROTATION_STUCK, key="ledger", value="40", now=now - timedelta(hours=3)
+    )
+    observation_record(
+        kind=IncidentKind.KEY_ROTATION_STUCK, key="accounts", value="7", now=now - timedelta(minutes=5)
+    )
+
+    rotations = dashboard.overview(now=now)["rotations"]
+
+    assert [(item["name"], item["remaining"], item["stuck"]) for item in rotations] == [
+        ("ledger", 40, True),
+        ("accounts", 7, False),
+    ]
+    assert rotations[0]["unchanged_for"] == "3 h"
