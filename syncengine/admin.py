@@ -689,7 +689,17 @@ class TableRunsAdminMixin(admin.ModelAdmin):
             self.admin_site.admin_view(self.browse_source_view),
             name=f"{self.opts.app_label}_{self.opts.model_name}_browse_source",
         )
-        return [browse_url, sync_now_url, check_source_url, *super().get_urls()]
+        check_choices_url = path(
+            "browse-source/check/",
+            self.admin_site.admin_view(self.check_choices_view),
+            name=f"{self.opts.app_label}_{self.opts.model_name}_check_choices",
+        )
+        return [browse_url, check_choices_url, sync_now_url, check_source_url, *super().get_urls()]
+
+    def check_choices_view(self, request: HttpRequest) -> HttpResponse:
+        from syncengine.source_check_admin import check_choices_view
+
+        return check_choices_view(self, request)
 
     def browse_source_view(self, request: HttpRequest) -> HttpResponse:
         from syncengine.source_check_admin import browse_source_view

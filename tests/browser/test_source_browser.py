@@ -43,7 +43,13 @@ def test_a_table_is_added_by_browsing_the_source_and_ticking_its_columns(browser
     browser.fill("input[name=postgres_table]", "card_transactions")
     assert not browser.scrolls_sideways()
     save_page(browser, "source-browser")
-    browser.click_and_wait(browser.find("#fdm-browse-form input[type=submit]"))
+
+    # Checked against the source before anything is saved: the columns exist, the key is unique in a sample.
+    browser.click_and_wait(browser.find("#fdm-check-choices"))
+    browser.expect_text("card_transactions checks out against", "#fdm-check-verdict")
+    assert not TableConfig.objects.filter(name="card_transactions").exists()
+    save_page(browser, "source-check")
+    browser.click_and_wait(browser.find("#fdm-add-checked"))
 
     # The new table's form, filled in: review and save.
     assert browser.path().startswith("/admin/syncconfig/tableconfig/add/?")
