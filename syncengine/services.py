@@ -41,7 +41,6 @@ logger = logging.getLogger("syncengine.runs")
 
 EXECUTE_TASK = "syncengine.tasks.execute_run"
 DISPATCH_TASK = "syncengine.tasks.dispatch_run"
-VACUUM_TASK = "syncengine.maintenance.vacuum_task"
 RETRY_SCHEDULE_PREFIX = "fdm-retry:"
 
 
@@ -210,21 +209,10 @@ def run_execute(
         return run
     recorder.record_success(run, result)
     if result.mode == "full" and (result.rows_inserted or result.rows_deleted):
-        _queue_vacuum(run)
+        from syncengine.maintenance import table_vacuum_after_load  # maintenance builds on these services
+
+        table_vacuum_after_load(run=run)
     return run
-
-
-def _queue_vacuum(run: SyncRun) -> None:
-    """A full load rewrote the table: VACUUM (ANALYZE) it on a worker, once this run's record is committed."""
-    run_id = run.pk
-
-    def push() -> None:
-        try:
-            async_task(VACUUM_TASK, run_id, task_name=f"fdm-vacuum-{run_id}")
-        except Exception as exc:  # the data is published; a missed vacuum is autovacuum's to catch up
-            logger.warning("run #%s: could not queue the vacuum after its full load: %s", run_id, exc)
-
-    transaction.on_commit(push)
 
 
 def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on

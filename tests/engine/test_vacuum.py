@@ -1,10 +1,10 @@
-"""After a full load, the target is vacuumed and analyzed on a worker, under the table's lock."""
+"""After a full load, the process that ran it vacuums and analyzes the target, under the table's lock, and
+gives up rather than wait on a session that holds the table."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
-from django_q.models import OrmQ
 
 from syncengine import maintenance, services
 from syncengine.choices import RunStatus, RunTrigger
@@ -23,33 +23,48 @@ def vacuum_stats(table) -> tuple:
         ).fetchone()
 
 
-def test_a_full_load_queues_a_vacuum_that_analyzes_the_target(
-    make_table, seed_source, django_capture_on_commit_callbacks
-):
+def full_load(make_table, seed_source):
     table = make_table()
     seed_source(table.snowflake_table, rows=30)
-    with django_capture_on_commit_callbacks(execute=True):
-        run = services.run_execute(run_id=services.run_create(table=table, trigger=RunTrigger.COMMAND).pk)
-    assert run.status == RunStatus.SUCCEEDED, run.error_message
-    assert [item.task["func"] for item in OrmQ.objects.all()] == [services.VACUUM_TASK]
-
-    done = maintenance.vacuum_task(run.pk)
-
-    assert done["vacuumed"] is True
-    assert vacuum_stats(table) == (True, True)
-    run.refresh_from_db()
-    assert run.log[-1]["message"] == "vacuumed and analyzed the target after the full load"
-
-
-def test_the_vacuum_waits_for_no_run_it_skips_a_table_another_run_holds(make_table, seed_source):
-    table = make_table()
-    seed_source(table.snowflake_table, rows=5)
     run = services.run_execute(run_id=services.run_create(table=table, trigger=RunTrigger.COMMAND).pk)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    return table, run
+
+
+def test_a_full_load_vacuums_and_analyzes_its_target(make_table, seed_source):
+    table, run = full_load(make_table, seed_source)
+
+    assert vacuum_stats(table) == (True, True)
+    messages = [entry["message"] for entry in run.log]
+    assert "vacuumed and analyzed the target after the full load" in messages
+
+
+def test_the_vacuum_skips_a_table_another_run_holds(make_table, seed_source):
+    _, run = full_load(make_table, seed_source)
 
     with psycopg.connect(target_dsn(), autocommit=True) as other_run:
-        other_run.execute("SELECT pg_advisory_lock(%s)", (table_lock_key(table.name),))
-        done = maintenance.vacuum_task(run.pk)
+        other_run.execute("SELECT pg_advisory_lock(%s)", (table_lock_key(run.table_name),))
+        done = maintenance.table_vacuum_after_load(run=run)
 
     assert done == {"vacuumed": False}
     run.refresh_from_db()
     assert run.log[-1]["message"] == "vacuum skipped: another run holds the table"
+
+
+def test_the_vacuum_gives_up_on_a_session_that_holds_the_table_and_the_run_stays_succeeded(
+    make_table, seed_source
+):
+    table, run = full_load(make_table, seed_source)
+
+    with psycopg.connect(target_dsn()) as holder:
+        holder.execute(
+            f'LOCK TABLE "{table.postgres_schema}"."{table.postgres_table}" IN ACCESS EXCLUSIVE MODE'
+        )
+        done = maintenance.table_vacuum_after_load(run=run)
+        holder.rollback()
+
+    assert done == {"vacuumed": False}
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.log[-1]["message"] == "vacuum after the full load skipped"
+    assert "lock timeout" in run.log[-1]["fields"]["reason"]

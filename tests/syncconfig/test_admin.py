@@ -18,6 +18,7 @@ from syncconfig import services, yaml_io
 from syncconfig.admin import export_selected_as_yaml
 from syncconfig.models import TableConfig
 from syncengine.admin import INLINE_RUN_LIMIT, SyncRunInline, sync_now
+from syncengine.reconciliation_admin import reconcile_now
 from tests.syncconfig.conftest import SEED_YAML, table
 
 pytestmark = pytest.mark.django_db
@@ -329,10 +330,10 @@ def test_import_needs_change_permission(client, django_user_model, config_dir):
     assert client.get(reverse(IMPORT)).status_code == 403
 
 
-def test_the_table_admin_shows_runs_and_offers_sync_now():
+def test_the_table_admin_shows_runs_and_offers_sync_now_and_reconcile():
     table_admin = type(admin.site.get_model_admin(TableConfig))
     assert table_admin.inlines == [SyncRunInline]
-    assert table_admin.actions == [export_selected_as_yaml, sync_now]
+    assert table_admin.actions == [export_selected_as_yaml, sync_now, reconcile_now]
 
 
 def test_the_add_and_change_pages_render(admin_client, transactions):
