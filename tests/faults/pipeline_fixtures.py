@@ -1,0 +1,33 @@
+"""The pipeline's fixtures (an emulator source database and a scratch PostgreSQL target per test), shared with
+the fault tests here by import, so that this folder needs no conftest of its own."""
+
+# ruff: noqa: F401 - fixtures are found by name in the importing module
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+
+from syncengine.pipeline.locks import try_lock_table
+from tests.pipeline.conftest import (
+    Source,
+    make_spec,
+    settings,
+    source,
+    source_connection,
+    staging_tables,
+    sync,
+    target,
+)
+
+
+def lock_is_free(dsn: str, table: str) -> bool:
+    """True when no run holds `table` (the lock is taken and given back at once)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return try_lock_table(conn, table)
+
+
+def leftovers(query: Callable[..., list[tuple]], dsn: str, table: str) -> dict[str, object]:
+    """What a run left behind in its target: staging tables, and whether the table's lock is held."""
+    return {"staging": staging_tables(query), "lock_free": lock_is_free(dsn, table)}
