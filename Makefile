@@ -88,6 +88,11 @@ load: install
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/pytest -q -m load
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py benchmark_load
 
+# The fault cases (docs/reliability.md), with the stateful property test at a larger size than in `make test`.
+.PHONY: faults
+faults: install
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_PROPERTY_EXAMPLES=60 $(BIN)/pytest -q -m faults
+
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from syncengine.pipeline.locks import try_lock_table
+from syncengine.pipeline.locks import try_lock_table, unlock_table
 from tests.pipeline.conftest import (
     Source,
     make_spec,
@@ -23,9 +23,13 @@ from tests.pipeline.conftest import (
 
 
 def lock_is_free(dsn: str, table: str) -> bool:
-    """True when no run holds `table` (the lock is taken and given back at once)."""
+    """True when no run holds `table`. The lock is taken and given back at once: explicitly, as a closed
+    session's locks are released only once the server has ended it, which a run starting next may beat."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return try_lock_table(conn, table)
+        free = try_lock_table(conn, table)
+        if free:
+            unlock_table(conn, table)
+        return free
 
 
 def leftovers(query: Callable[..., list[tuple]], dsn: str, table: str) -> dict[str, object]:

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from syncengine.connections import target_dsn
 from syncengine.pipeline.load import STAGING_SCHEMA, staging_prefix
-from syncengine.pipeline.locks import try_lock_table
+from syncengine.pipeline.locks import try_lock_table, unlock_table
 from tests.workers import WORKER_KEYRING, Cluster, stop_cluster
 
 
@@ -89,6 +89,8 @@ def left_behind(table_name: str) -> dict[str, Any]:
     )
     with psycopg.connect(target_dsn(), autocommit=True) as conn:
         lock_free = try_lock_table(conn, table_name)
+        if lock_free:  # given back at once, not left to the session's end, which a next run may beat
+            unlock_table(conn, table_name)
     active = SyncRun.objects.filter(
         table_name=table_name, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
     ).count()
