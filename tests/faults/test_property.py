@@ -115,6 +115,15 @@ class SyncMachine(RuleBasedStateMachine):
         self.source.sql(f"UPDATE {self.table} SET VAL = ?, UPDATED_AT = ? WHERE ID = ?", (value, cursor, key))
         self.rows[key] = (value, cursor)
 
+    @precondition(lambda self: self.watermark is not None)
+    @rule(data=st.data(), new_row=st.booleans(), value=st.integers(0, 999))
+    def at_the_boundary(self, data, new_row: bool, value: int) -> None:
+        """A late arrival, or an update, carrying exactly the watermark's value: the inclusive boundary."""
+        if new_row or not self.rows:
+            self.insert(count=1, at_boundary=True, value=value)
+        else:
+            self.update(data, at_boundary=True, value=value)
+
     @precondition(lambda self: self.rows)
     @rule(data=st.data())
     def delete(self, data) -> None:
