@@ -15,6 +15,7 @@ import itertools
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -75,6 +76,10 @@ def start(entry: str, table: TableConfig, *, database_url: str, api: APIClient, 
     return Started(table, after=after, run_id=response.json()["id"])
 
 
+def nothing_left(table_name: str) -> bool:
+    return left_behind(table_name) == {"staging": [], "lock_free": True, "active_runs": 0, "queued_tasks": 0}
+
+
 def finished(started: Started) -> SyncRun | None:
     run = started.run()
     return run if run is not None and run.is_terminal else None
@@ -102,24 +107,19 @@ def test_two_runs_of_one_table_at_once_run_one_and_skip_the_other_naming_it(
             with psycopg.connect(target_dsn()) as reader:
                 reader.execute(f"LOCK TABLE {relation} IN ACCESS SHARE MODE")
                 first = start(first_entry, table, database_url=test_database_url, api=api_operator)
-                wait(
-                    q,
-                    lambda relation=relation: waiting_on(relation),
-                    timeout=90,
-                    what="the first run's publish",
-                )
+                wait(q, partial(waiting_on, relation), timeout=90, what="the first run's publish")
                 holder = first.run()
                 assert holder is not None and holder.status == RunStatus.RUNNING
                 second = start(
                     second_entry, table, database_url=test_database_url, api=api_operator, exclude=[holder.pk]
                 )
-                skipped = wait(q, lambda second=second: finished(second), timeout=90, what="the second run")
+                skipped = wait(q, partial(finished, second), timeout=90, what="the second run")
                 if second.process is not None:
                     _, stderr = second.process.communicate(timeout=30)
                     assert second.process.returncode == EXIT_SKIPPED, stderr
                     assert f"#{holder.pk}" in stderr
                 reader.rollback()
-            ran = wait(q, lambda first=first: finished(first), timeout=90, what="the first run")
+            ran = wait(q, partial(finished, first), timeout=90, what="the first run")
             if first.process is not None:
                 first.process.communicate(timeout=30)
                 assert first.process.returncode == 0
@@ -131,9 +131,7 @@ def test_two_runs_of_one_table_at_once_run_one_and_skip_the_other_naming_it(
             with psycopg.connect(target_dsn(), autocommit=True) as conn:
                 rows = conn.execute(f"SELECT count(*), count(DISTINCT txn_id) FROM {relation}").fetchone()
             assert rows == (35, 35), pair
-            wait(q, lambda table=table: left_behind(table.name) == {
-                "staging": [], "lock_free": True, "active_runs": 0, "queued_tasks": 0
-            }, timeout=30, what="nothing left behind")  # fmt: skip
+            wait(q, partial(nothing_left, table.name), timeout=30, what="nothing left behind")
             figures.append(f"{pair}: skipped '{skipped.skip_reason}' ({time.monotonic() - began:.1f}s)")
     print("\n" + "\n".join(figures))
 

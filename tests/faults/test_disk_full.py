@@ -100,7 +100,8 @@ class Reader:
     def _poll(self) -> None:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while not self._stop.is_set():
-                self.seen.add(conn.execute(f"SELECT count(*) FROM {self.relation}").fetchone()[0])
+                (count,) = conn.execute(f"SELECT count(*) FROM {self.relation}").fetchall()[0]
+                self.seen.add(count)
                 time.sleep(0.02)
 
     def __enter__(self) -> Reader:

@@ -24,6 +24,7 @@ import itertools
 import os
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -56,7 +57,10 @@ class Crash(Exception):
 
 class SyncMachine(RuleBasedStateMachine):
     # Set by the test: the emulator source, its settings, the target database and a query on it.
-    source, snowflake, dsn, query = None, None, None, None
+    source: Any = None
+    snowflake: Any = None
+    dsn: Any = None
+    query: Any = None
     counter = itertools.count()
     steps: collections.Counter[str] = collections.Counter()  # what the examples did, printed at the end
 
@@ -72,7 +76,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.watermark: int | None = None
         self.clock = 0
         self.ids = itertools.count(1)
-        self.spec: TableSpec | None = None
+        self.spec: Any = None  # a TableSpec once configured
 
     @initialize(hard_deletes=st.booleans(), batch_size=st.sampled_from([1, 2, 5]))
     def configure(self, hard_deletes: bool, batch_size: int) -> None:

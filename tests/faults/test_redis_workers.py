@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -39,7 +40,7 @@ REDIS_URL = os.environ.get("FDM_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 
 
 @pytest.fixture
-def redis_url() -> str:
+def redis_url() -> Iterator[str]:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
