@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from syncengine.pipeline.load import staging_prefix
 from syncengine.pipeline.locks import try_lock_table, unlock_table
 from tests.pipeline.conftest import (
     Source,
@@ -33,5 +34,7 @@ def lock_is_free(dsn: str, table: str) -> bool:
 
 
 def leftovers(query: Callable[..., list[tuple]], dsn: str, table: str) -> dict[str, object]:
-    """What a run left behind in its target: staging tables, and whether the table's lock is held."""
-    return {"staging": staging_tables(query), "lock_free": lock_is_free(dsn, table)}
+    """What runs of `table` left behind in its target: staging tables, and whether the table's lock is held."""
+    prefix = staging_prefix(table)
+    staging = [name for name in staging_tables(query) if name.startswith(prefix)]
+    return {"staging": staging, "lock_free": lock_is_free(dsn, table)}
