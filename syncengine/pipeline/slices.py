@@ -38,6 +38,7 @@ from syncengine.pipeline.spec import SourceRef
 from syncengine.pipeline.typemap import SourceColumn
 from syncengine.pipeline.watermark import Watermark, kind_for
 
+DEFAULT_SOURCE_CONNECTIONS = 2  # Snowflake sessions reading one table at once (FDM_SOURCE_CONNECTIONS)
 MIN_SLICE_ROWS = 200_000  # a table needs this many rows per slice to be read in more than one
 MAX_SLICE_ROWS = 250_000  # beyond this a table gets more slices than connections, read a few at a time
 MAX_SLICES = 64  # past this, slices grow instead: each is a statement with its own start-up cost
