@@ -1,0 +1,214 @@
+"""The sliced-extract benchmark (`benchmark --slices`): does a full sync overlap reading with loading, and does
+its memory stay flat as the table grows?
+
+For each table size (1,000,000 and 5,000,000 rows by default), in one process and one run:
+1. the source read alone in one query, streamed through the pipeline's reader with each batch dropped as it
+   arrives (the floor of a one-query read: time and peak memory);
+2. the same read in key-range slices over the default number of sessions;
+3. a full sync read in one query (what the pipeline did before slices) and one read in slices (what it does
+   now), each into a new table;
+4. the COPY alone of the same rows, already in memory as Arrow (last: it holds the whole table in memory).
+
+Reported as ratios: sync time / (source + load), sync time / max(source, load), and the sync's peak RSS /
+the one-query source read's. Memory is this process's RSS (the emulator runs in a child process, as Snowflake
+would be elsewhere); each step starts after garbage collection and Arrow's pool handing back what it can.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from syncengine.dev.benchmark import (
+    DATABASE,
+    SCHEMA,
+    TABLE,
+    Measurement,
+    PeakMemory,
+    _copy_adbc,
+    _read_source,
+    _rss_mb,
+    _wire_batches,
+    machine_facts,
+    seeded_source,
+)
+from syncengine.pipeline.bootstrap import open_source
+from syncengine.pipeline.extract import SourceQuery, qualified_source
+from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
+from syncengine.pipeline.runner import run_sync
+from syncengine.pipeline.slice_reader import Sessions, SliceQueries, read_slices
+from syncengine.pipeline.slices import DEFAULT_SOURCE_CONNECTIONS, SliceLimits, plan_slices, sliced_query
+from syncengine.pipeline.source import SnowflakeSettings
+from syncengine.pipeline.spec import SourceRef, SyncMode, TableSpec, TargetRef
+from syncengine.pipeline.typemap import SourceColumn
+
+DEFAULT_SIZES = (1_000_000, 5_000_000)
+KEY = SourceColumn("TXN_ID", "NUMBER", precision=38, scale=0)
+
+
+@dataclass
+class Step(Measurement):
+    start_rss_mb: float = 0.0  # this process's RSS as the step began
+    publish_seconds: float = 0.0  # a sync's publishing transaction, which neither source nor load includes
+
+
+@dataclass
+class SizeFigures:
+    """One table size's measurements: source reads, load alone, and the full syncs before and after slices."""
+
+    rows: int
+    steps: dict[str, Step] = field(default_factory=dict)
+
+    def ratios(self, sync: str) -> dict[str, float]:
+        source, load, run = self.steps["source"], self.steps["load"], self.steps[sync]
+        return {
+            "sum": run.seconds / (source.seconds + load.seconds),
+            "max": run.seconds / max(source.seconds, load.seconds),
+            "staging": (run.seconds - run.publish_seconds) / max(source.seconds, load.seconds),
+            "rss": run.peak_rss_mb / source.peak_rss_mb,
+        }
+
+
+@dataclass
+class SliceReport:
+    batch_size: int
+    connections: int
+    machine: dict[str, str]
+    sizes: list[SizeFigures] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"Batch size {self.batch_size:,}; slices read over {self.connections} Snowflake sessions; "
+            f"COPY over {DEFAULT_COPY_STREAMS} connections.",
+            "",
+            "| rows | step | seconds | peak RSS (MB) | RSS at start (MB) | detail |",
+            "| ---: | --- | ---: | ---: | ---: | --- |",
+        ]
+        for size in self.sizes:
+            for step in size.steps.values():
+                lines.append(
+                    f"| {size.rows:,} | {step.name} | {step.seconds:.2f} | {step.peak_rss_mb:,.0f} | "
+                    f"{step.start_rss_mb:,.0f} | {step.detail} |"
+                )
+        lines += [
+            "",
+            "| rows | full sync | time / (source + load) | time / max(source, load) | "
+            "(time - publish) / max(source, load) | peak RSS / source's |",
+            "| ---: | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for size in self.sizes:
+            for sync in ("sync one query", "sync sliced"):
+                ratio = size.ratios(sync)
+                lines.append(
+                    f"| {size.rows:,} | {size.steps[sync].name} | {ratio['sum']:.2f} | {ratio['max']:.2f} | "
+                    f"{ratio['staging']:.2f} | {ratio['rss']:.2f} |"
+                )
+        lines += ["", *(f"- {key}: {value}" for key, value in self.machine.items())]
+        return "\n".join(lines)
+
+
+def _step(figures: SizeFigures, key: str, name: str, work: Callable[[], tuple[int, str, float]]) -> None:
+    """Measure one step (time, peak RSS), from the same footing as the others, with its RSS at the start."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    start = _rss_mb()
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        rows, detail, publish = work()
+        seconds = time.perf_counter() - started
+    figures.steps[key] = Step(name, rows, seconds, memory.peak_mb, detail, start, publish)
+
+
+def _stream_source(settings: SnowflakeSettings, limits: SliceLimits) -> tuple[int, str, float]:
+    """Read the whole table through the pipeline's reader, dropping each batch: the read's own cost."""
+    source = SourceRef(DATABASE, SCHEMA, TABLE)
+    first = open_source(settings, table="benchmark")
+    try:
+        plan = plan_slices(first, source, KEY, limits, table="benchmark")
+        base = SourceQuery(f"SELECT * FROM {qualified_source(source)}")  # noqa: S608 - quoted constants
+        queries = [sliced_query(base, slice_range) for slice_range in plan.ranges]
+        reads = SliceQueries(queries, 100_000, "benchmark", query_ids=[[] for _ in queries])
+        sessions = Sessions(first=first, connect=settings.connect, count=limits.connections)
+        rows = sum(batch.num_rows for batch in read_slices(reads, sessions))
+    finally:
+        first.close()
+    detail = f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'}, {limits.connections} session(s)"
+    return rows, detail, 0.0
+
+
+def _sync(
+    settings: SnowflakeSettings, dsn: str, spec: TableSpec, limits: SliceLimits
+) -> tuple[int, str, float]:
+    result = run_sync(spec, source=settings, target_dsn=dsn, slicing=limits)
+    slices = result.checks["extract_slices"]["slices"]
+    return (
+        result.extract.rows,
+        (
+            f"{slices} slice(s): extract wait {result.extract.seconds:.2f} s, transform {result.transform.seconds:.2f} s, "
+            f"COPY wait {result.load.seconds:.2f} s, publish {result.publish_seconds:.2f} s"
+        ),
+        result.publish_seconds,
+    )
+
+
+def _load_alone(
+    settings: SnowflakeSettings, dsn: str, batch_size: int
+) -> Callable[[], tuple[int, str, float]]:
+    """The COPY of the table's rows cast as the pipeline casts them, read into memory beforehand (unmeasured)."""
+    extracted, _ = _read_source(settings.connect)
+    wire = _wire_batches(extracted, batch_size)
+    extracted.clear()
+    return lambda: (*_copy_adbc(dsn, wire, DEFAULT_COPY_STREAMS), 0.0)
+
+
+def measure_size(*, server_dsn: str, rows: int, batch_size: int, say: Callable[[str], None]) -> SizeFigures:
+    figures = SizeFigures(rows=rows)
+    with seeded_source(server_dsn=server_dsn, rows=rows, batch_size=batch_size, say=say) as seeded:
+        seeded.seeding.close()
+        settings, dsn = seeded.settings, seeded.dsn
+        one, sliced = SliceLimits(connections=1), SliceLimits(connections=DEFAULT_SOURCE_CONNECTIONS)
+        say(f"{rows:,} rows: source reads")
+        _step(figures, "source", "source read alone, one query", lambda: _stream_source(settings, one))
+        _step(figures, "source sliced", "source read alone, sliced", lambda: _stream_source(settings, sliced))
+        for key, label, limits in (("sync one query", "one query", one), ("sync sliced", "sliced", sliced)):
+            say(f"{rows:,} rows: full sync, {label}")
+            spec = TableSpec(
+                name=f"benchmark_{key.replace(' ', '_')}",
+                source=SourceRef(DATABASE, SCHEMA, TABLE),
+                target=TargetRef("public", f"transactions_{key.replace(' ', '_')}"),
+                mode=SyncMode.FULL,
+                primary_key=("TXN_ID",),
+                batch_size=batch_size,
+            )
+            _step(figures, key, f"full sync, {label}", functools.partial(_sync, settings, dsn, spec, limits))
+        say(f"{rows:,} rows: COPY alone")
+        copy = _load_alone(settings, dsn, batch_size)
+        _step(figures, "load", "COPY alone (ADBC, rows in memory)", copy)
+    pa.default_memory_pool().release_unused()
+    return figures
+
+
+def run_slice_benchmark(
+    *,
+    server_dsn: str,
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    batch_size: int = 100_000,
+    say: Callable[[str], None] = lambda message: None,
+) -> SliceReport:
+    """Measure every size in turn, each on a freshly seeded emulator and scratch database."""
+    started = time.perf_counter()
+    figures = [
+        measure_size(server_dsn=server_dsn, rows=rows, batch_size=batch_size, say=say) for rows in sizes
+    ]
+    say(f"done in {time.perf_counter() - started:.0f} s")
+    return SliceReport(
+        batch_size=batch_size,
+        connections=DEFAULT_SOURCE_CONNECTIONS,
+        machine=machine_facts(server_dsn),
+        sizes=figures,
+    )
