@@ -37,6 +37,7 @@ from syncengine.dev.benchmark import (
     machine_facts,
     seeded_source,
 )
+from syncengine.dev.sampledata import insert_transactions
 from syncengine.pipeline.bootstrap import open_source
 from syncengine.pipeline.extract import SourceQuery, qualified_source
 from syncengine.pipeline.load import DEFAULT_COPY_STREAMS
@@ -48,6 +49,8 @@ from syncengine.pipeline.spec import SourceRef, SyncMode, TableSpec, TargetRef
 from syncengine.pipeline.typemap import SourceColumn
 
 DEFAULT_SIZES = (1_000_000, 5_000_000)
+SEED_CHUNK = 1_000_000
+Say = Callable[[str], None]
 KEY = SourceColumn("TXN_ID", "NUMBER", precision=38, scale=0)
 
 
@@ -112,7 +115,9 @@ class SliceReport:
         return "\n".join(lines)
 
 
-def _step(figures: SizeFigures, key: str, name: str, work: Callable[[], tuple[int, str, float]]) -> None:
+def _step(
+    figures: SizeFigures, key: str, name: str, work: Callable[[], tuple[int, str, float]], say: Say
+) -> None:
     """Measure one step (time, peak RSS), from the same footing as the others, with its RSS at the start."""
     gc.collect()
     pa.default_memory_pool().release_unused()
@@ -122,6 +127,7 @@ def _step(figures: SizeFigures, key: str, name: str, work: Callable[[], tuple[in
         rows, detail, publish = work()
         seconds = time.perf_counter() - started
     figures.steps[key] = Step(name, rows, seconds, memory.peak_mb, detail, start, publish)
+    say(f"{name}: {seconds:.2f} s, peak RSS {memory.peak_mb:,.0f} MB (from {start:,.0f} MB); {detail}")
 
 
 def _stream_source(settings: SnowflakeSettings, limits: SliceLimits) -> tuple[int, str, float]:
@@ -168,13 +174,31 @@ def _load_alone(
 
 def measure_size(*, server_dsn: str, rows: int, batch_size: int, say: Callable[[str], None]) -> SizeFigures:
     figures = SizeFigures(rows=rows)
-    with seeded_source(server_dsn=server_dsn, rows=rows, batch_size=batch_size, say=say) as seeded:
+    first = min(rows, SEED_CHUNK)
+    with seeded_source(server_dsn=server_dsn, rows=first, batch_size=batch_size, say=say) as seeded:
+        # The rest in chunks: one INSERT of millions of rows outlasts the connector's 60 s read timeout.
+        for start in range(first, rows, SEED_CHUNK):
+            say(f"seeding rows {start + 1:,} to {min(start + SEED_CHUNK, rows):,}")
+            insert_transactions(
+                seeded.seeding,
+                database=DATABASE,
+                schema=SCHEMA,
+                table=TABLE,
+                rows=min(SEED_CHUNK, rows - start),
+                first_id=start + 1,
+            )
         seeded.seeding.close()
         settings, dsn = seeded.settings, seeded.dsn
         one, sliced = SliceLimits(connections=1), SliceLimits(connections=DEFAULT_SOURCE_CONNECTIONS)
         say(f"{rows:,} rows: source reads")
-        _step(figures, "source", "source read alone, one query", lambda: _stream_source(settings, one))
-        _step(figures, "source sliced", "source read alone, sliced", lambda: _stream_source(settings, sliced))
+        _step(figures, "source", "source read alone, one query", lambda: _stream_source(settings, one), say)
+        _step(
+            figures,
+            "source sliced",
+            "source read alone, sliced",
+            lambda: _stream_source(settings, sliced),
+            say,
+        )
         for key, label, limits in (("sync one query", "one query", one), ("sync sliced", "sliced", sliced)):
             say(f"{rows:,} rows: full sync, {label}")
             spec = TableSpec(
@@ -185,10 +209,16 @@ def measure_size(*, server_dsn: str, rows: int, batch_size: int, say: Callable[[
                 primary_key=("TXN_ID",),
                 batch_size=batch_size,
             )
-            _step(figures, key, f"full sync, {label}", functools.partial(_sync, settings, dsn, spec, limits))
+            _step(
+                figures,
+                key,
+                f"full sync, {label}",
+                functools.partial(_sync, settings, dsn, spec, limits),
+                say,
+            )
         say(f"{rows:,} rows: COPY alone")
         copy = _load_alone(settings, dsn, batch_size)
-        _step(figures, "load", "COPY alone (ADBC, rows in memory)", copy)
+        _step(figures, "load", "COPY alone (ADBC, rows in memory)", copy, say)
     pa.default_memory_pool().release_unused()
     return figures
 
