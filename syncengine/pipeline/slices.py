@@ -20,6 +20,7 @@ it, and a retry reads it again) or missed until the next full load.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -76,6 +77,27 @@ class SliceRange:
             parts.append(f"({sql} OR {quoted} IS NULL)" if self.low is None else sql)
             params += upper
         return " AND ".join(parts), params
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything the range is, JSON-safe (a task argument for another worker); `from_json` reads it back."""
+        column = self.column
+        return {
+            "index": self.index,
+            "count": self.count,
+            "column": dataclasses.asdict(column) if column else None,
+            "low": self.low.to_json() if self.low else None,
+            "high": self.high.to_json() if self.high else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SliceRange:
+        return cls(
+            index=int(data["index"]),
+            count=int(data["count"]),
+            column=SourceColumn(**data["column"]) if data["column"] else None,
+            low=Watermark.from_json(data["low"]) if data["low"] else None,
+            high=Watermark.from_json(data["high"]) if data["high"] else None,
+        )
 
     def describe(self) -> dict[str, Any]:
         """JSON-safe, for the run's checks and evidence."""

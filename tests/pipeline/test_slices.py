@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from syncengine.pipeline.extract import SourceQuery
 from syncengine.pipeline.slices import (
     WHOLE_TABLE,
     SliceLimits,
+    SliceRange,
     plan_slices,
     slice_count,
     sliced_query,
@@ -163,3 +165,15 @@ def test_the_whole_table_needs_no_predicate() -> None:
     assert sliced_query(query, WHOLE_TABLE) is query
     assert split_range(NUMBER_KEY, None, None, 4) == (WHOLE_TABLE,)
     assert split_range(NUMBER_KEY, 5, 5, 4) == (WHOLE_TABLE,)
+
+
+def test_a_range_survives_a_round_trip_through_json() -> None:
+    column = SourceColumn("K", "NUMBER", precision=10, scale=2)
+    stamps = SourceColumn("S", "TIMESTAMP_NTZ")
+    ranges = (
+        *split_range(column, Decimal("-1.05"), Decimal("99.99"), 3),
+        *split_range(stamps, dt.datetime(2021, 1, 1), dt.datetime(2021, 1, 2, 3, 4, 5, 6), 3),
+        WHOLE_TABLE,
+    )
+    for slice_range in ranges:
+        assert SliceRange.from_json(json.loads(json.dumps(slice_range.to_json()))) == slice_range
