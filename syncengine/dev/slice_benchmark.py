@@ -11,15 +11,17 @@ For each table size (1,000,000 and 5,000,000 rows by default), in one process an
 
 Reported as ratios: sync time / (source + load), sync time / max(source, load), and the sync's peak RSS /
 the one-query source read's. Memory is this process's RSS (the emulator runs in a child process, as Snowflake
-would be elsewhere); each step starts after garbage collection and Arrow's pool handing back what it can.
+would be elsewhere); each step runs in a fresh process, so none inherits memory an earlier step left behind.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -115,10 +117,21 @@ class SliceReport:
         return "\n".join(lines)
 
 
-def _step(
-    figures: SizeFigures, key: str, name: str, work: Callable[[], tuple[int, str, float]], say: Say
-) -> None:
-    """Measure one step (time, peak RSS), from the same footing as the others, with its RSS at the start."""
+Measured = tuple[
+    int, str, float, float, float, float
+]  # rows, detail, publish s, seconds, peak RSS, start RSS
+
+
+def _step(figures: SizeFigures, key: str, name: str, child: Callable[[], Measured], say: Say) -> None:
+    """Run one step in a fresh process, so that no step inherits the memory an earlier one left behind."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rows, detail, publish, seconds, peak, start = pool.submit(child).result()
+    figures.steps[key] = Step(name, rows, seconds, peak, detail, start, publish)
+    say(f"{name}: {seconds:.2f} s, peak RSS {peak:,.0f} MB (from {start:,.0f} MB); {detail}")
+
+
+def _measured(work: Callable[[], tuple[int, str, float]]) -> Measured:
+    """In the step's process: time `work` and sample its peak RSS."""
     gc.collect()
     pa.default_memory_pool().release_unused()
     start = _rss_mb()
@@ -126,8 +139,7 @@ def _step(
         started = time.perf_counter()
         rows, detail, publish = work()
         seconds = time.perf_counter() - started
-    figures.steps[key] = Step(name, rows, seconds, memory.peak_mb, detail, start, publish)
-    say(f"{name}: {seconds:.2f} s, peak RSS {memory.peak_mb:,.0f} MB (from {start:,.0f} MB); {detail}")
+    return rows, detail, publish, seconds, memory.peak_mb, start
 
 
 def _stream_source(settings: SnowflakeSettings, limits: SliceLimits) -> tuple[int, str, float]:
@@ -162,14 +174,12 @@ def _sync(
     )
 
 
-def _load_alone(
-    settings: SnowflakeSettings, dsn: str, batch_size: int
-) -> Callable[[], tuple[int, str, float]]:
+def _load_alone(settings: SnowflakeSettings, dsn: str, batch_size: int) -> Measured:
     """The COPY of the table's rows cast as the pipeline casts them, read into memory beforehand (unmeasured)."""
     extracted, _ = _read_source(settings.connect)
     wire = _wire_batches(extracted, batch_size)
     extracted.clear()
-    return lambda: (*_copy_adbc(dsn, wire, DEFAULT_COPY_STREAMS), 0.0)
+    return _measured(lambda: (*_copy_adbc(dsn, wire, DEFAULT_COPY_STREAMS), 0.0))
 
 
 def measure_size(*, server_dsn: str, rows: int, batch_size: int, say: Callable[[str], None]) -> SizeFigures:
@@ -191,14 +201,9 @@ def measure_size(*, server_dsn: str, rows: int, batch_size: int, say: Callable[[
         settings, dsn = seeded.settings, seeded.dsn
         one, sliced = SliceLimits(connections=1), SliceLimits(connections=DEFAULT_SOURCE_CONNECTIONS)
         say(f"{rows:,} rows: source reads")
-        _step(figures, "source", "source read alone, one query", lambda: _stream_source(settings, one), say)
-        _step(
-            figures,
-            "source sliced",
-            "source read alone, sliced",
-            lambda: _stream_source(settings, sliced),
-            say,
-        )
+        for key, label, limits in (("source", "one query", one), ("source sliced", "sliced", sliced)):
+            reading = functools.partial(_measured, functools.partial(_stream_source, settings, limits))
+            _step(figures, key, f"source read alone, {label}", reading, say)
         for key, label, limits in (("sync one query", "one query", one), ("sync sliced", "sliced", sliced)):
             say(f"{rows:,} rows: full sync, {label}")
             spec = TableSpec(
@@ -213,11 +218,11 @@ def measure_size(*, server_dsn: str, rows: int, batch_size: int, say: Callable[[
                 figures,
                 key,
                 f"full sync, {label}",
-                functools.partial(_sync, settings, dsn, spec, limits),
+                functools.partial(_measured, functools.partial(_sync, settings, dsn, spec, limits)),
                 say,
             )
         say(f"{rows:,} rows: COPY alone")
-        copy = _load_alone(settings, dsn, batch_size)
+        copy = functools.partial(_load_alone, settings, dsn, batch_size)
         _step(figures, "load", "COPY alone (ADBC, rows in memory)", copy, say)
     pa.default_memory_pool().release_unused()
     return figures
