@@ -47,6 +47,13 @@ SETTINGS = (
         "COPY connections that fill a run's staging table in parallel",
     ),
     Setting(
+        "source_connections",
+        "FDM_SOURCE_CONNECTIONS",
+        2,
+        1,
+        "Snowflake sessions that read a large table's key-range slices at once in a full load",
+    ),
+    Setting(
         "publish_lock_timeout_seconds",
         "FDM_PUBLISH_LOCK_TIMEOUT",
         30,

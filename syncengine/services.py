@@ -227,6 +227,7 @@ def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
     # Imported here: the pipeline pulls in pyarrow and the Snowflake connector, which web processes that
     # only enqueue runs never need.
     from syncengine.pipeline.runner import run_sync
+    from syncengine.pipeline.slices import SliceLimits
 
     return run_sync(
         spec,
@@ -241,6 +242,7 @@ def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
         keyring=keyring,
         run_id=str(run.pk),
         copy_streams=settings.FDM_PIPELINE["copy_streams"],
+        slicing=SliceLimits(connections=settings.FDM_PIPELINE["source_connections"]),
         publish_lock_timeout=settings.FDM_PIPELINE["publish_lock_timeout_seconds"],
     )
 

@@ -135,7 +135,7 @@ class SourceSession:
     """The run's Snowflake session; closed as soon as the rows are staged, before publishing."""
 
     def __init__(self, source: SnowflakeSettings | SourceFactory, *, table: str):
-        self.conn: SnowflakeConnection = _open_source(source, table=table)
+        self.conn: SnowflakeConnection = open_source(source, table=table)
         self._closed = False
 
     def close(self) -> None:
@@ -155,7 +155,8 @@ class SourceSession:
             close_in_background(self.conn.close, what="source session")
 
 
-def _open_source(source: SnowflakeSettings | SourceFactory, *, table: str) -> SnowflakeConnection:
+def open_source(source: SnowflakeSettings | SourceFactory, *, table: str) -> SnowflakeConnection:
+    """A new session from the run's settings or factory (the run's own, and each further slice reader's)."""
     if isinstance(source, SnowflakeSettings):
         return source.connect()
     try:

@@ -9,6 +9,9 @@ The stages live beside this module: `bootstrap` (lock, fdm's schemas, the target
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import Any
+
+from snowflake.connector import SnowflakeConnection
 
 from syncengine.pipeline.backfill import BackfillRequest
 from syncengine.pipeline.bootstrap import (
@@ -16,6 +19,7 @@ from syncengine.pipeline.bootstrap import (
     SourceSession,
     TargetState,
     locked_target,
+    open_source,
     read_target_state,
 )
 from syncengine.pipeline.deletes import KeyScan, staged_keys
@@ -30,9 +34,11 @@ from syncengine.pipeline.protection.protector import Protector
 from syncengine.pipeline.publish import PublishOptions, PublishOutcome, publish_run
 from syncengine.pipeline.reconcile.light import check_after_publish
 from syncengine.pipeline.result import SyncResult
+from syncengine.pipeline.slice_reader import Sessions
+from syncengine.pipeline.slices import DEFAULT_SOURCE_CONNECTIONS, SliceLimits, SlicePlan, plan_slices
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import TableSpec
-from syncengine.pipeline.stage import Staged, staging_table, stream_into_staging
+from syncengine.pipeline.stage import SlicedSource, Staged, staging_table, stream_into_staging
 from syncengine.pipeline.watermark import SyncState
 
 DEFAULT_PUBLISH_LOCK_TIMEOUT = 30.0
@@ -49,6 +55,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     should_cancel: CancelCheck | None = None,
     publish_lock_timeout: float = DEFAULT_PUBLISH_LOCK_TIMEOUT,
     copy_streams: int = DEFAULT_COPY_STREAMS,
+    slicing: SliceLimits | None = None,
     keyring: Keyring | None = None,
     run_id: str | None = None,
     allow_deletes: bool = False,
@@ -72,7 +79,9 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
 
     `publish_lock_timeout` (seconds) bounds the wait for the target's lock when publishing; running out of it
     is a transient failure, so a long report query delays the sync rather than queueing readers behind it.
-    `copy_streams` is how many COPY connections fill the staging table in parallel. `run_id` (the caller's
+    `copy_streams` is how many COPY connections fill the staging table in parallel; `slicing` how many
+    Snowflake sessions may read a full load's key-range slices at once, and how large a slice may grow
+    (`slices.SliceLimits`; by default two sessions). `run_id` (the caller's
     id for the run) is written into the table's state in the publishing transaction, with the counts it
     published: `watermark.read_run_state` tells later whether this run's data committed; with lineage, it is
     also written on each row. `allow_deletes` lets this one run past the delete guard (`deletes.max_ratio`).
@@ -81,8 +90,9 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     hooks = Hooks.of(log=log, progress=on_progress, cancelled=should_cancel)
     if spec.batch_size <= 0:
         raise ConfigurationError("batch_size must be positive", table=spec.name)
-    if copy_streams <= 0:
-        raise ConfigurationError("copy_streams must be positive", table=spec.name)
+    slicing = slicing or SliceLimits(connections=DEFAULT_SOURCE_CONNECTIONS)
+    if copy_streams <= 0 or slicing.connections <= 0:
+        raise ConfigurationError("copy_streams and source connections must be positive", table=spec.name)
     result = SyncResult(table=spec.name, mode=str(spec.mode))
 
     with ExitStack() as cleanup:
@@ -107,11 +117,20 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         staging = cleanup.enter_context(
             staging_table(conn, plan, dsn=target_dsn, streams=copy_streams, log=hooks.log)
         )
+        sessions = Sessions(
+            first=source_session.conn,
+            connect=lambda: open_source(source, table=spec.name),
+            count=slicing.connections,
+        )
+        slices = _plan_slices(plan, described, sessions.first, slicing)
+        result.checks["extract_slices"] = {**slices.describe(), "connections": slicing.connections}
         staged = stream_into_staging(
-            plan, source_session.conn, staging=staging, protector=protector, hooks=hooks
+            plan, SlicedSource(sessions, slices), staging=staging, protector=protector, hooks=hooks
         )
         _record_staged(result, staged, protector)
         _record_evidence(result, plan, described, staged, protector)
+        if slices.query_id:
+            result.evidence.queries.insert(1, {"purpose": "plan slices", "query_id": slices.query_id})
         keys = cleanup.enter_context(
             staged_keys(conn, plan, source_session.conn, staging=staging, hooks=hooks)
         )
@@ -139,6 +158,18 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             log=hooks.log,
         )
     return result
+
+
+def _plan_slices(
+    plan: RunPlan, described: SourceTable, conn: SnowflakeConnection, limits: SliceLimits
+) -> SlicePlan:
+    """A full load of a large table is read in key-range slices over several sessions; an incremental run
+    (a delta, usually small) reads in one query."""
+    if plan.incremental or plan.backfill is not None:
+        return SlicePlan(reason="incremental run")
+    key = plan.columns.primary_key
+    column = next((column for column in described.columns if key and column.name == key[0]), None)
+    return plan_slices(conn, plan.spec.source, column, limits, table=plan.spec.name)
 
 
 def _protector(plan: RunPlan, keyring: Keyring | None, existing: TargetState) -> Protector | None:
@@ -187,10 +218,17 @@ def _record_evidence(
 ) -> None:
     evidence = result.evidence
     evidence.queries.append({"purpose": "describe source", "query_id": described.query_id})
-    evidence.queries.extend(
-        {"purpose": "extract", "query_id": query_id, "sql": plan.query.sql, "params": list(plan.query.params)}
-        for query_id in staged.query_ids
-    )
+    for query_id in staged.query_ids:
+        query, slice_range = staged.queries.get(query_id, (plan.query, None))
+        entry: dict[str, Any] = {
+            "purpose": "extract",
+            "query_id": query_id,
+            "sql": query.sql,
+            "params": list(query.params),
+        }
+        if slice_range is not None and not slice_range.whole:
+            entry["slice"] = slice_range.describe()
+        evidence.queries.append(entry)
     evidence.source_columns = [
         {"name": column.name, "type": column.display_type, "nullable": column.nullable}
         for column in described.columns

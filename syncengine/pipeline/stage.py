@@ -13,10 +13,9 @@ from typing import Any
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-from snowflake.connector import SnowflakeConnection
 
 from syncengine.pipeline.errors import PipelineError, RunCancelled
-from syncengine.pipeline.extract import prefetch, stream_batches
+from syncengine.pipeline.extract import SourceQuery
 from syncengine.pipeline.hooks import Hooks, Log
 from syncengine.pipeline.load import StagingWriter, create_staging, drop_staging, new_staging_name
 from syncengine.pipeline.plan import RunPlan
@@ -26,6 +25,8 @@ from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.protection.protector import Protector
 from syncengine.pipeline.result import StageMetrics
 from syncengine.pipeline.schema.drift import LoadColumn
+from syncengine.pipeline.slice_reader import Sessions, SliceQueries, read_slices
+from syncengine.pipeline.slices import SlicePlan, SliceRange, sliced_query
 from syncengine.pipeline.spec import SyncMode, TableSpec
 from syncengine.pipeline.transform.casts import cast_batch
 from syncengine.pipeline.transform.protect import protect_batch
@@ -54,6 +55,17 @@ class Staged:
     checks: dict[str, Any] = field(default_factory=dict)
     newest: Watermark | None = None
     query_ids: list[str] = field(default_factory=list)  # Snowflake's ids for the queries that read the rows
+    # Each of those queries, by id, with the key-range slice it read (the evidence names both).
+    queries: dict[str, tuple[SourceQuery, SliceRange]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SlicedSource:
+    """Where staging reads from: the Snowflake sessions it may use, and the key-range slices of the read (one
+    slice, the whole table, unless the run planned more)."""
+
+    sessions: Sessions
+    slices: SlicePlan = field(default_factory=SlicePlan)
 
 
 @contextmanager
@@ -76,13 +88,15 @@ def staging_table(
 
 def stream_into_staging(
     plan: RunPlan,
-    source_conn: SnowflakeConnection,
+    source: SlicedSource,
     *,
     staging: Staging,
     protector: Protector | None,
     hooks: Hooks,
 ) -> Staged:
-    """Extract, transform, check and COPY every batch. Cancellation is checked between batches."""
+    """Extract, transform, check and COPY every batch. The slices are read concurrently, each on a session of
+    its own (`slice_reader`); every batch is transformed, checked and counted here, on the run's thread.
+    Cancellation is checked between batches."""
     table = plan.spec.name
     staged = Staged(table=staging.table)
     checks = KeyCheck(
@@ -98,16 +112,10 @@ def stream_into_staging(
     writer = StagingWriter(
         staging.dsn, staging.table, table=table, source_names=source_names, streams=staging.streams
     )
-    # The next source chunk downloads while this one is cast and copied.
-    batches = prefetch(
-        stream_batches(
-            source_conn,
-            plan.query,
-            batch_size=plan.spec.batch_size,
-            table=table,
-            query_ids=staged.query_ids,
-        )
-    )
+    # The next source chunks download (on the readers' threads) while this one is cast and copied.
+    queries = [sliced_query(plan.query, slice_range) for slice_range in source.slices.ranges]
+    reads = SliceQueries(queries, plan.spec.batch_size, table, query_ids=[[] for _ in queries])
+    batches = read_slices(reads, source.sessions)
     try:
         for batch in _timed(batches, staged.extract):
             if hooks.cancelled():
@@ -124,6 +132,9 @@ def stream_into_staging(
     finally:
         batches.close()
         writer.close()
+    for slice_range, query, ids in zip(source.slices.ranges, queries, reads.query_ids, strict=True):
+        staged.query_ids.extend(ids)
+        staged.queries.update((query_id, (query, slice_range)) for query_id in ids)
     staged.transform.rows = checks.rows
     staged.load = StageMetrics(rows=writer.stats.rows, bytes=writer.stats.bytes, seconds=writer.stats.seconds)
     staged.newest = transform.newest

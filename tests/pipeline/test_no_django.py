@@ -12,7 +12,12 @@ PROBE = """
 import importlib, pkgutil, sys
 import syncengine.pipeline as pipeline
 names = [info.name for info in pkgutil.walk_packages(pipeline.__path__, "syncengine.pipeline.")]
-names += ["syncengine.dev.sampledata", "syncengine.dev.benchmark", "syncengine.dev.emulator"]
+names += [
+    "syncengine.dev.sampledata",
+    "syncengine.dev.benchmark",
+    "syncengine.dev.slice_benchmark",
+    "syncengine.dev.emulator",
+]
 for name in names:
     importlib.import_module(name)
 loaded = sorted(name for name in sys.modules if name == "django" or name.startswith("django."))

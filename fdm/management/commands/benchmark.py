@@ -17,6 +17,14 @@ def _positive(value: str) -> int:
     return number
 
 
+def _sizes(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(_positive(part.replace("_", "")) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be positive whole numbers separated by commas") from None
+    return sizes
+
+
 class Command(BaseCommand):
     help = (
         "Seed the Snowflake emulator (started in a child process) with N transactions and measure, in one "
@@ -39,6 +47,19 @@ class Command(BaseCommand):
             "10 differences planted (time, queries, bytes returned)",
         )
 
+        parser.add_argument(
+            "--slices",
+            action="store_true",
+            help="measure the sliced extract instead: source alone, COPY alone and full syncs read in one query "
+            "and in key-range slices, at each of --slice-sizes, with time and memory ratios",
+        )
+        parser.add_argument(
+            "--slice-sizes",
+            type=_sizes,
+            default=(1_000_000, 5_000_000),
+            help="table sizes for --slices, comma-separated (default 1000000,5000000)",
+        )
+
     def handle(self, *args, **options) -> None:
         from django.conf import settings
 
@@ -46,6 +67,9 @@ class Command(BaseCommand):
 
         if settings.EMBEDDED_DATABASE and not settings.TARGET_DATABASE_URL:
             ensure_embedded_database()  # its server holds the scratch database
+        if options["slices"]:
+            self._slices(options)
+            return
         benchmark = run_benchmark
         if options["reconcile"]:
             from syncengine.dev.reconcile_benchmark import run_reconcile_benchmark
@@ -55,6 +79,20 @@ class Command(BaseCommand):
             report = benchmark(
                 server_dsn=target_dsn(),
                 rows=options["rows"],
+                batch_size=options["batch_size"],
+                say=lambda message: self.stderr.write(f"... {message}"),
+            )
+        except Exception as exc:  # one clear line for whatever stopped the benchmark
+            raise CommandError(f"benchmark failed: {exc}") from exc
+        self.stdout.write(report.to_markdown())
+
+    def _slices(self, options: dict) -> None:
+        from syncengine.dev.slice_benchmark import run_slice_benchmark
+
+        try:
+            report = run_slice_benchmark(
+                server_dsn=target_dsn(),
+                sizes=options["slice_sizes"],
                 batch_size=options["batch_size"],
                 say=lambda message: self.stderr.write(f"... {message}"),
             )
