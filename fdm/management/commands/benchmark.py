@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -33,6 +35,14 @@ class Command(BaseCommand):
             "--batch-size", type=_positive, default=100_000, help="rows per Arrow batch (default 100,000)"
         )
         parser.add_argument(
+            "--small-tables",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also sync N tables of 1,000 rows through two worker processes, with and without pooled "
+            "Snowflake sessions (200: about 2 minutes)",
+        )
+        parser.add_argument(
             "--reconcile",
             action="store_true",
             help="measure reconciliation instead: deep and light checks of the synced table, equal and with "
@@ -46,7 +56,7 @@ class Command(BaseCommand):
 
         if settings.EMBEDDED_DATABASE and not settings.TARGET_DATABASE_URL:
             ensure_embedded_database()  # its server holds the scratch database
-        benchmark = run_benchmark
+        benchmark: Any = functools.partial(run_benchmark, small_tables=options["small_tables"])
         if options["reconcile"]:
             from syncengine.dev.reconcile_benchmark import run_reconcile_benchmark
 
