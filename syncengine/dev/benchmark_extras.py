@@ -97,7 +97,7 @@ def _encryption_rows(report: BenchmarkReport, runs: dict[str, list[SyncResult]],
 
 def _publish_share(report: BenchmarkReport, plain: list[SyncResult]) -> None:
     total = _median(plain, _total)
-    phases = {name: _median(plain, lambda r, name=name: r.phases.get(name, 0.0)) for name in plain[0].phases}
+    phases = {name: statistics.median(r.phases.get(name, 0.0) for r in plain) for name in plain[0].phases}
     spread = ", ".join(f"{name} {seconds:.2f}" for name, seconds in phases.items())
     report.measurements.append(
         Measurement(

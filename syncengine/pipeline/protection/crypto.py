@@ -154,8 +154,14 @@ def _binary_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The value offsets (int64, one more than values) and the data bytes of a binary array without nulls."""
     _validity, offsets_buffer, data_buffer = values.buffers()
     assert offsets_buffer is not None
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=len(values) + 1, offset=values.offset * 4)
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    offsets = np.frombuffer(
+        memoryview(offsets_buffer), dtype=np.int32, count=len(values) + 1, offset=values.offset * 4
+    )
+    data = (
+        np.frombuffer(memoryview(data_buffer), dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(0, np.uint8)
+    )
     return offsets.astype(np.int64), data
 
 
@@ -165,11 +171,15 @@ def binary_array(starts: np.ndarray, data: np.ndarray | bytes) -> pa.Array:
         int(starts[-1]) > np.iinfo(np.int32).max
     ):  # past binary's 2 GiB: large_binary, cast (and refused) as before
         large = pa.Array.from_buffers(
-            pa.large_binary(), len(starts) - 1, [None, pa.py_buffer(starts), pa.py_buffer(data)]
+            pa.large_binary(),
+            len(starts) - 1,
+            [None, pa.py_buffer(cast(Any, starts)), pa.py_buffer(cast(Any, data))],
         )
         return large.cast(pa.binary())
     return pa.Array.from_buffers(
-        pa.binary(), len(starts) - 1, [None, pa.py_buffer(starts.astype(np.int32)), pa.py_buffer(data)]
+        pa.binary(),
+        len(starts) - 1,
+        [None, pa.py_buffer(cast(Any, starts.astype(np.int32))), pa.py_buffer(cast(Any, data))],
     )
 
 
@@ -250,12 +260,13 @@ class ColumnCipher:
         aead = self._aead(self.version, self.keyring.primary, salt)
         present = len(padded)
         # Through binary: a fixed-size binary array's to_pylist() goes value by value (20x slower).
-        nonces = (
+        nonces = cast(
+            list[bytes],
             pa.Array.from_buffers(
                 pa.binary(NONCE_BYTES), present, [None, pa.py_buffer(self._random(NONCE_BYTES * present))]
             )
             .cast(pa.binary())
-            .to_pylist()
+            .to_pylist(),
         )
         aad_prefix = self._aad_prefix(self.version) + b"\x00" + header + b"\x00"
         aads: Iterable[bytes]
@@ -263,7 +274,7 @@ class ColumnCipher:
             aads = repeat(aad_prefix, present)
         else:
             aads = map(aad_prefix.__add__, cast(list[bytes], row_keys.to_pylist()))
-        sealed = map(aead.encrypt, cast(list[bytes], nonces), cast(list[bytes], padded.to_pylist()), aads)
+        sealed = map(aead.encrypt, nonces, cast(list[bytes], padded.to_pylist()), aads)
         # header | nonce | ciphertext and tag, joined in C; each envelope's length follows from its padded one.
         data = b"".join(chain.from_iterable(zip(repeat(header, present), nonces, sealed, strict=True)))
         starts = np.zeros(present + 1, dtype=np.int64)
