@@ -13,7 +13,13 @@ import psycopg
 import pytest
 
 from syncengine.dev.sampledata import insert_transactions, seed_transactions
-from syncengine.pipeline.errors import PipelineError, RunCancelled, TransientError, TypeOverflowError
+from syncengine.pipeline.errors import (
+    PipelineError,
+    RunCancelled,
+    TransientError,
+    TypeOverflowError,
+    ValidationFailed,
+)
 from syncengine.pipeline.spec import DriftPolicy
 
 from .conftest import staging_tables
@@ -280,4 +286,24 @@ def test_a_failed_index_rebuild_leaves_the_old_rows_and_every_index(source, make
 
     assert target("SELECT id, note FROM public.ledger ORDER BY id") == [(Decimal(1), "a"), (Decimal(2), "b")]
     assert _index_definitions(target) == before
+    assert staging_tables(target) == []
+
+
+def test_a_staged_row_gone_before_publishing_fails_the_run_and_keeps_the_old_rows(
+    source, make_spec, sync, target
+):
+    """The INSERT's row count stands in for counting staging: a row missing from staging fails the run."""
+    _ledger(source, [(1, "10.00", "a"), (2, "20.00", "b")])
+    sync(make_spec("LEDGER"))
+    _ledger(source, [(3, "30.00", "c"), (4, "40.00", "d"), (5, "50.00", "e")])
+
+    def lose_a_staged_row(stage: str, done: int) -> None:
+        if stage == "publish":
+            (staging,) = staging_tables(target)
+            target(f'DELETE FROM _fdm_staging."{staging}" WHERE id = 4')
+
+    with pytest.raises(ValidationFailed, match="3 rows extracted .* 2 published"):
+        sync(make_spec("LEDGER"), on_progress=lose_a_staged_row)
+
+    assert target("SELECT id FROM public.ledger ORDER BY id") == [(Decimal(1),), (Decimal(2),)]
     assert staging_tables(target) == []
