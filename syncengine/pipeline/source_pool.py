@@ -13,7 +13,8 @@ them out again:
   as a login there), and a session that died in between fails its run as transient, which is retried;
 - a session idle for longer than `max_idle_seconds` is closed rather than reused: Snowflake ends idle
   sessions after four hours, and a short limit keeps a quiet worker from holding sessions;
-- after a fork the child starts empty (a socket is never shared between processes).
+- after a fork the child starts empty (a socket is never shared between processes); a worker that exits
+  leaves its idle sessions to Snowflake's idle timeout rather than wait on logouts.
 """
 
 from __future__ import annotations
