@@ -228,10 +228,11 @@ def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on
     # only enqueue runs never need.
     from syncengine.pipeline.runner import run_sync
     from syncengine.pipeline.slices import SliceLimits
+    from syncengine.pipeline.source_pool import SESSIONS
 
     return run_sync(
         spec,
-        source=source,
+        source=SESSIONS.source(source),  # a worker reuses its Snowflake sessions from run to run
         target_dsn=target,
         full_refresh=run.full_refresh,
         allow_deletes=run.allow_deletes,

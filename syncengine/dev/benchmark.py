@@ -358,8 +358,10 @@ def run_benchmark(
     rows: int = 1_000_000,
     batch_size: int = 100_000,
     say: Callable[[str], None] = lambda message: None,
+    small_tables: int = 0,
 ) -> BenchmarkReport:
-    """Seed the emulator with `rows` transactions and measure each step into a scratch database."""
+    """Seed the emulator with `rows` transactions and measure each step into a scratch database; then the
+    ratios of `benchmark_extras` (and, when `small_tables`, that many small tables through two workers)."""
     with seeded_source(server_dsn=server_dsn, rows=rows, batch_size=batch_size, say=say) as seeded:
         report, settings, seeding, dsn = seeded.report, seeded.settings, seeded.seeding, seeded.dsn
         report.baseline_rss_mb = _rss_mb()
@@ -420,7 +422,6 @@ def run_benchmark(
         say("incremental sync with no change")
         _measure(report, "incremental sync, no change", lambda: _sync(spec, settings, dsn))
         cursor.execute(f'DELETE FROM "{DATABASE}"."{SCHEMA}"."{TABLE}" WHERE MOD(TXN_ID, 1000) = 1')  # noqa: S608
-        seeding.close()
         with_deletes = dataclasses.replace(spec, deletes=DeletesSpec(mode=DeleteMode.HARD))
         say("incremental sync with hard deletes (0.1% of the rows deleted): key-only scan")
         _measure(
@@ -428,4 +429,7 @@ def run_benchmark(
             "incremental sync, hard deletes (key-only scan)",
             lambda: _sync(with_deletes, settings, dsn),
         )
+        from syncengine.dev.benchmark_extras import measure_extras
+
+        measure_extras(seeded, spec, rounds=2, small_tables=small_tables, say=say)
         return report

@@ -22,6 +22,7 @@ from syncengine.pipeline.protection import catalog, dictionaries
 from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.schema.target import TargetTable, inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error, close_in_background
+from syncengine.pipeline.source_pool import PooledSource
 from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.watermark import (
     STATE_SCHEMA,
@@ -132,15 +133,20 @@ def create_schema_if_missing(conn: psycopg.Connection, schema: str) -> None:
 
 
 class SourceSession:
-    """The run's Snowflake session; closed as soon as the rows are staged, before publishing."""
+    """The run's Snowflake session; closed as soon as the rows are staged, before publishing. A session drawn
+    from a pool (`source_pool.PooledSource`) goes back to it when the run is done with it cleanly."""
 
-    def __init__(self, source: SnowflakeSettings | SourceFactory, *, table: str):
+    def __init__(self, source: SnowflakeSettings | SourceFactory | PooledSource, *, table: str):
+        self._source = source
         self.conn: SnowflakeConnection = open_source(source, table=table)
         self._closed = False
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if isinstance(self._source, PooledSource):
+                self._source.release(self.conn)
+                return
             with suppress(Exception):
                 self.conn.close()
 
@@ -155,10 +161,14 @@ class SourceSession:
             close_in_background(self.conn.close, what="source session")
 
 
-def open_source(source: SnowflakeSettings | SourceFactory, *, table: str) -> SnowflakeConnection:
-    """A new session from the run's settings or factory (the run's own, and each further slice reader's)."""
+def open_source(
+    source: SnowflakeSettings | SourceFactory | PooledSource, *, table: str
+) -> SnowflakeConnection:
+    """A session from the run's settings, factory or pool (the run's own, and each further slice reader's)."""
     if isinstance(source, SnowflakeSettings):
         return source.connect()
+    if isinstance(source, PooledSource):
+        return source.open()
     try:
         conn = source()
     except sf_errors.Error as exc:

@@ -2,9 +2,9 @@
 transaction that also applies drift DDL and advances the watermark (`publish_run`), so readers see either the
 old rows or the new ones, never a mix.
 
-- full: TRUNCATE then INSERT ... SELECT. TRUNCATE keeps the table itself, so operator-added indexes, grants,
-  comments, triggers and dependent views survive; its ACCESS EXCLUSIVE lock makes readers wait for the commit
-  (they then see the new rows) instead of seeing an empty or half-filled table.
+- full: TRUNCATE then INSERT ... SELECT, the indexes rebuilt once after (`indexes`). TRUNCATE keeps the table
+  itself, so operator-added indexes, grants, comments, triggers and dependent views survive; its ACCESS
+  EXCLUSIVE lock makes readers wait for the commit (they then see the new rows), never an empty table.
 - upsert (incremental, with a primary key): INSERT ... ON CONFLICT DO UPDATE, touching only rows whose values
   changed, so a run over unchanged source rows writes nothing.
 - replace slice (incremental, no primary key): replace the target rows at or above the previous watermark (a
@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from syncengine.pipeline import deletes, history, locks
+from syncengine.pipeline import deletes, history, indexes, locks
 from syncengine.pipeline.bootstrap import create_schema_if_missing
 from syncengine.pipeline.errors import ValidationFailed
 from syncengine.pipeline.identifiers import quote_postgres
@@ -122,44 +122,20 @@ def count(conn: psycopg.Connection, relation: str) -> int:
     return int(row[0]) if row else 0
 
 
-def suspend_primary_key(conn: psycopg.Connection, target: str) -> str | None:
-    """Drop the target's primary key for a bulk reload and return the statement that restores it.
-
-    Rebuilding the key's index once after the INSERT is several times faster than maintaining it row by row,
-    and shortens the time readers wait on the publish. The constraint comes back with its name and definition
-    (columns, INCLUDE, deferrability) before the commit, so nobody sees the table without it. Skipped (None)
-    when the definition would not carry everything: a foreign key referring to the table, a comment on the
-    constraint or its index, index storage parameters or tablespace, the index used for CLUSTER or as
-    replica identity.
-    """
-    row = conn.execute(
-        "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
-        "JOIN pg_index i ON i.indexrelid = c.conindid JOIN pg_class ic ON ic.oid = c.conindid "
-        "WHERE c.conrelid = %s::regclass AND c.contype = 'p' AND ic.reloptions IS NULL AND ic.reltablespace = 0 "
-        "AND NOT i.indisclustered AND NOT i.indisreplident "
-        "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.conrelid AND f.contype = 'f') "
-        "AND obj_description(c.oid, 'pg_constraint') IS NULL "
-        "AND obj_description(c.conindid, 'pg_class') IS NULL",
-        (target,),
-    ).fetchone()
-    if row is None:
-        return None
-    name, definition = row
-    conn.execute(f"ALTER TABLE {target} DROP CONSTRAINT {quote_postgres(name)}")
-    return f"ALTER TABLE {target} ADD CONSTRAINT {quote_postgres(name)} {definition}"
-
-
 def publish_full(conn: psycopg.Connection, relations: Relations, *, deduplicate: bool) -> Published:
+    """TRUNCATE, then INSERT the staged rows with the target's indexes set aside and rebuilt once after
+    (`indexes`). The INSERT's row count is what the target holds afterwards: TRUNCATE's lock keeps every other
+    writer out, so no count(*) pass is needed to know it."""
     # The rows being replaced are reported as deleted, so a run record shows what a full reload threw away.
+    # Counted before the TRUNCATE, while readers still read the old rows.
     target, columns = relations.target, relations.columns
     replaced = count(conn, target)
     conn.execute(f"TRUNCATE {target}")
-    restore_key = suspend_primary_key(conn, target)
+    rebuild = indexes.set_aside_indexes(conn, target)
     watermark = relations.watermark if deduplicate else None
     source = staged_rows_sql(relations.staging, columns, relations.key, watermark)
     cursor = conn.execute(relations.insert_sql(source))
-    if restore_key is not None:
-        conn.execute(restore_key)
+    indexes.rebuild_indexes(conn, rebuild)
     return Published(inserted=cursor.rowcount, deleted=replaced)
 
 
@@ -284,26 +260,13 @@ def _publish_rows(  # noqa: PLR0913 - the transaction's parts, handed on
 ) -> Published:
     """Publish in the plan's mode, verifying the counts on both sides; records its checks in `checks`."""
     table = plan.spec.name
-    in_staging = count(conn, relations.staging)
-    checks["rows_staged"] = in_staging
-    if in_staging != staged.extract.rows:
-        raise ValidationFailed(f"{staged.extract.rows} rows extracted but {in_staging} staged", table=table)
+    if not plan.spec.history and plan.since is None and (not plan.merges or plan.drift.creates_table):
+        return _publish_full(conn, plan, relations, staged, options, checks)
+    in_staging = _count_staged(conn, relations, staged, checks, table=table)
     duplicates = int(staged.checks.get("duplicates_resolved", 0) or 0)
-    expected = in_staging - duplicates
-    distinct = int(staged.checks.get("distinct_keys", expected) or 0)
+    distinct = int(staged.checks.get("distinct_keys", in_staging - duplicates) or 0)
     if plan.spec.history:
         return _publish_history(conn, relations, distinct=distinct, table=table)
-    if plan.since is None and (not plan.merges or plan.drift.creates_table):
-        if (guarded := deletes.guard_replace(conn, plan, _delete_scope(relations, options))) is not None:
-            checks["deletes"] = guarded
-        published = publish_full(conn, relations, deduplicate=duplicates > 0)
-        in_target = count(conn, relations.target)
-        if published.inserted != expected or in_target != expected:
-            raise ValidationFailed(
-                f"{expected} rows staged but {published.inserted} inserted and {in_target} in the target",
-                table=table,
-            )
-        return published
     if relations.key:
         published = publish_upsert(conn, relations, distinct_keys=distinct)
         missing = keys_missing_after_upsert(conn, relations)
@@ -314,6 +277,42 @@ def _publish_rows(  # noqa: PLR0913 - the transaction's parts, handed on
         checks["rows_unchanged"] = published.unchanged
         return published
     return _publish_slice(conn, plan, relations, in_staging=in_staging)
+
+
+def _count_staged(
+    conn: psycopg.Connection, relations: Relations, staged: Staged, checks: dict[str, Any], *, table: str
+) -> int:
+    """The staging table's rows, which must be every extracted row."""
+    in_staging = count(conn, relations.staging)
+    checks["rows_staged"] = in_staging
+    if in_staging != staged.extract.rows:
+        raise ValidationFailed(f"{staged.extract.rows} rows extracted but {in_staging} staged", table=table)
+    return in_staging
+
+
+def _publish_full(  # noqa: PLR0913 - the transaction's parts, handed on
+    conn: psycopg.Connection,
+    plan: RunPlan,
+    relations: Relations,
+    staged: Staged,
+    options: PublishOptions,
+    checks: dict[str, Any],
+) -> Published:
+    """A full load. Without repeated keys every staged row is inserted, so the INSERT's row count alone shows
+    that staging held every extracted row and the target holds them now; with them, staging is counted first."""
+    table = plan.spec.name
+    duplicates = int(staged.checks.get("duplicates_resolved", 0) or 0)
+    if duplicates:
+        _count_staged(conn, relations, staged, checks, table=table)
+    if (guarded := deletes.guard_replace(conn, plan, _delete_scope(relations, options))) is not None:
+        checks["deletes"] = guarded
+    published = publish_full(conn, relations, deduplicate=duplicates > 0)
+    expected = staged.extract.rows - duplicates
+    if published.inserted != expected:
+        message = f"{staged.extract.rows} rows extracted ({duplicates} repeated keys), {published.inserted} published"
+        raise ValidationFailed(message, table=table)
+    checks.setdefault("rows_staged", staged.extract.rows)
+    return published
 
 
 def _publish_slice(

@@ -35,6 +35,9 @@ class SyncResult:
     drift: list[str] = field(default_factory=list)  # what changed in the source and what was done about it
     checks: dict[str, Any] = field(default_factory=dict)  # validation results (row counts, key checks)
     evidence: RunEvidence = field(default_factory=lambda: RunEvidence())
+    # Seconds per phase, fixed costs included (lock, target state, source session, metadata, staging table,
+    # rows, publish, check): what a small table's run spends besides its rows. Not recorded on the run.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,6 +8,8 @@ The stages live beside this module: `bootstrap` (lock, fdm's schemas, the target
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -37,6 +39,7 @@ from syncengine.pipeline.result import SyncResult
 from syncengine.pipeline.slice_reader import Sessions
 from syncengine.pipeline.slices import DEFAULT_SOURCE_CONNECTIONS, SliceLimits, SlicePlan, plan_slices
 from syncengine.pipeline.source import SnowflakeSettings
+from syncengine.pipeline.source_pool import PooledSource
 from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.stage import SlicedSource, Staged, staging_table, stream_into_staging
 from syncengine.pipeline.watermark import SyncState
@@ -47,7 +50,7 @@ DEFAULT_PUBLISH_LOCK_TIMEOUT = 30.0
 def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `spec` is keyword-only
     spec: TableSpec,
     *,
-    source: SnowflakeSettings | SourceFactory,
+    source: SnowflakeSettings | SourceFactory | PooledSource,
     target_dsn: str,
     full_refresh: bool = False,
     on_progress: Progress | None = None,
@@ -94,11 +97,15 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     if copy_streams <= 0 or slicing.connections <= 0:
         raise ConfigurationError("copy_streams and source connections must be positive", table=spec.name)
     result = SyncResult(table=spec.name, mode=str(spec.mode))
+    lap = _stopwatch(result.phases)
 
     with ExitStack() as cleanup:
         conn = cleanup.enter_context(locked_target(target_dsn, spec.name))
+        lap("lock")
         existing = read_target_state(conn, spec, hooks.log)
+        lap("target state")
         source_session = cleanup.enter_context(SourceSession(source, table=spec.name))
+        lap("source session")
         described = describe_source(
             source_session.conn, spec.source, table=spec.name, log=hooks.log, want_key=not spec.primary_key
         )
@@ -110,6 +117,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             log=hooks.log,
             backfill=backfill,
         )
+        lap("metadata and plan")
         protector = _protector(plan, keyring, existing)
         _record_plan(result, plan, state=existing.sync_state, log=hooks.log)
         hooks.log("info", "extracting", table=spec.name, mode=result.mode, columns=len(plan.load_columns))
@@ -117,6 +125,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         staging = cleanup.enter_context(
             staging_table(conn, plan, dsn=target_dsn, streams=copy_streams, log=hooks.log)
         )
+        lap("staging table")
         sessions = Sessions(
             first=source_session.conn,
             connect=lambda: open_source(source, table=spec.name),
@@ -124,9 +133,11 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         )
         slices = _plan_slices(plan, described, sessions.first, slicing)
         result.checks["extract_slices"] = {**slices.describe(), "connections": slicing.connections}
+        lap("plan slices")
         staged = stream_into_staging(
             plan, SlicedSource(sessions, slices), staging=staging, protector=protector, hooks=hooks
         )
+        lap("rows")
         _record_staged(result, staged, protector)
         _record_evidence(result, plan, described, staged, protector)
         if slices.query_id:
@@ -146,7 +157,9 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             allow_deletes=allow_deletes,
             key_table=keys.table if keys else None,
         )
+        lap("delete scan")
         outcome = publish_run(conn, plan, staged, protector=protector, options=options)
+        lap("publish")
         _record_published(result, outcome, hooks)
         # Counts and sums on both sides, still under the table's lock; never fails the published run.
         result.checks["reconciliation"] = check_after_publish(
@@ -157,6 +170,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             as_of=next(iter(staged.query_ids), None),
             log=hooks.log,
         )
+        lap("check after publish")
     return result
 
 
@@ -170,6 +184,18 @@ def _plan_slices(
     key = plan.columns.primary_key
     column = next((column for column in described.columns if key and column.name == key[0]), None)
     return plan_slices(conn, plan.spec.source, column, limits, table=plan.spec.name)
+
+
+def _stopwatch(phases: dict[str, float]) -> Callable[[str], None]:
+    """A function that adds the seconds since its last call (or since this one) to `phases[name]`."""
+    last = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - last[0]
+        last[0] = now
+
+    return lap
 
 
 def _protector(plan: RunPlan, keyring: Keyring | None, existing: TargetState) -> Protector | None:

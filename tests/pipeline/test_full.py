@@ -13,7 +13,13 @@ import psycopg
 import pytest
 
 from syncengine.dev.sampledata import insert_transactions, seed_transactions
-from syncengine.pipeline.errors import RunCancelled, TransientError, TypeOverflowError
+from syncengine.pipeline.errors import (
+    PipelineError,
+    RunCancelled,
+    TransientError,
+    TypeOverflowError,
+    ValidationFailed,
+)
 from syncengine.pipeline.spec import DriftPolicy
 
 from .conftest import staging_tables
@@ -207,3 +213,97 @@ def test_a_primary_key_with_storage_parameters_is_left_in_place(source, make_spe
 
     assert target("SELECT 'public.ledger_pkey'::regclass::oid") == index_before
     assert target("SELECT reloptions FROM pg_class WHERE relname = 'ledger_pkey'") == [(["fillfactor=70"],)]
+
+
+def _index_definitions(target) -> list[tuple]:
+    return target(
+        "SELECT c.relname, pg_get_indexdef(c.oid), i.indisprimary FROM pg_index i "
+        "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'public.ledger'::regclass ORDER BY 1"
+    )
+
+
+def test_indexes_set_aside_for_the_load_come_back_as_they_were(source, make_spec, sync, target):
+    _ledger(source, [(1, "10.00", "a"), (2, "20.00", "b")])
+    sync(make_spec("LEDGER"))
+    target("CREATE INDEX ledger_note_idx ON public.ledger (note) WITH (fillfactor = 80) WHERE amount > 0")
+    target("CREATE UNIQUE INDEX ledger_note_amount_key ON public.ledger (lower(note), amount)")
+    target("ALTER TABLE public.ledger ADD CONSTRAINT ledger_amount_unique UNIQUE (amount, id)")
+    before = _index_definitions(target)
+    oids_before = dict(target("SELECT relname, oid FROM pg_class WHERE relname LIKE 'ledger_%'"))
+    _ledger(source, [(3, "30.00", "c"), (4, "40.00", "d"), (5, "50.00", "e")])
+
+    result = sync(make_spec("LEDGER"))
+
+    assert (result.rows_inserted, result.rows_deleted) == (3, 2)
+    assert _index_definitions(target) == before
+    oids_after = dict(target("SELECT relname, oid FROM pg_class WHERE relname LIKE 'ledger_%'"))
+    assert oids_after["ledger_note_idx"] != oids_before["ledger_note_idx"]  # rebuilt, not maintained
+    assert target(
+        "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'public.ledger'::regclass ORDER BY 1"
+    ) == [("ledger_amount_unique", "u"), ("ledger_pkey", "p")]
+    assert target("SELECT id FROM public.ledger WHERE note = 'd'") == [(Decimal(4),)]
+
+
+def test_indexes_whose_definition_does_not_carry_everything_stay_in_place(source, make_spec, sync, target):
+    _ledger(source, [(1, "10.00", "a")])
+    sync(make_spec("LEDGER"))
+    target("CREATE INDEX ledger_commented_idx ON public.ledger (note)")
+    target("COMMENT ON INDEX public.ledger_commented_idx IS 'used by the month-end report'")
+    target("CREATE INDEX ledger_clustered_idx ON public.ledger (amount)")
+    target("CLUSTER public.ledger USING ledger_clustered_idx")
+    target("CREATE INDEX ledger_expression_idx ON public.ledger ((amount * 2))")
+    target("ALTER INDEX public.ledger_expression_idx ALTER COLUMN 1 SET STATISTICS 500")
+    kept = ("ledger_commented_idx", "ledger_clustered_idx", "ledger_expression_idx")
+    oids_before = target(
+        "SELECT relname, oid FROM pg_class WHERE relname = ANY(%s) ORDER BY 1", (list(kept),)
+    )
+    _ledger(source, [(2, "20.00", "b")])
+
+    sync(make_spec("LEDGER"))
+
+    assert (
+        target("SELECT relname, oid FROM pg_class WHERE relname = ANY(%s) ORDER BY 1", (list(kept),))
+        == oids_before
+    )
+    assert target("SELECT obj_description('public.ledger_commented_idx'::regclass)") == [
+        ("used by the month-end report",)
+    ]
+    assert target(
+        "SELECT indisclustered FROM pg_index WHERE indexrelid = 'public.ledger_clustered_idx'::regclass"
+    ) == [(True,)]
+
+
+def test_a_failed_index_rebuild_leaves_the_old_rows_and_every_index(source, make_spec, sync, target):
+    """A unique index the new rows violate fails the rebuild: the transaction rolls back as a whole."""
+    _ledger(source, [(1, "10.00", "a"), (2, "20.00", "b")])
+    sync(make_spec("LEDGER"))
+    target("CREATE UNIQUE INDEX ledger_note_key ON public.ledger (note)")
+    before = _index_definitions(target)
+    _ledger(source, [(3, "30.00", "same"), (4, "40.00", "same")])
+
+    with pytest.raises(PipelineError):
+        sync(make_spec("LEDGER"))
+
+    assert target("SELECT id, note FROM public.ledger ORDER BY id") == [(Decimal(1), "a"), (Decimal(2), "b")]
+    assert _index_definitions(target) == before
+    assert staging_tables(target) == []
+
+
+def test_a_staged_row_gone_before_publishing_fails_the_run_and_keeps_the_old_rows(
+    source, make_spec, sync, target
+):
+    """The INSERT's row count stands in for counting staging: a row missing from staging fails the run."""
+    _ledger(source, [(1, "10.00", "a"), (2, "20.00", "b")])
+    sync(make_spec("LEDGER"))
+    _ledger(source, [(3, "30.00", "c"), (4, "40.00", "d"), (5, "50.00", "e")])
+
+    def lose_a_staged_row(stage: str, done: int) -> None:
+        if stage == "publish":
+            (staging,) = staging_tables(target)
+            target(f'DELETE FROM _fdm_staging."{staging}" WHERE id = 4')
+
+    with pytest.raises(ValidationFailed, match="3 rows extracted .* 2 published"):
+        sync(make_spec("LEDGER"), on_progress=lose_a_staged_row)
+
+    assert target("SELECT id FROM public.ledger ORDER BY id") == [(Decimal(1),), (Decimal(2),)]
+    assert staging_tables(target) == []

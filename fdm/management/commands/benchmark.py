@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -41,6 +43,14 @@ class Command(BaseCommand):
             "--batch-size", type=_positive, default=100_000, help="rows per Arrow batch (default 100,000)"
         )
         parser.add_argument(
+            "--small-tables",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also sync N tables of 1,000 rows through two worker processes, with and without pooled "
+            "Snowflake sessions (200: about 2 minutes)",
+        )
+        parser.add_argument(
             "--reconcile",
             action="store_true",
             help="measure reconciliation instead: deep and light checks of the synced table, equal and with "
@@ -70,7 +80,7 @@ class Command(BaseCommand):
         if options["slices"]:
             self._slices(options)
             return
-        benchmark = run_benchmark
+        benchmark: Any = functools.partial(run_benchmark, small_tables=options["small_tables"])
         if options["reconcile"]:
             from syncengine.dev.reconcile_benchmark import run_reconcile_benchmark
 

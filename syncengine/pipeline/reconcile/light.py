@@ -38,6 +38,7 @@ from syncengine.pipeline.reconcile.sides import QUERY_ID
 from syncengine.pipeline.schema.drift import LoadColumn
 from syncengine.pipeline.schema.target import inspect_target, qualified
 from syncengine.pipeline.source import SnowflakeSettings, classify_snowflake_error
+from syncengine.pipeline.source_pool import PooledSource
 from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.typemap import SourceColumn, canonical_snowflake_type
 from syncengine.pipeline.watermark import Watermark
@@ -49,7 +50,7 @@ FLOAT_TOLERANCE = 1e-9
 def check_after_publish(  # noqa: PLR0913 - the runner's one call; all keyword-only
     plan: RunPlan,
     *,
-    source: SnowflakeSettings | SourceFactory,
+    source: SnowflakeSettings | SourceFactory | PooledSource,
     target_conn: psycopg.Connection,
     until: Watermark | None,
     as_of: str | None,
