@@ -40,6 +40,7 @@ class SourceTable:
 class SourceQuery:
     sql: str
     params: tuple[Any, ...] = ()
+    filtered: bool = False  # the SQL ends in a WHERE clause (a further condition joins it with AND)
 
 
 def qualified_source(source: SourceRef) -> str:
@@ -151,7 +152,7 @@ def build_query(
     if until is not None:
         upper, upper_params = until.snowflake_filter(cursor, plan.watermark.source, operator="<=")
         condition, params = f"{condition} AND {upper}", params + upper_params
-    return SourceQuery(f"{sql} WHERE {condition}", params)
+    return SourceQuery(f"{sql} WHERE {condition}", params, filtered=True)
 
 
 def key_query(source: SourceRef, key: tuple[str, ...]) -> SourceQuery:

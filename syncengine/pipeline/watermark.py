@@ -89,9 +89,9 @@ class Watermark:
     def snowflake_filter(
         self, quoted_column: str, column: SourceColumn, *, operator: str = ">="
     ) -> tuple[str, tuple[Any, ...]]:
-        """`column >= watermark` (or `operator`: `<=` ends a backfill range) as Snowflake SQL with one typed
-        bind (qmark style)."""
-        if operator not in (">=", "<="):
+        """`column >= watermark` (or `operator`: `<=` ends a backfill range, `<` a key-range slice) as Snowflake
+        SQL with one typed bind (qmark style)."""
+        if operator not in (">=", "<=", "<"):
             raise ValueError(f"unsupported operator {operator!r}")
         if self.kind == "number":
             # Bound as text and cast to the column's own type: exact for any scale, no float on the way.
