@@ -31,9 +31,9 @@ from snowflake.connector import SnowflakeConnection
 from syncengine.pipeline import leases, locks
 from syncengine.pipeline.bootstrap import SourceFactory, SourceSession, TargetState, read_target_state
 from syncengine.pipeline.errors import ConfigurationError, TableBusy, TransientError, ValidationFailed
-from syncengine.pipeline.extract import SourceQuery, SourceTable, _execute, describe_source
+from syncengine.pipeline.extract import SourceTable, describe_source
 from syncengine.pipeline.hooks import Hooks, Log
-from syncengine.pipeline.identifiers import quote_postgres, quote_snowflake
+from syncengine.pipeline.identifiers import quote_postgres
 from syncengine.pipeline.load import STAGING_SCHEMA, create_staging, new_staging_name
 from syncengine.pipeline.plan import RunPlan, plan_run
 from syncengine.pipeline.postgres import classify_postgres_error, connect
@@ -43,9 +43,11 @@ from syncengine.pipeline.publish import PublishOptions, publish_run
 from syncengine.pipeline.reconcile.light import check_after_publish
 from syncengine.pipeline.result import StageMetrics, SyncResult
 from syncengine.pipeline.schema.target import qualified
+from syncengine.pipeline.slices import SliceLimits, SliceRange, plan_slices, sliced_query
 from syncengine.pipeline.source import SnowflakeSettings
 from syncengine.pipeline.spec import CompressionMode, TableSpec
 from syncengine.pipeline.stage import Staged, Staging, stream_into_staging
+from syncengine.pipeline.typemap import SourceColumn
 from syncengine.pipeline.watermark import Watermark
 
 # How long a slice or the publish waits for the table's advisory lock, which the sliced run's own tasks (and
@@ -55,7 +57,8 @@ LOCK_WAIT_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class SliceTask:
-    """One slice to stage: its number, its key range (JSON values; None: open) and its own staging table."""
+    """One slice to stage: its number, its key range (`Watermark.to_json()` values; None: open) and its own
+    staging table."""
 
     number: int
     lower: Any
@@ -138,8 +141,8 @@ def sliceable(plan: RunPlan) -> str | None:
     """Why this plan cannot be sliced, or None when it can."""
     if plan.merges or plan.backfill is not None:
         return "only a plain full load is sliced (not incremental runs, history, soft deletes or backfills)"
-    if len(plan.key) != 1:
-        return "slices are key ranges, which need a single-column primary key"
+    if not plan.key:
+        return "slices are key ranges, which need a primary key"
     return None
 
 
@@ -168,11 +171,16 @@ def start_sliced_run(  # noqa: PLR0913 - the start's inputs, keyword-only
         if (reason := sliceable(plan)) is not None:
             log("info", f"not sliced: {reason}", table=spec.name)
             return None
-        ranges = key_ranges(source_session.conn, plan, count=spec.slices)
+        ranges = _ranges(source_session.conn, plan)
         staging = new_staging_name(spec.name)
         tasks = tuple(
-            SliceTask(number=i, lower=lower, upper=upper, staging=f"{staging}_s{i}")
-            for i, (lower, upper) in enumerate(ranges)
+            SliceTask(
+                number=i,
+                lower=r.low.to_json() if r.low else None,
+                upper=r.high.to_json() if r.high else None,
+                staging=f"{staging}_s{i}",
+            )
+            for i, r in enumerate(ranges)
         )
         with conn.transaction():
             create_staging(conn, staging, plan.load_columns)
@@ -235,7 +243,7 @@ def stage_slice(  # noqa: PLR0913 - a slice's inputs, keyword-only
             _prepare_slice(conn, spec, task, run_id)
         protector = Protector(plan=plan.protection, keyring=keyring) if plan.protection else None
         staged = stream_into_staging(
-            dataclasses.replace(plan, query=range_query(plan, task.lower, task.upper)),
+            dataclasses.replace(plan, query=sliced_query(plan.query, _slice_range(plan, task))),
             source_session.conn,
             staging=Staging(dsn=target_dsn, table=task.staging, streams=copy_streams),
             protector=protector,
@@ -255,46 +263,24 @@ def stage_slice(  # noqa: PLR0913 - a slice's inputs, keyword-only
     )
 
 
-def _key_column(plan: RunPlan) -> Any:
-    column = plan.columns.by_source(plan.columns.primary_key[0])
-    source = column.source
-    if source.data_type != "NUMBER" or (source.scale or 0) != 0:
-        raise ConfigurationError(
-            f"parallel slices split an integer key into ranges; {source.name} is {source.display_type}",
-            table=plan.spec.name,
-        )
-    return source
+def _key_column(plan: RunPlan) -> SourceColumn:
+    """The column slices split: the key's first (rows sharing its value stay in one slice)."""
+    return plan.columns.by_source(plan.columns.primary_key[0]).source
 
 
-def key_ranges(
-    conn: SnowflakeConnection, plan: RunPlan, *, count: int
-) -> list[tuple[int | None, int | None]]:
-    """`count` ranges of the key's values between its MIN and MAX, as (lower, upper) with lower inclusive and
-    upper exclusive; the first and last are open, so no row escapes every range."""
-    key = _key_column(plan)
-    sql = f"SELECT MIN({quote_snowflake(key.name)}), MAX({quote_snowflake(key.name)}) FROM "  # noqa: S608
-    sql += plan.query.sql.split(" FROM ", 1)[1]
-    row = _execute(conn, sql, table=plan.spec.name).fetchone()
-    low, high = (int(row[0]), int(row[1])) if row and row[0] is not None else (0, 0)
-    step = max((high - low + 1) // count, 1)
-    bounds = [low + step * i for i in range(1, count)]
-    lowers: list[int | None] = [None, *bounds]
-    uppers: list[int | None] = [*bounds, None]
-    return list(zip(lowers, uppers, strict=True))
+def _ranges(conn: SnowflakeConnection, plan: RunPlan) -> tuple[SliceRange, ...]:
+    """`parallel.slices` ranges of the key's first column between its MIN and MAX (`slices.plan_slices`);
+    fewer when its span is narrower, one when it cannot be split (a text key)."""
+    count = plan.spec.slices
+    limits = SliceLimits(connections=count, min_rows=1, max_rows=2**62, max_slices=count)
+    planned = plan_slices(conn, plan.spec.source, _key_column(plan), limits, table=plan.spec.name)
+    return planned.ranges
 
 
-def range_query(plan: RunPlan, lower: Any, upper: Any) -> SourceQuery:
-    """The plan's query for the key range [lower, upper) (None: open), with the bounds bound as NUMBERs."""
-    key = _key_column(plan)
-    cast = f"CAST(? AS NUMBER({key.precision or 38},0))"
-    conditions, params = [], []
-    for value, operator in ((lower, ">="), (upper, "<")):
-        if value is not None:
-            conditions.append(f"{quote_snowflake(key.name)} {operator} {cast}")
-            params.append(("TEXT", str(value)))
-    if not conditions:
-        return plan.query
-    return SourceQuery(f"{plan.query.sql} WHERE {' AND '.join(conditions)}", tuple(params))
+def _slice_range(plan: RunPlan, task: SliceTask) -> SliceRange:
+    low = Watermark.from_json(task.lower) if task.lower is not None else None
+    high = Watermark.from_json(task.upper) if task.upper is not None else None
+    return SliceRange(index=task.number, column=_key_column(plan), low=low, high=high)
 
 
 def _check_shape(plan: RunPlan, columns: tuple[tuple[str, str], ...]) -> None:
