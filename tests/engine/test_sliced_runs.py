@@ -168,3 +168,34 @@ def test_a_key_staged_by_two_slices_fails_the_publish_and_keeps_the_old_table(
     assert "staged by more than one slice" in run.error_message
     assert target_rows(table) == 3_000
     assert leftover_staging(target, table) == []
+
+
+def test_the_run_page_and_the_api_show_slices_done_running_and_failed(sliced_table, client):
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+    from rest_framework.test import APIClient
+
+    from fdm.api.roles import Role
+    from fdm.apikeys.services import service_key_create
+
+    table = sliced_table(rows=2_000, slices=2)
+    run = start(table)
+    first, second = run.slices.order_by("number")
+    sliced_runs.slice_execute(slice_id=first.pk)
+    RunSlice.objects.filter(pk=second.pk).update(status=SliceStatus.RUNNING, attempt=1, executor="host-b:42")
+
+    api = APIClient()
+    api.credentials(
+        HTTP_AUTHORIZATION=f"Api-Key {service_key_create(username='v', role=Role.parse('viewer'))[1]}"
+    )
+    detail = api.get(f"/api/v1/pipeline/runs/{run.pk}/").json()
+    assert detail["slice_counts"] == {"queued": 0, "running": 1, "done": 1, "failed": 0}
+    assert [(s["number"], s["status"], s["rows"]) for s in detail["slices"]] == [
+        (0, "done", RunSlice.objects.get(pk=first.pk).rows),
+        (1, "running", 0),
+    ]
+
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    page = client.get(reverse("admin:syncengine_syncrun_change", args=[run.pk])).content.decode()
+    assert "0 queued, 1 running, 1 done, 0 failed" in page
+    assert "host-b:42" in page
