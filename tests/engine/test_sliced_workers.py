@@ -165,3 +165,27 @@ def test_5m_rows_over_two_workers_one_killed_mid_slice(redis_broker, qcluster, m
     run, victim, elapsed = sliced_run_with_a_killed_worker(qcluster, table, hold_slices=False)
     check_exact_and_once(table, run, victim, snowflake, target, slices=8)
     print(f"\n5,000,000 rows, 8 slices, two workers (one killed mid-slice): {elapsed:.0f} s")
+
+
+def timed_run(qcluster, table, *, clusters: int) -> float:
+    """Seconds from the request to the sliced run's success on `clusters` clusters of one worker each."""
+    with qcluster() as first, qcluster() if clusters > 1 else first:
+        began = time.monotonic()
+        run = services.run_enqueue(table=table, trigger=RunTrigger.API)
+        run = first.wait_for(
+            lambda: SyncRun.objects.filter(pk=run.pk, status__in=RunStatus.terminal()).first(),
+            timeout=1200,
+            what="the sliced run to finish",
+        )
+        assert run.status == RunStatus.SUCCEEDED, f"{run.error_message}\n{first.log_tail()}"
+        return time.monotonic() - began
+
+
+@pytest.mark.load
+def test_5m_rows_sliced_over_two_workers_and_over_one(redis_broker, qcluster, make_table, snowflake, target):
+    """Figures for docs/pipeline.md (printed; nothing timed is asserted)."""
+    table = seeded_table(make_table, snowflake, rows=5_000_000, slices=8)
+    two = timed_run(qcluster, table, clusters=2)
+    one = timed_run(qcluster, table, clusters=1)
+    assert target_totals(target, table) == source_totals(snowflake, table.snowflake_table)
+    print(f"\n5,000,000 rows, 8 slices: two workers {two:.0f} s, one worker {one:.0f} s ({one / two:.2f}x)")
