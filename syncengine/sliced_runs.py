@@ -200,6 +200,10 @@ def slice_execute(*, slice_id: int) -> RunSlice | None:
     if piece is None:
         return None
     run = piece.run
+    if run.cancel_requested:
+        _slice_failed(piece, RunCancelled("cancelled before the slice started", table=run.table_name))
+        piece.refresh_from_db()
+        return piece
     from syncengine.pipeline.sliced import stage_slice
 
     try:
@@ -279,6 +283,8 @@ def sliced_publish(*, run_id: int) -> SyncRun:
     run = SyncRun.objects.get(pk=run_id)
     if run.status != RunStatus.RUNNING:
         return run
+    if run.cancel_requested:
+        return sliced_run_close(run.pk, RunCancelled("cancelled", table=run.table_name), cancelled=True)
     target = connections.target_dsn()
     try:
         spec = _run_spec(run)
@@ -300,6 +306,8 @@ def sliced_publish(*, run_id: int) -> SyncRun:
         if published is not None:
             recorder.record_published(run, published, by="its publishing process after an error")
             return run
+        if _publish_again(run, exc):
+            return run
         return sliced_run_close(run.pk, exc)
     run.refresh_from_db()
     recorder.record_success(run, result)
@@ -307,6 +315,21 @@ def sliced_publish(*, run_id: int) -> SyncRun:
 
     table_vacuum_after_load(run=run)
     return run
+
+
+def _publish_again(run: SyncRun, exc: Exception) -> bool:
+    """A transient publish failure (readers holding the table past the lock timeout, a dropped connection)
+    queues the publish again, keeping every staged slice, up to FDM_SYNC_MAX_ATTEMPTS publishes."""
+    attempts = int((run.slicing or {}).get("publish_attempts", 1))
+    if recorder.classify(exc) != ErrorKind.TRANSIENT or attempts >= settings.FDM_SYNC_MAX_ATTEMPTS:
+        return False
+    SyncRun.objects.filter(pk=run.pk).update(
+        slicing={**(run.slicing or {}), "publish_attempts": attempts + 1}
+    )
+    message = recorder.describe(exc, table_name=run.table_name)
+    run_log(run.pk, "warning", f"publish failed: {message}; publishing again", attempt=attempts + 1)
+    async_task(PUBLISH_TASK, run.pk, task_name=f"fdm-run-{run.pk}-publish-{attempts + 1}")
+    return True
 
 
 def sliced_run_close(run_id: int, exc: BaseException, *, cancelled: bool = False) -> SyncRun:

@@ -199,3 +199,45 @@ def test_the_run_page_and_the_api_show_slices_done_running_and_failed(sliced_tab
     page = client.get(reverse("admin:syncengine_syncrun_change", args=[run.pk])).content.decode()
     assert "0 queued, 1 running, 1 done, 0 failed" in page
     assert "host-b:42" in page
+
+
+def test_a_cancel_request_closes_the_sliced_run_and_drops_its_staging(sliced_table, target):
+    table = sliced_table(rows=2_000, slices=2)
+    run = start(table)
+    first, second = run.slices.order_by("number")
+    sliced_runs.slice_execute(slice_id=first.pk)
+    services.run_cancel(run=run)
+
+    assert sliced_runs.slice_execute(slice_id=second.pk).status == SliceStatus.FAILED
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert leftover_staging(target, table) == [] and leases(target, table) == []
+
+
+def test_the_reaper_queues_a_dead_slice_again_and_releases_the_lease_of_a_closed_run(sliced_table, target):
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from syncengine import reaper
+
+    table = sliced_table(rows=2_000, slices=2)
+    run = start(table)
+    first, second = run.slices.order_by("number")
+    sliced_runs.slice_execute(slice_id=first.pk)
+    # A worker took the second slice and died: running, silent, its slice lock free.
+    RunSlice.objects.filter(pk=second.pk).update(
+        status=SliceStatus.RUNNING, attempt=1, executor="gone:1", heartbeat_at=timezone.now()
+    )
+    soon = timezone.now() + timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS + 1)
+    assert reaper.runs_fail_stale(now=soon) == []  # the run itself is not failed: it holds its lease
+    second.refresh_from_db()
+    assert (second.status, second.attempt) == (SliceStatus.QUEUED, 1)
+    assert sliced_runs.slice_execute(slice_id=first.pk) is None  # done slices stay done
+    assert sliced_runs.slice_execute(slice_id=second.pk).status == SliceStatus.DONE
+
+    # A run closed while its lease could not be released (the target was unreachable then).
+    SyncRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)
+    assert reaper.leases_release_closed() == [table.name]
+    assert leftover_staging(target, table) == [] and leases(target, table) == []
