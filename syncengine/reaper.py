@@ -112,6 +112,7 @@ def _settle_dead_run(run: SyncRun, message: str) -> None:
 
 def _drop_staging_of_free_table(table_name: str, target: str) -> list[str]:
     """Drop the staging tables a dead run of `table_name` left, if no run holds the table now; their names."""
+    from syncengine.pipeline.leases import read_leases
     from syncengine.pipeline.load import drop_leftover_staging
     from syncengine.pipeline.locks import try_lock_table, unlock_table
 
@@ -122,6 +123,8 @@ def _drop_staging_of_free_table(table_name: str, target: str) -> list[str]:
             try:
                 if conn.execute("SELECT to_regnamespace('_fdm_staging') IS NULL").fetchone() == (True,):
                     return []
+                if any(lease.table_name == table_name for lease in read_leases(conn)):
+                    return []  # a sliced run holds the table: its staging is in use (or released with it)
                 return drop_leftover_staging(conn, table_name)
             finally:
                 unlock_table(conn, table_name)
