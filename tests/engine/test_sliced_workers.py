@@ -29,6 +29,7 @@ from tests.engine.test_sliced_runs import leases, leftover_staging, source_total
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
+SEED_CHUNK = 1_000_000
 REDIS_URL = os.environ.get("FDM_TEST_REDIS_URL", "redis://127.0.0.1:6379/6")
 
 
@@ -142,13 +143,13 @@ def check_exact_and_once(table, run: SyncRun, victim: RunSlice, snowflake, targe
 
 def seeded_table(make_table, snowflake, *, rows: int, slices: int):
     table = make_table(parallel_slices=slices)
-    sampledata.seed_transactions(
-        snowflake.connection,
-        database=SOURCE_DATABASE,
-        schema=SOURCE_SCHEMA,
-        table=table.snowflake_table,
-        rows=rows,
-    )
+    where = {"database": SOURCE_DATABASE, "schema": SOURCE_SCHEMA, "table": table.snowflake_table}
+    # In chunks of a million: one INSERT of millions can outlast the connector's 60 s read timeout.
+    sampledata.seed_transactions(snowflake.connection, rows=min(rows, SEED_CHUNK), **where)
+    for first_id in range(SEED_CHUNK + 1, rows + 1, SEED_CHUNK):
+        sampledata.insert_transactions(
+            snowflake.connection, rows=min(SEED_CHUNK, rows - first_id + 1), first_id=first_id, **where
+        )
     return table
 
 
