@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +118,8 @@ def _locked(target_dsn: str, table: str, *, wait: float = LOCK_WAIT_SECONDS) -> 
         raise classify_postgres_error(exc, table=table) from exc
     finally:
         if locked and not conn.closed and not conn.broken:
-            locks.unlock_table(conn, table)
+            with suppress(psycopg.Error):  # closing the session releases it anyway
+                locks.unlock_table(conn, table)
         conn.close()
 
 
