@@ -97,7 +97,7 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         ("Source and target", {"fields": ("snowflake_database", "snowflake_schema", "snowflake_table",
                                           "postgres_schema", "postgres_table")}),
         ("Sync", {"fields": ("sync_mode", "incremental_column", "schedule", "primary_key", "schema_drift",
-                             "batch_size", "max_staleness_minutes")}),
+                             "batch_size", "parallel_slices", "max_staleness_minutes")}),
         ("Columns", {"fields": ("include_columns", "exclude_columns", "column_names")}),
         ("Encryption", {"fields": ("encryption_mode", "encrypted_columns", "searchable_columns",
                                    "clear_columns")}),

@@ -153,6 +153,13 @@ class TableConfig(models.Model):
         help_text="When to check the whole table against its source (hourly, daily or a cron expression, UTC). "
         "Empty: on request only.",
     )
+    parallel_slices = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        verbose_name="parallel slices",
+        help_text=f"Split a full load into this many key ranges ({table_schema.MIN_SLICES}-"
+        f"{table_schema.MAX_SLICES}), staged by any worker and published together. Empty: one process.",
+    )
     enabled = models.BooleanField(
         default=True, help_text="Disabled tables keep their data but are not synced."
     )

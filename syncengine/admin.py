@@ -28,7 +28,7 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import select_template
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from syncengine import evidence, selectors, services
 from syncengine.choices import RunStatus, RunTrigger
@@ -143,6 +143,7 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
             },
         ),
         ("Outcome", {"fields": ["error_display", "error_kind", "skip_reason", "cancel_requested_display"]}),
+        ("Slices", {"fields": ["slices_display"]}),
         ("Execution", {"classes": ["collapse"], "fields": ["config_hash", "task_id", "executor"]}),
     ]
     readonly_fields = [
@@ -160,7 +161,30 @@ class SyncRunAdmin(RunColumns, admin.ModelAdmin):
         "progress_display",
         "error_display",
         "cancel_requested_display",
+        "slices_display",
     ]
+
+    @admin.display(description="slices")
+    def slices_display(self, run: SyncRun) -> str:
+        """A sliced run's slices: how many are done, running, queued and failed, then one row each."""
+        counts = selectors.run_slice_counts(run)
+        if counts is None:
+            return "- (not sliced)"
+        summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (p.number, p.status, p.attempt, f"{p.rows:,}", p.executor or "-", p.error_message or "")
+                for p in run.slices.order_by("number")
+            ),
+        )
+        return format_html(
+            "<p>{}</p><table><thead><tr><th>slice</th><th>status</th><th>attempts</th><th>rows</th>"
+            "<th>worker</th><th>error</th></tr></thead><tbody>{}</tbody></table>",
+            summary,
+            rows,
+        )
 
     @admin.display(description="queued")
     def queued_display(self, run: SyncRun) -> str:

@@ -44,6 +44,16 @@ class RunStatus(models.TextChoices):
         return tuple(status for status in cls if statuses is None or status in statuses)
 
 
+class SliceStatus(models.TextChoices):
+    """Where one slice of a sliced run is: queued (again, after a transient failure or a dead worker) ->
+    running -> done, or failed for good (which fails the run)."""
+
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
 class TableState(models.TextChoices):
     """Where a table stands, at a glance (selectors.tables_with_state computes it).
 

@@ -20,6 +20,7 @@ from syncengine.choices import (
     RunCheckStatus,
     RunStatus,
     RunTrigger,
+    SliceStatus,
 )
 from syncengine.redaction import redact, redact_value
 
@@ -181,6 +182,12 @@ class SyncRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
 
     log = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    slicing = models.JSONField(
+        null=True,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="A sliced run (`parallel.slices`): its staging table and loaded columns; empty otherwise.",
+    )
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -298,6 +305,43 @@ class SyncRun(models.Model):
             update_fields.append("heartbeat_at")
         if self.pk is not None and save:
             self.save(update_fields=update_fields)
+
+
+class RunSlice(models.Model):
+    """One key range of a sliced run (`parallel.slices`), staged by whichever worker takes it.
+
+    A slice is claimed with a conditional update (queued -> running), stages into its own committed staging
+    table, and is `done` with what it staged (`result`, read by the publish step). A transient failure or a
+    dead worker (the reaper) puts it back in the queue with the next attempt; a done slice is never staged
+    again. A slice that fails for good fails its run.
+    """
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="slices")
+    number = models.PositiveSmallIntegerField()
+    lower = models.JSONField(
+        null=True, blank=True, help_text="The key range's lower end (inclusive; empty: open)."
+    )
+    upper = models.JSONField(
+        null=True, blank=True, help_text="The key range's upper end (exclusive; empty: open)."
+    )
+    staging = models.CharField(max_length=63, help_text="The slice's staging table in _fdm_staging.")
+    status = models.CharField(max_length=16, choices=SliceStatus.choices, default=SliceStatus.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker took it.")
+    executor = models.CharField(max_length=200, blank=True, help_text="host:pid of the last worker.")
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    rows = models.BigIntegerField(default=0, help_text="Rows staged (so far, while running).")
+    result = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "number"]
+        constraints = [models.UniqueConstraint(fields=["run", "number"], name="runslice_run_number_unique")]
+
+    def __str__(self) -> str:
+        return f"slice {self.number} of run #{self.run_id} ({self.status})"
 
 
 def normalize_level(level: str | int) -> str:

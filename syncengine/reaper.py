@@ -16,8 +16,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from syncengine import connections, recorder, services
-from syncengine.choices import ErrorKind, RunStatus, RunTrigger
-from syncengine.models import FINISH_FIELDS, SyncRun
+from syncengine.choices import ErrorKind, RunStatus, RunTrigger, SliceStatus
+from syncengine.models import FINISH_FIELDS, RunSlice, SyncRun
 from syncengine.services import RETRY_SCHEDULE_PREFIX
 
 logger = logging.getLogger("syncengine.runs")
@@ -44,6 +44,7 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
     `sync_table` runs, which the operator re-runs).
     """
     now = now or timezone.now()
+    slices_retry_dead(now=now)
     timeout = settings.SYNC_TIMEOUT_SECONDS
     stale_cutoff = now - timedelta(seconds=timeout + settings.FDM_RUN_STALE_GRACE_SECONDS)
     queued_cutoff = now - timedelta(seconds=settings.FDM_RUN_QUEUED_MAX_AGE)
@@ -82,6 +83,7 @@ def runs_fail_stale(*, now: datetime | None = None) -> list[SyncRun]:
             and run.trigger != RunTrigger.COMMAND
         ):
             services.run_retry(run=run)
+    leases_release_closed()
     return failed
 
 
@@ -94,7 +96,7 @@ def _settle_dead_run(run: SyncRun, message: str) -> None:
         recorder.record_published(run, published, by="the reaper")
         return
     last_seen = run.heartbeat_at
-    dropped = _drop_staging_of_free_table(run.table_name, target)
+    dropped = _drop_sliced_staging(run, target) + _drop_staging_of_free_table(run.table_name, target)
     run.append_log(
         "error",
         message,
@@ -110,6 +112,7 @@ def _settle_dead_run(run: SyncRun, message: str) -> None:
 
 def _drop_staging_of_free_table(table_name: str, target: str) -> list[str]:
     """Drop the staging tables a dead run of `table_name` left, if no run holds the table now; their names."""
+    from syncengine.pipeline.leases import read_leases
     from syncengine.pipeline.load import drop_leftover_staging
     from syncengine.pipeline.locks import try_lock_table, unlock_table
 
@@ -120,6 +123,8 @@ def _drop_staging_of_free_table(table_name: str, target: str) -> list[str]:
             try:
                 if conn.execute("SELECT to_regnamespace('_fdm_staging') IS NULL").fetchone() == (True,):
                     return []
+                if any(lease.table_name == table_name for lease in read_leases(conn)):
+                    return []  # a sliced run holds the table: its staging is in use (or released with it)
                 return drop_leftover_staging(conn, table_name)
             finally:
                 unlock_table(conn, table_name)
@@ -156,6 +161,8 @@ def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
     for run in silent:
         if table_lock_key(run.table_name) in held:
             continue  # still at work: a long publish or a slow source query sends no heartbeat
+        if run.slicing is not None and run.stage != "publish":
+            continue  # a sliced run holds the table by its lease; its dead slices are queued again instead
         message = (
             f"{run.table_name}: the worker's session ended at or after {run.last_seen:%Y-%m-%d %H:%M:%S %Z} "
             "without recording an outcome (the table's lock in the target database is free); the worker is "
@@ -164,3 +171,94 @@ def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
         _settle_dead_run(run, message)
         orphaned.append(run)
     return orphaned
+
+
+def _drop_sliced_staging(run: SyncRun, target: str) -> list[str]:
+    """A dead sliced run: drop its staging tables and release the table's lease."""
+    if run.slicing is None:
+        return []
+    from syncengine.pipeline.sliced import abandon_sliced_run
+
+    try:
+        dropped = abandon_sliced_run(target, run.table_name, str(run.pk))
+    except Exception as exc:  # the lease is released at a later pass (`leases_release_closed`)
+        logger.warning("reaper: cannot drop the sliced staging of run #%s (%s)", run.pk, type(exc).__name__)
+        return []
+    return [dropped] if dropped else []
+
+
+def slices_retry_dead(*, now: datetime) -> list[RunSlice]:
+    """Queue again the slices of running sliced runs whose worker is gone; returns them.
+
+    A running slice holds its own advisory lock in the target database while it stages
+    (`pipeline.sliced.slice_lock_key`): silent for FDM_RUN_ORPHAN_GRACE_SECONDS with that lock free, its
+    process is gone. A queued slice that long unclaimed may have been taken by a cluster that died before
+    starting it, so its task is sent again (a slice is claimed by a conditional update: a second task for
+    it does nothing). A slice out of attempts fails its run. Done slices are never touched.
+    """
+    from syncengine import sliced_runs
+    from syncengine.pipeline.errors import TransientError
+    from syncengine.pipeline.locks import held_table_lock_keys
+    from syncengine.pipeline.sliced import slice_lock_key
+
+    cutoff = now - timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS)
+    pieces = RunSlice.objects.select_related("run").filter(run__status=RunStatus.RUNNING)
+    silent = list(pieces.filter(status=SliceStatus.RUNNING, heartbeat_at__lt=cutoff))
+    waiting = list(pieces.filter(status=SliceStatus.QUEUED, queued_at__lt=cutoff))
+    if not silent and not waiting:
+        return []
+    try:
+        with psycopg.connect(connections.target_dsn(), connect_timeout=10, autocommit=True) as target:
+            held = held_table_lock_keys(target)
+    except psycopg.Error as exc:
+        logger.warning("reaper: cannot read locks in the target database (%s)", type(exc).__name__)
+        return []
+    retried: list[RunSlice] = []
+    for piece in silent:
+        if slice_lock_key(piece.run.table_name, str(piece.run_id), piece.number) in held:
+            continue
+        message = f"slice {piece.number}: its worker ({piece.executor}) is gone"
+        last = piece.attempt >= settings.FDM_SYNC_MAX_ATTEMPTS
+        status = SliceStatus.FAILED if last else SliceStatus.QUEUED
+        if not RunSlice.objects.filter(pk=piece.pk, status=SliceStatus.RUNNING, attempt=piece.attempt).update(
+            status=status, error_message=message, queued_at=now
+        ):
+            continue
+        if last:
+            sliced_runs.sliced_run_close(piece.run_id, TransientError(message, table=piece.run.table_name))
+            continue
+        sliced_runs.run_log(piece.run_id, "warning", f"{message}; queued again", attempt=piece.attempt)
+        retried.append(piece)
+    for piece in [*retried, *waiting]:
+        RunSlice.objects.filter(pk=piece.pk, status=SliceStatus.QUEUED).update(queued_at=now)
+        sliced_runs.slice_enqueue(piece)
+    return retried
+
+
+def leases_release_closed() -> list[str]:
+    """Release the leases of sliced runs that are closed (or gone) and drop their staging tables: a run that
+    closed while its target database was unreachable leaves its lease behind; the table stays busy until
+    then. Returns the tables released."""
+    from syncengine.pipeline.leases import read_leases
+    from syncengine.pipeline.sliced import abandon_sliced_run
+
+    target = connections.target_dsn()
+    try:
+        with psycopg.connect(target, connect_timeout=10, autocommit=True) as conn:
+            held = read_leases(conn)
+    except psycopg.Error as exc:
+        logger.warning("reaper: cannot read table leases (%s)", type(exc).__name__)
+        return []
+    released: list[str] = []
+    for lease in held:
+        run = SyncRun.objects.filter(pk=int(lease.run_id)).first() if lease.run_id.isdigit() else None
+        if run is not None and not run.is_terminal:
+            continue
+        try:
+            if abandon_sliced_run(target, lease.table_name, lease.run_id) is not None:
+                released.append(lease.table_name)
+        except Exception as exc:
+            logger.warning(
+                "reaper: cannot release the lease of %s (%s)", lease.table_name, type(exc).__name__
+            )
+    return released

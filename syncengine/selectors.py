@@ -303,3 +303,13 @@ def run_queue() -> Queue:
         oldest=Min("queued_at", filter=Q(status=RunStatus.QUEUED)),
     )
     return Queue(waiting=totals["waiting"], running=totals["running"], oldest_waiting_since=totals["oldest"])
+
+
+def run_slice_counts(run: SyncRun) -> dict[str, int] | None:
+    """A sliced run's slices by status (every status present, zeros included); None for a run not sliced."""
+    from syncengine.choices import SliceStatus
+
+    if run.slicing is None:
+        return None
+    counts = dict(run.slices.values_list("status").annotate(n=Count("id")))
+    return {status.value: counts.get(status.value, 0) for status in SliceStatus}

@@ -192,6 +192,11 @@ def run_execute(
     callbacks = recorder.RunCallbacks(run, on_progress=on_progress)
     try:
         with callbacks.heartbeat():
+            if _slices_across_workers(run, spec):
+                from syncengine.sliced_runs import sliced_run_start  # builds on these services
+
+                if sliced_run_start(run, spec, source=source, target=target, callbacks=callbacks):
+                    return run  # running: its slices and its publish are tasks of their own
             result = _run_pipeline(
                 run, spec, source=source, target=target, keyring=keyring, callbacks=callbacks
             )
@@ -213,6 +218,12 @@ def run_execute(
 
         table_vacuum_after_load(run=run)
     return run
+
+
+def _slices_across_workers(run: SyncRun, spec: TableSpec) -> bool:
+    """A table with `parallel.slices` is sliced across workers, except for a backfill (a merge) and for
+    `sync_table`, which runs in the foreground of its own process."""
+    return spec.slices >= 2 and not run.backfill_from and run.trigger != RunTrigger.COMMAND
 
 
 def _run_pipeline(  # noqa: PLR0913 - the run's parts, handed on

@@ -55,6 +55,7 @@ def table_spec(table: TableConfig) -> pipeline.TableSpec:
         ),
         history=table.keep_history,
         lineage=table.lineage,
+        slices=table.parallel_slices or 0,
         encrypted_elsewhere=encrypted_elsewhere(table),
         clear_columns=tuple(table.clear_columns),
     )

@@ -24,6 +24,25 @@ def execute_run(run_id: int) -> str:
     return run.status
 
 
+def execute_slice(slice_id: int) -> str | None:
+    """Stage one slice of a sliced run (`sliced_runs`); returns the slice's status."""
+    from syncengine import sliced_runs
+
+    piece = sliced_runs.slice_execute(slice_id=slice_id)
+    return piece.status if piece is not None else None
+
+
+def publish_sliced_run(run_id: int) -> str:
+    """Publish a sliced run whose slices are all staged; returns the run's final status."""
+    from syncengine import sliced_runs
+
+    with run_log_context(run_id):
+        run = sliced_runs.sliced_publish(run_id=run_id)
+        if run.is_terminal:
+            _print_outcome(run)
+    return run.status
+
+
 def dispatch_run(run_id: int) -> str | None:
     """Send a retry whose backoff has passed to the queue (fired by its one-off schedule)."""
     run = services.run_dispatch(run_id=run_id)

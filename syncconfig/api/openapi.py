@@ -23,6 +23,7 @@ _COMPONENT_NAMES = {
     "CompressionBlock": "TableCompressionBlock",
     "DeletesBlock": "TableDeletesBlock",
     "ReconcileBlock": "TableReconcileBlock",
+    "ParallelBlock": "TableParallelBlock",
 }
 TABLE_REF = {"$ref": f"#/components/schemas/{TABLE_COMPONENT}"}
 
@@ -43,6 +44,9 @@ def table_components() -> dict[str, dict[str, Any]]:
         {"pattern": table_schema.TABLE_NAME_PATTERN.pattern, "maxLength": table_schema.MAX_TABLE_NAME_LENGTH}
     )
     components = {_COMPONENT_NAMES[name]: definition for name, definition in definitions.items()}
+    components["TableParallelBlock"]["properties"]["slices"].update(
+        {"minimum": table_schema.MIN_SLICES, "maximum": table_schema.MAX_SLICES}
+    )
     components[TABLE_COMPONENT] = schema
     return components
 

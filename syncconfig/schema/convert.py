@@ -74,6 +74,7 @@ def model_fields_from_table(table: TableDocument) -> dict[str, Any]:
         "keep_history": table.history,
         "lineage": table.lineage,
         "reconcile_schedule": table.reconcile.schedule if table.reconcile else "",
+        "parallel_slices": table.parallel.slices if table.parallel else None,
         "enabled": table.enabled,
         "notes": table.notes,
     }
@@ -164,7 +165,7 @@ def _compression_value(fields: Mapping[str, Any]) -> Any:
 
 
 def _trust_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """deletes, history, lineage, freshness_sla and reconcile, each only when not at its default."""
+    """deletes, history, lineage, freshness_sla, reconcile and parallel, each only when not at its default."""
     table: dict[str, Any] = {}
     deletes: dict[str, Any] = {}
     if fields["deletes_mode"] != DEFAULT_DELETE_MODE:
@@ -185,6 +186,8 @@ def _trust_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
         )
     if fields["reconcile_schedule"]:
         table["reconcile"] = {"schedule": fields["reconcile_schedule"]}
+    if fields["parallel_slices"] is not None:
+        table["parallel"] = {"slices": fields["parallel_slices"]}
     return table
 
 
@@ -213,6 +216,7 @@ KEY_DEFAULTS: dict[str, Any] = {
     "freshness_sla": None,
     "max_staleness_minutes": None,
     "reconcile": None,
+    "parallel": None,
     "enabled": True,
     "notes": "",
 }

@@ -40,6 +40,9 @@ DEFAULT_DELETE_MAX_RATIO = 0.1
 # `freshness_sla`: a duration in days, hours and minutes, largest unit first ("2h", "1d", "1h30m").
 DURATION_PATTERN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
 _MINUTES_PER = {"d": 24 * 60, "h": 60, "m": 1}
+# `parallel: {slices: N}`: a full load split into N key ranges that any worker may stage.
+MIN_SLICES = 2
+MAX_SLICES = 64
 
 
 def _fail(message: str) -> PydanticCustomError:
@@ -186,6 +189,12 @@ def _reason(value: str) -> str:
     return _notes(value)
 
 
+def _slices(value: int) -> int:
+    if not MIN_SLICES <= value <= MAX_SLICES:
+        raise _fail(f"must be between {MIN_SLICES} and {MAX_SLICES}, got {value}")
+    return value
+
+
 def _schedule(value: str) -> str:
     problem = schedule_problem(value)
     if problem:
@@ -202,6 +211,7 @@ Notes = Annotated[str, AfterValidator(_notes)]
 Reason = Annotated[str, AfterValidator(_reason)]
 Duration = Annotated[str, AfterValidator(_duration)]
 ReconcileSchedule = Annotated[str, AfterValidator(_schedule_or_none)]
+SliceCount = Annotated[int, AfterValidator(_slices)]
 
 
 class _Strict(BaseModel):
@@ -243,6 +253,10 @@ class DeletesBlock(_Strict):
 
 class ReconcileBlock(_Strict):
     schedule: ReconcileSchedule  # when the deep check runs (hourly, daily or cron, UTC)
+
+
+class ParallelBlock(_Strict):
+    slices: SliceCount  # key ranges of a full load, staged by any worker, published together
 
 
 def _flag_or_mapping(value: Any) -> str | None:
@@ -292,6 +306,7 @@ class TableDocument(_Strict):
     freshness_sla: Duration | None = None
     max_staleness_minutes: int | None = Field(default=None, ge=1, le=MAX_STALENESS_MINUTES)
     reconcile: ReconcileBlock | None = None
+    parallel: ParallelBlock | None = None
     enabled: bool = True
     notes: Notes = ""
 
@@ -311,6 +326,7 @@ ALLOWED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("compression",): _keys(CompressionBlock),
     ("deletes",): _keys(DeletesBlock),
     ("reconcile",): _keys(ReconcileBlock),
+    ("parallel",): _keys(ParallelBlock),
 }
 CHOICES = {
     "sync_mode": get_args(SyncModeValue),

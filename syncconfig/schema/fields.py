@@ -32,6 +32,7 @@ MODEL_FIELDS = (
     "keep_history",
     "lineage",
     "reconcile_schedule",
+    "parallel_slices",
     "enabled",
     "notes",
 )
@@ -55,6 +56,7 @@ FIELD_PATHS = {
     "deletes_mode": "deletes.mode",
     "deletes_max_ratio": "deletes.max_ratio",
     "reconcile_schedule": "reconcile.schedule",
+    "parallel_slices": "parallel.slices",
 }
 # A block that no one field holds: its errors show on the field the block is mostly about.
 _BLOCK_FIELDS = {"snowflake": "snowflake_table", "postgres": "postgres_table", "columns": "include_columns"}

@@ -8,7 +8,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from syncengine.models import SyncRun
+from syncengine.models import RunSlice, SyncRun
+from syncengine.selectors import run_slice_counts
 
 _RUN_FIELDS: tuple[str, ...] = (
     "id",
@@ -92,15 +93,43 @@ class RunSerializer(serializers.ModelSerializer):
         return duration.total_seconds() if duration is not None else None
 
 
+class RunSliceSerializer(serializers.ModelSerializer):
+    """One key range of a sliced run (`parallel.slices`)."""
+
+    class Meta:
+        model = RunSlice
+        fields = (
+            "number",
+            "status",
+            "attempt",
+            "lower",
+            "upper",
+            "rows",
+            "executor",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "error_message",
+        )
+        read_only_fields = fields
+
+
 class RunDetailSerializer(RunSerializer):
-    """A run with its structured log, traceback and checks."""
+    """A run with its structured log, traceback and checks; a sliced run with its slices and their counts by
+    status (done, running, queued, failed)."""
 
     log = serializers.ListField(child=serializers.DictField(), read_only=True)
     checks = serializers.DictField(read_only=True)
+    slices = RunSliceSerializer(many=True, read_only=True)
+    slice_counts = serializers.SerializerMethodField()
 
     class Meta(RunSerializer.Meta):
-        fields = (*_RUN_FIELDS, "checks", "error_traceback", "log")
+        fields = (*_RUN_FIELDS, "checks", "error_traceback", "log", "slice_counts", "slices")
         read_only_fields = fields
+
+    @extend_schema_field({"type": ["object", "null"], "additionalProperties": {"type": "integer"}})
+    def get_slice_counts(self, run: SyncRun) -> dict[str, int] | None:
+        return run_slice_counts(run)
 
 
 class RunCreateSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ import psycopg
 from snowflake.connector import SnowflakeConnection
 from snowflake.connector import errors as sf_errors
 
-from syncengine.pipeline import locks
+from syncengine.pipeline import leases, locks
 from syncengine.pipeline.errors import TableBusy
 from syncengine.pipeline.hooks import Log
 from syncengine.pipeline.identifiers import quote_postgres
@@ -68,11 +68,18 @@ def locked_target(target_dsn: str, table: str) -> Iterator[psycopg.Connection]:
         conn.close()
 
 
-def read_target_state(conn: psycopg.Connection, spec: TableSpec, log: Log) -> TargetState:
-    """Create fdm's schemas if needed, drop staging tables an interrupted run left, and read the table's state."""
+def read_target_state(
+    conn: psycopg.Connection, spec: TableSpec, log: Log, *, run_id: str | None = None
+) -> TargetState:
+    """Create fdm's schemas if needed, drop staging tables an interrupted run left, and read the table's state.
+
+    Call under the table's advisory lock. A sliced run that holds the table's lease (`leases`) makes any other
+    run TableBusy; the sliced run's own tasks (`run_id` holds the lease) keep its staging tables.
+    """
     try:
         ensure_schemas(conn)
-        for leftover in drop_leftover_staging(conn, spec.name):
+        own_lease = leases.check_free(conn, spec.name, run_id)
+        for leftover in [] if own_lease else drop_leftover_staging(conn, spec.name):
             log(
                 "info",
                 "dropped a staging table left by an interrupted run",
@@ -96,13 +103,14 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
     catalog and the dictionaries keyed by target table); a lock keeps concurrent runs from racing."""
     row = conn.execute(
         "SELECT to_regnamespace(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL "
-        f"AND to_regclass(%s) IS NOT NULL AND {catalog.catalog_current_sql()} "
+        f"AND to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AND {catalog.catalog_current_sql()} "
         f"AND {dictionaries.dictionaries_current_sql()}",
         (
             quote_postgres(STAGING_SCHEMA),
             qualified(STATE_SCHEMA, STATE_TABLE),
             catalog.CATALOG,
             dictionaries.DICTIONARIES_TABLE,
+            leases.LEASES,
         ),
     ).fetchone()
     if row and row[0] and conn.execute(STATE_TABLE_CURRENT_SQL).fetchone() == (True,):
@@ -115,6 +123,7 @@ def ensure_schemas(conn: psycopg.Connection) -> None:
         conn.execute(STATE_TABLE_UPGRADE_SQL)
         conn.execute(catalog.catalog_table_sql())
         conn.execute(dictionaries.dictionaries_table_sql())
+        conn.execute(leases.leases_table_sql())
         dictionaries.upgrade_dictionaries(conn, catalog=catalog.CATALOG)  # reads the catalog's old names
         catalog.upgrade_catalog(conn)
 

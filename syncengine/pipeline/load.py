@@ -57,7 +57,7 @@ def drop_leftover_staging(conn: psycopg.Connection, table_name: str) -> list[str
         )
     ]
     for name in names:
-        conn.execute(f"DROP TABLE IF EXISTS {quote_postgres(STAGING_SCHEMA)}.{quote_postgres(name)}")
+        drop_staging(conn, name)
     return names
 
 
@@ -69,7 +69,8 @@ def create_staging(conn: psycopg.Connection, name: str, columns: Sequence[LoadCo
 
 
 def drop_staging(conn: psycopg.Connection, name: str) -> None:
-    conn.execute(f"DROP TABLE IF EXISTS {quote_postgres(STAGING_SCHEMA)}.{quote_postgres(name)}")
+    """CASCADE: a sliced run's staging table takes its slices' tables with it (they inherit from it)."""
+    conn.execute(f"DROP TABLE IF EXISTS {quote_postgres(STAGING_SCHEMA)}.{quote_postgres(name)} CASCADE")
 
 
 @dataclass

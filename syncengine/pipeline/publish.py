@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from syncengine.pipeline import deletes, history, indexes, locks
+from syncengine.pipeline import deletes, history, indexes, leases, locks
 from syncengine.pipeline.bootstrap import create_schema_if_missing
 from syncengine.pipeline.errors import ValidationFailed
 from syncengine.pipeline.identifiers import quote_postgres
@@ -93,6 +93,7 @@ class PublishOptions:
     run_id: str | None = None
     allow_deletes: bool = False  # one run past the delete guard
     key_table: str | None = None  # the staged source keys of a delete scan
+    release_lease: bool = False  # a sliced run: the table's lease goes with the data (`leases`)
 
 
 @dataclass
@@ -241,6 +242,8 @@ def publish_run(
             outcome.checks["rows_published"] = published.inserted + published.updated + published.unchanged
             outcome.checks["row_counts_match"] = True
             write_state(conn, _state_after(plan, staged, outcome, run_id=options.run_id))
+            if options.release_lease and options.run_id is not None:
+                leases.release_lease(conn, spec.name, options.run_id)
             drop_staging(conn, staged.table)
             if options.key_table is not None:
                 drop_staging(conn, options.key_table)

@@ -124,6 +124,7 @@ class TableSpec:
     deletes: DeletesSpec = DeletesSpec()
     history: bool = False  # SCD type 2: keep every version with _fdm_valid_from/_fdm_valid_to/_fdm_is_current
     lineage: bool = False  # add _fdm_synced_at and _fdm_run_id to each row written
+    slices: int = 0  # `parallel.slices`: a full load split into this many key ranges (0: one process)
     # The per-source protection policy: what other tables encrypt, and this table's recorded exceptions.
     encrypted_elsewhere: tuple[EncryptedElsewhere, ...] = ()
     clear_columns: tuple[str, ...] = ()

@@ -130,6 +130,8 @@ def table_dicts(draw: Any, name: str, target: tuple[str, str] | None = None) -> 
         table["freshness_sla"] = duration_text(staleness)
     if draw(st.booleans()):
         table["reconcile"] = {"schedule": draw(st.sampled_from(["hourly", "daily", "30 2 * * 1-5"]))}
+    if table["compression"] is False and draw(st.booleans()):
+        table["parallel"] = {"slices": draw(st.integers(2, 64))}
     if draw(st.booleans()):
         table["enabled"] = False
     notes = draw(NOTES)

@@ -64,6 +64,7 @@ def form_data(instance: TableConfig, **changes: Any) -> dict[str, str]:
     data["max_staleness_minutes"] = (
         "" if instance.max_staleness_minutes is None else str(instance.max_staleness_minutes)
     )
+    data["parallel_slices"] = "" if instance.parallel_slices is None else str(instance.parallel_slices)
     for flag in ("enabled", "keep_history", "lineage"):
         if getattr(instance, flag):
             data[flag] = "on"

@@ -64,7 +64,7 @@ def test_defaults_fill_optional_keys():
             "tables[0] transactions.sync_modes: unknown key; did you mean 'sync_mode'?; allowed keys: name, snowflake, postgres, sync_mode, "
             "incremental_column, schedule, primary_key, columns, encryption, compression, column_names, clear_columns, "
             "schema_drift, batch_size, deletes, history, lineage, freshness_sla, max_staleness_minutes, reconcile, "
-            "enabled, notes",
+            "parallel, enabled, notes",
         ),
         (
             {"snowflake": {"database": "PROD_DB", "schema": "FINANCE", "table": "T", "warehouse": "WH"}},
@@ -79,7 +79,7 @@ def test_defaults_fill_optional_keys():
             "tables[0] transactions.incremental_colum: unknown key; did you mean 'incremental_column'?; allowed "
             "keys: name, snowflake, postgres, sync_mode, incremental_column, schedule, primary_key, columns, "
             "encryption, compression, column_names, clear_columns, schema_drift, batch_size, deletes, history, "
-            "lineage, freshness_sla, max_staleness_minutes, reconcile, enabled, notes",
+            "lineage, freshness_sla, max_staleness_minutes, reconcile, parallel, enabled, notes",
         ),
         (
             {"sync_mode": "fulll"},
