@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
+from django_q.exceptions import TimeoutException as TaskTimeout
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -203,6 +204,16 @@ def run_execute(
         return run
     except KeyboardInterrupt:
         recorder.record_cancel(run, "interrupted")
+        raise
+    except TaskTimeout as exc:
+        # django-q2's task timeout (FDM_SYNC_TIMEOUT) raises this inside the run, then stops the worker: record
+        # why the run ended (or that its data committed) before the process goes.
+        stopped = TransientError(
+            f"stopped by the worker's task timeout (FDM_SYNC_TIMEOUT) in stage {run.stage or 'starting'}: "
+            f"{exc}",
+            table=run.table_name,
+        )
+        _record_failed_run(run, stopped, target=target, retry_transient=retry_transient)
         raise
     except Exception as exc:
         _record_failed_run(run, exc, target=target, retry_transient=retry_transient)

@@ -104,8 +104,11 @@ class StagingWriter:
         self._connections = []
         self._threads: list[threading.Thread] = []  # set before connecting: close() reads it on failure
         try:
+            # Named like the run's own session, so an operator (or a test) finds a run's COPY backends in
+            # pg_stat_activity.
+            named = psycopg.conninfo.make_conninfo(dsn, application_name=f"fdm copy {table}"[:63])
             for _ in range(max(streams, 1)):
-                self._connections.append(adbc.connect(dsn))
+                self._connections.append(adbc.connect(named))
         except adbc_driver_manager.Error as exc:
             self.close()
             raise classify_postgres_error(exc, table=table) from exc
