@@ -12,7 +12,7 @@ UV ?= $(BIN)/uv
 LOCK_DIR ?= .
 LOCK_FLAGS := --quiet --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: install install-demo browser tools demo test load lint format bench lock clean screenshots
+.PHONY: install install-demo browser tools demo test load faults lint format bench lock clean screenshots
 
 install: $(VENV)/.installed
 install-demo: $(VENV)/.installed-demo
@@ -87,6 +87,15 @@ screenshots: install browser
 load: install
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/pytest -q -m load
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py benchmark_load
+
+# The fault cases alone (`pytest -m faults`: kills, lost connections, a lost or slow source, restarts), then the
+# table of what each measured (docs/reliability.md, "Kills and lost connections"), from the results file the
+# cases write.
+FAULTS_RESULTS ?= $(or $(TMPDIR),/tmp)/fdm-faults-results.jsonl
+faults: install
+	rm -f $(FAULTS_RESULTS)
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_FAULTS_RESULTS=$(FAULTS_RESULTS) $(BIN)/pytest -q -m faults
+	$(BIN)/python -m tests.faults.report $(FAULTS_RESULTS)
 
 lint:
 	$(BIN)/ruff check .

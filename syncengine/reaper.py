@@ -174,9 +174,9 @@ def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
         if table_lock_key(run.table_name) in held:
             continue  # still at work: a long publish or a slow source query sends no heartbeat
         message = (
-            f"{run.table_name}: the worker's session ended at or after {run.last_seen:%Y-%m-%d %H:%M:%S %Z} "
-            "without recording an outcome (the table's lock in the target database is free); the worker is "
-            "presumed dead and nothing was published by this run"
+            f"{run.table_name}: the run's process ({run.executor or 'unknown'}) is gone: its session ended at or "
+            f"after {run.last_seen:%Y-%m-%d %H:%M:%S %Z} without recording an outcome (the table's lock in the "
+            "target database is free); it is presumed dead and nothing was published by this run"
         )
         _settle_dead_run(run, message)
         orphaned.append(run)

@@ -64,6 +64,9 @@ def process_env(snowflake_server: dict, **extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
         "LOG_LEVEL": "WARNING",
+        # Far longer than any wait below: a dead run's lock request that lingered for its publish's whole lock
+        # timeout would fail the case, not pass it late.
+        "FDM_PUBLISH_LOCK_TIMEOUT": "300",
     }
     env.setdefault("FDM_ENCRYPTION_KEYS", WORKER_KEYRING)
     env.pop("TARGET_DATABASE_URL", None)
@@ -81,7 +84,7 @@ def worker_cluster(django_db_setup, django_db_blocker, snowflake_server) -> Iter
         process = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=settings.BASE_DIR,
-            env=process_env(snowflake_server, FDM_WORKERS="1"),
+            env=process_env(snowflake_server, FDM_WORKERS="1", FDM_RETRY_BACKOFF_SECONDS="0"),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -149,12 +149,13 @@ def strike_publish_wait(target: Target, start: Start, fault: Fault) -> str:
             alive=handle.check_alive,
         )
         fault(handle)
-        # A report that holds the table for long: the dead run's lock request must not outlast its client by
-        # much, or readers queue behind it.
+        # A report that holds the table for long: a dead run's lock request must not outlast its client by
+        # much, or readers queue behind it. The run's publish lock timeout (FDM_PUBLISH_LOCK_TIMEOUT, 300 s in
+        # these processes) is far longer than this wait; a live run's request stays.
         wait_for(
             lambda: not sessions_waiting(target, app="sync", event="relation", relation=target.relation),
-            timeout=WAIT,
-            what="the dead run's lock request to go",
+            timeout=60,
+            what="the dead run's lock request to go while the reader still holds the table",
         )
         blocker.rollback()
     return "publish: waiting for the target's lock (a reader holds it in SHARE mode)"
