@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -25,9 +26,25 @@ COLUMNS = (
 )
 
 
+# Where each case's run stood, in the order a run passes them; other cases follow.
+POINTS = ("extract", "copy", "publish-wait", "publish-insert", "after-commit")
+_VARYING = (
+    (re.compile(r"\(([\w.-]+):\d+\)"), "(host:pid)"),
+    (re.compile(r" (at or after |at )?\d{4}-\d\d-\d\d[ T][\d:.+]+( UTC)?"), ""),
+    (re.compile(r"port=\d+"), "port=…"),
+)
+
+
 def _message(result: dict) -> str:
     text = result["message"].split(": ", 1)[-1]  # the table's (random) name goes
-    return text if len(text) <= 110 else text[:107] + "..."
+    for pattern, replacement in _VARYING:
+        text = pattern.sub(replacement, text)
+    return text if len(text) <= 140 else text[:137] + "..."
+
+
+def _order(result: dict) -> tuple:
+    point = POINTS.index(result["strikes"]) if result["strikes"] in POINTS else len(POINTS)
+    return (not result["case"].startswith("kill-"), result["executor"], point, result["mode"], result["case"])
 
 
 def row(result: dict) -> list[str]:
@@ -55,7 +72,7 @@ def load(path: Path) -> list[dict]:
         if line.strip():
             result = json.loads(line)
             latest[result["case"]] = result
-    return sorted(latest.values(), key=lambda result: result["case"])
+    return sorted(latest.values(), key=_order)
 
 
 def main(argv: list[str]) -> int:

@@ -80,6 +80,7 @@ def source_lost_at_extract(source, target: strikes.Target, start, fault) -> str:
     return "extract: the source's connections reset as the run starts its extract query"
 
 
+@pytest.mark.faults_full
 def test_a_source_lost_mid_extract_fails_the_run_transient(make_table, seed_source, snowflake_server):
     table = make_faulted_table(make_table, seed_source, mode="incremental")
     with proxy(int(snowflake_server["port"])) as source:
@@ -113,6 +114,7 @@ def test_a_source_lost_mid_extract_fails_the_run_transient(make_table, seed_sour
         )
 
 
+@pytest.mark.faults_full
 def test_a_slow_source_delays_the_run_and_nothing_else(make_table, seed_source, snowflake_server):
     table = make_faulted_table(make_table, seed_source, mode="full")
     direct = SyncRun.objects.get(table=table).extract_seconds
