@@ -33,7 +33,7 @@ def seed_source(snowflake) -> Callable[..., str]:  # noqa: F811 - the fixture im
     """The engine's seeded table shape (TXN_ID key, AMOUNT = TXN_ID + 0.25, CURRENCY, UPDATED_AT one minute
     apart), filled by one generated INSERT: thousands of rows in a fraction of a second."""
 
-    def seed(name: str, *, rows: int, start: int = 1) -> str:
+    def seed(name: str, *, rows: int = 25, start: int = 1) -> str:
         table = f"{SOURCE_DATABASE}.{SOURCE_SCHEMA}.{name.upper()}"
         snowflake.execute(
             f"CREATE TABLE IF NOT EXISTS {table} (TXN_ID NUMBER(38,0) PRIMARY KEY, AMOUNT NUMBER(18,2), "
