@@ -23,6 +23,7 @@ from syncengine.pipeline.errors import (
 CONNECT_TIMEOUT_SECONDS = 30
 _COPY_COLUMN = re.compile(r"COPY [^,]+, line \d+, column (.+?)(?::|$)", re.MULTILINE)
 _OVERFLOW_STATES = {"22003", "22001", "22008", "22015"}
+_DISK_FULL = "53100"
 _CONFIGURATION_MESSAGES = ("password authentication failed", "does not exist", "no pg_hba.conf entry")
 
 
@@ -99,20 +100,17 @@ def classify_postgres_error(
         ):
             return ConfigurationError(f"cannot connect to the target database: {message}", table=table)
         return TransientError(f"target database unavailable: {message}", table=table)
-    state_class = sqlstate[:2]
-    if sqlstate in _OVERFLOW_STATES:
-        return TypeOverflowError(
-            f"value does not fit the target column: {message}", table=table, column=column
-        )
-    if state_class == "22":
-        return ValidationFailed(f"invalid value: {message}", table=table, column=column)
-    if state_class == "23":
-        return ValidationFailed(f"constraint violated: {message}", table=table, column=column)
+    if sqlstate in _OVERFLOW_STATES or sqlstate[:2] in ("22", "23"):
+        return _data_error(sqlstate, message, table=table, column=column)
+    if sqlstate == _DISK_FULL:
+        # Worth retrying: space comes back when an operator frees it or another run drops its staging table.
+        return TransientError(f"the target database is out of disk space: {message}", table=table)
     if sqlstate == "55P03":
         return TransientError(
             f"another session held the target table longer than the publish lock timeout allows: {message}",
             table=table,
         )
+    state_class = sqlstate[:2]
     if state_class in ("08", "40", "53", "57", "58"):
         return TransientError(f"target database: {message}", table=table)
     if state_class == "28" or sqlstate == "3D000":
@@ -120,3 +118,14 @@ def classify_postgres_error(
     if sqlstate == "42501":
         return ConfigurationError(f"the target database user lacks a privilege: {message}", table=table)
     return TerminalError(f"target database: {message}", table=table, column=column)
+
+
+def _data_error(sqlstate: str, message: str, *, table: str | None, column: str | None) -> PipelineError:
+    """A value the target refused (classes 22 and 23): terminal, naming the column when COPY said which."""
+    if sqlstate in _OVERFLOW_STATES:
+        return TypeOverflowError(
+            f"value does not fit the target column: {message}", table=table, column=column
+        )
+    if sqlstate.startswith("22"):
+        return ValidationFailed(f"invalid value: {message}", table=table, column=column)
+    return ValidationFailed(f"constraint violated: {message}", table=table, column=column)

@@ -64,6 +64,7 @@ class KeyCheck:
             raise ValidationFailed(
                 f"{repeated.num_rows} primary key value(s) occur more than once, e.g. {_examples(repeated, self.key)}",
                 table=self.table,
+                column=", ".join(self.key),
             )
         if repeated.num_rows and self.kept != self.key:
             per_version = keys.group_by(list(self.kept)).aggregate([([], "count_all")])
@@ -73,6 +74,7 @@ class KeyCheck:
                     f"{ties.num_rows} primary key value(s) occur more than once with the same {self.watermark}, so "
                     f"the newest row is unknown, e.g. {_examples(ties, self.key)}",
                     table=self.table,
+                    column=", ".join(self.key),
                 )
         checks["primary_key_unique"] = repeated.num_rows == 0
         checks["duplicates_resolved"] = int(keys.num_rows - per_key.num_rows)
