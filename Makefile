@@ -12,7 +12,7 @@ UV ?= $(BIN)/uv
 LOCK_DIR ?= .
 LOCK_FLAGS := --quiet --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock"
 
-.PHONY: install install-demo browser tools demo test load lint format bench lock clean screenshots
+.PHONY: install install-demo browser tools demo test load faults lint format bench lock clean screenshots
 
 install: $(VENV)/.installed
 install-demo: $(VENV)/.installed-demo
@@ -88,10 +88,15 @@ load: install
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/pytest -q -m load
 	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false $(BIN)/python manage.py benchmark_load
 
-# The fault cases (docs/reliability.md), with the stateful property test at a larger size than in `make test`.
-.PHONY: faults
+# The fault cases alone (`pytest -m faults`: kills, lost connections, a lost or slow source, restarts, disk,
+# data, concurrency), with the stateful property test at a larger size than in `make test`; then, pass or fail,
+# the table of what the kill and connection cases measured (docs/reliability.md, "Kills and lost connections"),
+# from the results file they write.
+FAULTS_RESULTS ?= $(or $(TMPDIR),/tmp)/fdm-faults-results.jsonl
 faults: install
-	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_PROPERTY_EXAMPLES=60 $(BIN)/pytest -q -m faults
+	rm -f $(FAULTS_RESULTS)
+	DATABASE_URL=$(TEST_DATABASE_URL) FDM_HTTPS=false FDM_PROPERTY_EXAMPLES=60 FDM_FAULTS_RESULTS=$(FAULTS_RESULTS) \
+		$(BIN)/pytest -q -m faults; status=$$?; $(BIN)/python -m tests.faults.report $(FAULTS_RESULTS); exit $$status
 
 lint:
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django_q.models import Schedule
+from django_q.models import OrmQ, Schedule
 
 from syncengine import connections, recorder, services
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger, SliceStatus
@@ -91,6 +91,7 @@ def _settle_dead_run(run: SyncRun, message: str) -> None:
     """Close a running run whose process is gone: succeeded when the target's state shows its data
     committed, else failed (transient) with `message`. Its last heartbeat stays as it was."""
     target = connections.target_dsn()
+    _delete_dead_task(run)
     published = recorder.published_by_run(run, target_dsn=target)
     if published is not None:
         recorder.record_published(run, published, by="the reaper")
@@ -108,6 +109,22 @@ def _settle_dead_run(run: SyncRun, message: str) -> None:
     run.close(RunStatus.FAILED, message=message, error_kind=ErrorKind.TRANSIENT)
     run.heartbeat_at = last_seen
     run.save(update_fields=("log", *FINISH_FIELDS))
+
+
+def _delete_dead_task(run: SyncRun) -> None:
+    """Delete the dead run's task from the ORM broker's queue.
+
+    A worker that takes a task locks it for the cluster's `retry` seconds (the sync timeout plus 5 minutes)
+    and deletes it once the task returns; a killed worker deletes nothing, so the task stayed locked until the
+    broker handed it out again, over an hour later, to find its run settled. The Redis broker hands a task out
+    once and keeps nothing. Only tasks some worker took (locked into the future) are read.
+    """
+    if not run.task_id:
+        return
+    for task in OrmQ.objects.filter(lock__gt=timezone.now()):
+        if task.task_id() == run.task_id:
+            task.delete()
+            run.append_log("info", "its task was taken off the queue", task=run.task_id, save=False)
 
 
 def _drop_staging_of_free_table(table_name: str, target: str) -> list[str]:
@@ -164,9 +181,9 @@ def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
         if run.slicing is not None and run.stage != "publish":
             continue  # a sliced run holds the table by its lease; its dead slices are queued again instead
         message = (
-            f"{run.table_name}: the worker's session ended at or after {run.last_seen:%Y-%m-%d %H:%M:%S %Z} "
-            "without recording an outcome (the table's lock in the target database is free); the worker is "
-            "presumed dead and nothing was published by this run"
+            f"{run.table_name}: the run's process ({run.executor or 'unknown'}) is gone: its session ended at or "
+            f"after {run.last_seen:%Y-%m-%d %H:%M:%S %Z} without recording an outcome (the table's lock in the "
+            "target database is free); it is presumed dead and nothing was published by this run"
         )
         _settle_dead_run(run, message)
         orphaned.append(run)

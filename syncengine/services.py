@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
+from django_q.exceptions import TimeoutException as TaskTimeout
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
@@ -164,30 +165,10 @@ def run_execute(
         return run
     run.append_log("info", "started", attempt=run.attempt, executor=run.executor)
 
-    table = run.table
-    if table is None:
-        recorder.record_failure(
-            run,
-            ConfigurationError(
-                "the table's configuration was deleted before the run started", table=run.table_name
-            ),
-        )
+    resolved = _resolve_run(run)
+    if resolved is None:
         return run
-    if not table.enabled and run.trigger == RunTrigger.SCHEDULE:
-        recorder.record_skip(run, "the table is disabled")
-        return run
-
-    try:
-        spec = specs.table_spec(table)
-        run.config_hash = recorder.config_hash(spec)
-        run.evidence = {"configuration": table.to_table_dict()}
-        run.save(update_fields=["config_hash", "evidence"])
-        source = connections.snowflake_settings()
-        target = connections.target_dsn()
-        keyring = connections.keyring(required=table.encryption_mode != EncryptionMode.OFF)
-    except Exception as exc:  # a bad configuration or setting: terminal, recorded with its traceback
-        recorder.record_failure(run, exc)
-        return run
+    spec, source, target, keyring = resolved
 
     callbacks = recorder.RunCallbacks(run, on_progress=on_progress)
     try:
@@ -209,6 +190,16 @@ def run_execute(
     except KeyboardInterrupt:
         recorder.record_cancel(run, "interrupted")
         raise
+    except TaskTimeout as exc:
+        # django-q2's task timeout (FDM_SYNC_TIMEOUT) raises this inside the run, then stops the worker: record
+        # why the run ended (or that its data committed) before the process goes.
+        stopped = TransientError(
+            f"stopped by the worker's task timeout (FDM_SYNC_TIMEOUT) in stage {run.stage or 'starting'}: "
+            f"{exc}",
+            table=run.table_name,
+        )
+        _record_failed_run(run, stopped, target=target, retry_transient=retry_transient)
+        raise
     except Exception as exc:
         _record_failed_run(run, exc, target=target, retry_transient=retry_transient)
         return run
@@ -218,6 +209,35 @@ def run_execute(
 
         table_vacuum_after_load(run=run)
     return run
+
+
+def _resolve_run(run: SyncRun) -> tuple[TableSpec, SnowflakeSettings, str, Keyring | None] | None:
+    """The run's table spec and connection settings; None when the run was recorded instead: its table was
+    deleted (failed), disabled (a scheduled run is skipped) or its configuration or settings are bad (failed)."""
+    table = run.table
+    if table is None:
+        recorder.record_failure(
+            run,
+            ConfigurationError(
+                "the table's configuration was deleted before the run started", table=run.table_name
+            ),
+        )
+        return None
+    if not table.enabled and run.trigger == RunTrigger.SCHEDULE:
+        recorder.record_skip(run, "the table is disabled")
+        return None
+    try:
+        spec = specs.table_spec(table)
+        run.config_hash = recorder.config_hash(spec)
+        run.evidence = {"configuration": table.to_table_dict()}
+        run.save(update_fields=["config_hash", "evidence"])
+        source = connections.snowflake_settings()
+        target = connections.target_dsn()
+        keyring = connections.keyring(required=table.encryption_mode != EncryptionMode.OFF)
+    except Exception as exc:  # a bad configuration or setting: terminal, recorded with its traceback
+        recorder.record_failure(run, exc)
+        return None
+    return spec, source, target, keyring
 
 
 def _slices_across_workers(run: SyncRun, spec: TableSpec) -> bool:

@@ -23,13 +23,16 @@ pytest_plugins = [
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `load` take minutes each (200 tables due at once through two workers): they are left out
-    unless the marker expression names them (`pytest -m load`, `make load`)."""
-    if "load" in (config.option.markexpr or ""):
-        return
-    left_out = [item for item in items if item.get_closest_marker("load") is not None]
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if item.get_closest_marker("load") is None]
+    unless the marker expression names them (`pytest -m load`, `make load`). Tests marked `faults_full`, the
+    slower half of the fault matrix, are left out unless it names faults (`pytest -m faults`, `make faults`)."""
+    markexpr = config.option.markexpr or ""
+    for marker, named in (("load", "load" in markexpr), ("faults_full", "faults" in markexpr)):
+        if named:
+            continue
+        left_out = [item for item in items if item.get_closest_marker(marker) is not None]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if item.get_closest_marker(marker) is None]
 
 
 # fdm sends nothing anywhere but 127.0.0.1 here: the connector's login-time platform probes (cloud metadata

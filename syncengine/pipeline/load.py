@@ -101,7 +101,9 @@ class StagingWriter:
         self.table = table
         self.source_names = source_names
         self.stats = LoadStats()
-        self._dsn = dsn
+        # Named like the run's own session, so an operator (or a test) finds a run's COPY backends in
+        # pg_stat_activity.
+        self._dsn = psycopg.conninfo.make_conninfo(dsn, application_name=f"fdm copy {table}"[:63])
         self._streams = max(streams, 1)
         self._batches = 0
         self._queue: Queue[object] = Queue(maxsize=self._streams)

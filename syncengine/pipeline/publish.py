@@ -41,6 +41,9 @@ from syncengine.pipeline.schema.target import qualified
 from syncengine.pipeline.stage import Staged
 from syncengine.pipeline.watermark import SyncState, Watermark, write_state
 
+# How long one attempt to take the target's lock waits (`lock_target`).
+LOCK_ATTEMPT_SECONDS = 1.0
+
 
 @dataclass
 class Published:
@@ -202,8 +205,8 @@ def publish_run(
 ) -> PublishOutcome:
     """One transaction that publishes the staged rows and advances the watermark.
 
-    1. Bound the wait for the target's lock (`options.lock_timeout` seconds; running out is a transient
-       failure).
+    1. Take the target's lock in short attempts, within `options.lock_timeout` seconds in all (`lock_target`;
+       running out is a transient failure).
     2. Run the drift DDL (creating the target's schema when the table is new).
     3. Check that every extracted row was staged, publish them (full, upsert, history or replace slice) and
        check the counts the target reports; then deletes, behind the delete guard (`options.allow_deletes`).
@@ -219,10 +222,8 @@ def publish_run(
     started = time.perf_counter()
     try:
         with conn.transaction():
-            conn.execute(
-                "SELECT set_config('lock_timeout', %s, true), set_config(%s, %s, true)",
-                (f"{int(options.lock_timeout * 1000)}ms", RUN_ID_SETTING, options.run_id or ""),
-            )
+            conn.execute("SELECT set_config(%s, %s, true)", (RUN_ID_SETTING, options.run_id or ""))
+            lock_target(conn, plan, relations.target, timeout=options.lock_timeout)
             if plan.drift.creates_table:
                 locks.lock_bootstrap(conn)
                 create_schema_if_missing(conn, spec.target.schema)
@@ -251,6 +252,37 @@ def publish_run(
         raise classify_postgres_error(exc, table=spec.name, source_names=source_names) from exc
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def lock_target(conn: psycopg.Connection, plan: RunPlan, target: str, *, timeout: float) -> None:
+    """Take the target table's lock for the publish in attempts of LOCK_ATTEMPT_SECONDS, for `timeout` seconds
+    in all, then leave `timeout` as the transaction's lock_timeout for the statements that follow.
+
+    Why attempts: a backend whose client died (a killed worker) stays in PostgreSQL's lock queue until its
+    wait ends, and readers queue behind its request. One long wait kept such a dead request, and the readers
+    behind it, waiting for the whole publish lock timeout (30 s by default); an attempt lapses within a
+    second, the backend then finds its client gone and exits. A live run just asks again; readers that queued
+    behind an attempt get through in between.
+
+    A full replace (TRUNCATE) or drift DDL needs ACCESS EXCLUSIVE; a merge only ROW EXCLUSIVE, which readers
+    never wait for. A new target has nothing to lock yet.
+    """
+    deadline = time.monotonic() + timeout
+    if not plan.drift.creates_table:
+        replaces = bool(plan.drift.ddl) or (plan.since is None and not plan.merges and not plan.spec.history)
+        mode = "ACCESS EXCLUSIVE" if replaces else "ROW EXCLUSIVE"
+        while True:
+            remaining = deadline - time.monotonic()
+            attempt = max(min(LOCK_ATTEMPT_SECONDS, remaining), 0.001)
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(attempt * 1000) or 1}ms",))
+            try:
+                with conn.transaction():  # a savepoint: a lapsed attempt leaves the transaction usable
+                    conn.execute(f"LOCK TABLE {target} IN {mode} MODE")
+                break
+            except psycopg.errors.LockNotAvailable:
+                if time.monotonic() >= deadline:
+                    raise
+    conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout * 1000)}ms",))
 
 
 def _publish_rows(  # noqa: PLR0913 - the transaction's parts, handed on

@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 import yaml
@@ -35,6 +36,7 @@ from fdm.apikeys.services import service_key_create
 from syncconfig.models import TableConfig
 from syncengine import reaper
 from syncengine.choices import RunStatus
+from syncengine.connections import target_dsn
 from syncengine.dev.sampledata import seed_transactions
 from syncengine.models import SyncRun
 from syncengine.services import EXECUTE_TASK
@@ -333,6 +335,14 @@ def check_a_killed_worker_leaves_the_others_serving(
     victim.stop(signal.SIGKILL)
     stack.processes.remove(victim)  # no longer expected to be alive
     assert SyncRun.objects.get(pk=killed_run.pk).status == RunStatus.RUNNING  # killed before it finished
+    # The table's lock goes with the killed worker's session, which PostgreSQL ends once it sees the client
+    # gone (a moment later, or at the end of a statement the session was running): until then the run looks
+    # alive to the reaper.
+    stack.wait_for(
+        lambda: not run_sessions(big),
+        timeout=60,
+        what="the killed worker's database sessions to end",
+    )
     # The reaper's rule for runs whose table lock is free, as its schedule applies it once the grace passed.
     later = timezone.now() + timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS + 1)
     assert [reaped.pk for reaped in reaper.runs_fail_stale(now=later)] == [killed_run.pk]
@@ -346,6 +356,15 @@ def check_a_killed_worker_leaves_the_others_serving(
         timeout=120,
         what=f"a run served by the clusters left after {victim.name} was killed",
     )
+
+
+def run_sessions(table_name: str) -> list[tuple]:
+    """The target database sessions of a run of `table_name`: its own and its COPY streams."""
+    with psycopg.connect(target_dsn(), autocommit=True) as conn:
+        return conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name IN (%s, %s)",
+            (f"fdm sync {table_name}", f"fdm copy {table_name}"),
+        ).fetchall()
 
 
 def check_prometheus_scrapes_fdm(stack: Stack, name: str) -> None:

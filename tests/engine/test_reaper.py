@@ -8,6 +8,8 @@ import psycopg
 import pytest
 from django.test import override_settings
 from django.utils import timezone
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 
 from syncengine import reaper, services, tasks
 from syncengine.choices import ErrorKind, RunStatus, RunTrigger
@@ -74,7 +76,10 @@ def test_the_reaper_fails_a_silent_run_whose_table_lock_is_free_long_before_the_
     assert [run.pk for run in failed] == [runs["orphan"].pk]
     orphan = SyncRun.objects.get(pk=runs["orphan"].pk)
     assert orphan.status == RunStatus.FAILED and orphan.error_kind == ErrorKind.TRANSIENT
-    assert orphan.error_message.startswith("orphan: the worker's session ended")
+    assert (
+        orphan.error_message.startswith("orphan: the run's process (")
+        and "session ended" in orphan.error_message
+    )
     assert SyncRun.objects.get(pk=runs["busy"].pk).status == RunStatus.RUNNING
     assert SyncRun.objects.get(pk=runs["fresh"].pk).status == RunStatus.RUNNING
 
@@ -158,3 +163,23 @@ def test_a_schedule_that_finds_a_dead_run_settles_and_retries_it_at_once(make_ta
     assert (retry.status, retry.attempt) == (RunStatus.QUEUED, 2)
     assert skipped.status == RunStatus.SKIPPED
     assert skipped.skip_reason.startswith(f"run #{retry.pk} of this table is still queued")
+
+
+@override_settings(FDM_RUN_ORPHAN_GRACE_SECONDS=30)
+def test_the_reaper_takes_a_dead_runs_task_off_the_orm_queue(make_table):
+    """A killed worker never acknowledges its task, which the ORM broker keeps locked until its redelivery over
+    an hour later: the reaper deletes it when it settles the run, and leaves other tasks alone."""
+    table = make_table()
+    now = timezone.now()
+    dead = services.run_create(table=table, trigger=RunTrigger.API)
+    dead.start(executor="worker-1:42")
+    SyncRun.objects.filter(pk=dead.pk).update(task_id="dead-task", heartbeat_at=now - timedelta(seconds=31))
+    locked_until = now + timedelta(hours=1)  # as a worker's pull leaves it: now + the cluster's retry
+    for task_id in ("dead-task", "other-task"):
+        OrmQ.objects.create(key="fdm", payload=SignedPackage.dumps({"id": task_id}), lock=locked_until)
+
+    assert [run.pk for run in reaper.runs_fail_stale(now=now)] == [dead.pk]
+
+    assert [queued.task_id() for queued in OrmQ.objects.filter(lock__gt=now)] == ["other-task"]
+    dead.refresh_from_db()
+    assert any(entry["message"] == "its task was taken off the queue" for entry in dead.log)
