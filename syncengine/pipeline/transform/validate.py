@@ -1,13 +1,19 @@
 """Data checks made on the batches before anything is published: the primary key is never NULL and, within a
 run, unique (for incremental runs: unique per key and incremental-column value, so the newest row is known).
 
-Only the key columns are kept across batches (a few bytes per row), never the rows themselves.
+Only the key columns are kept across batches, never the rows themselves. A single integer key (int64, or a
+decimal of scale 0 whose values fit int64: NUMBER(38,0) ids) is kept as one numpy int64 array per batch, 8 bytes a
+row, and checked by sorting: Arrow's `group_by` on decimal128 keys held 48 bytes a row after the batches and
+peaked at ~160 bytes a row (819 MB for 5M keys), so a full sync's peak memory grew with the table
+(docs/performance.md, "Sliced extract and memory"). Other keys (composite, text, a value beyond int64, incremental
+(key, watermark) pairs) keep the Arrow columns and `group_by`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -30,6 +36,11 @@ class KeyCheck:
             else self.key
         )
         self._parts: list[pa.RecordBatch] = []
+        # The integer fast path's keys, the first `_used` values of one growing array; None once a batch did not
+        # fit it (then `_parts` holds everything).
+        self._ints: np.ndarray | None = np.empty(0, dtype=np.int64) if len(self.kept) == 1 else None
+        self._used = 0
+        self._key_type: pa.DataType | None = None
         self.rows = 0
 
     def observe(self, batch: pa.RecordBatch) -> None:
@@ -42,9 +53,35 @@ class KeyCheck:
                 raise ValidationFailed(
                     f"{nulls} row(s) with a NULL primary key value", table=self.table, column=name
                 )
+        if self._ints is not None:
+            ints = _as_int64(batch.column(self.key[0]))
+            if ints is not None:
+                self._key_type = batch.column(self.key[0]).type
+                self._append(ints)
+                return
+            self._to_generic()
         self._parts.append(
             pa.RecordBatch.from_arrays([batch.column(name) for name in self.kept], names=list(self.kept))
         )
+
+    def _append(self, ints: np.ndarray) -> None:
+        assert self._ints is not None
+        needed = self._used + ints.size
+        if needed > self._ints.size:
+            # realloc: a large array grows in place (mremap), so the keys are never held twice, and the
+            # capacity not yet written is not resident.
+            self._ints.resize(max(needed, 2 * self._ints.size), refcheck=False)
+        self._ints[self._used : needed] = ints
+        self._used = needed
+
+    def _to_generic(self) -> None:
+        """Turn the integer keys seen so far back into Arrow of the key's type, for the generic check."""
+        if self._used and self._ints is not None:
+            column = pa.array(self._ints[: self._used])
+            if self._key_type is not None:
+                column = column.cast(self._key_type)
+            self._parts.append(pa.RecordBatch.from_arrays([column], names=list(self.kept)))
+        self._ints = None
 
     def finish(self) -> dict[str, object]:
         """Raise ValidationFailed on ambiguous duplicates; report what was checked."""
@@ -52,6 +89,8 @@ class KeyCheck:
         if not self.key:
             return checks
         checks["primary_key_not_null"] = True
+        if self._ints is not None and self._used:
+            return self._finish_ints(checks)
         if not self._parts:
             checks["distinct_keys"] = 0
             return checks
@@ -79,6 +118,41 @@ class KeyCheck:
         checks["primary_key_unique"] = repeated.num_rows == 0
         checks["duplicates_resolved"] = int(keys.num_rows - per_key.num_rows)
         return checks
+
+    def _finish_ints(self, checks: dict[str, object]) -> dict[str, object]:
+        """The check on one sorted int64 array: a repeated key is a run of equal neighbours."""
+        assert self._ints is not None
+        keys = self._ints[: self._used]
+        keys.sort()  # in place: no second copy of the keys
+        equal = keys[1:] == keys[:-1]
+        # A repeated key's first pair of equal neighbours (equal, and the pair before not): one bool a row more.
+        first_pairs = equal.copy()
+        np.greater(first_pairs[1:], equal[:-1], out=first_pairs[1:])
+        repeated = int(np.count_nonzero(first_pairs))
+        distinct = int(keys.size - np.count_nonzero(equal))
+        checks["distinct_keys"] = distinct
+        if repeated and not self.duplicates_allowed:
+            examples = ", ".join(str(value) for value in keys[1:][first_pairs][:_EXAMPLES].tolist())
+            raise ValidationFailed(
+                f"{repeated} primary key value(s) occur more than once, e.g. {examples}",
+                table=self.table,
+                column=self.key[0],
+            )
+        checks["primary_key_unique"] = repeated == 0
+        checks["duplicates_resolved"] = int(keys.size) - distinct
+        return checks
+
+
+def _as_int64(column: pa.Array) -> np.ndarray | None:
+    """The column as int64 values (possibly a view of the batch's buffers: `_append` copies them), or None when
+    it is not integer or a value does not fit int64."""
+    kind = column.type
+    if (pa.types.is_decimal(kind) and kind.scale == 0) or pa.types.is_integer(kind):
+        try:
+            return column.cast(pa.int64(), safe=True).to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:
+            return None
+    return None
 
 
 def _examples(table: pa.Table, key: Sequence[str]) -> str:
