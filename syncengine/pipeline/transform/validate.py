@@ -2,11 +2,11 @@
 run, unique (for incremental runs: unique per key and incremental-column value, so the newest row is known).
 
 Only the key columns are kept across batches, never the rows themselves. A single integer key (int64, or a
-decimal of scale 0 whose values fit int64: NUMBER(38,0) ids) is kept as one numpy int64 array per batch, 8 bytes a
-row, and checked by sorting: Arrow's `group_by` on decimal128 keys held 48 bytes a row after the batches and
-peaked at ~160 bytes a row (819 MB for 5M keys), so a full sync's peak memory grew with the table
-(docs/performance.md, "Sliced extract and memory"). Other keys (composite, text, a value beyond int64, incremental
-(key, watermark) pairs) keep the Arrow columns and `group_by`.
+decimal of scale 0 whose values fit int64: NUMBER(38,0) ids) is kept in one growing numpy int64 array, 8 bytes a
+row, and checked by sorting it in place: Arrow's `group_by` on decimal128 keys peaked at ~145 bytes a row (717 MB
+over 5M keys), so a full sync's peak memory grew with the table (docs/performance.md, "Sliced extract and
+memory"). Other keys (composite, text, a value beyond int64, incremental (key, watermark) pairs) keep the Arrow
+columns and `group_by`.
 """
 
 from __future__ import annotations
