@@ -1,6 +1,6 @@
 """Peak RSS of KeyCheck alone observing N NUMBER(38,0) keys (decimal128) in batches of 100,000, in a fresh process.
 
-Usage: PYTHONPATH=. .venv/bin/python scripts/keycheck_memory.py N  (PYTHONPATH: the checkout to measure)
+Usage: .venv/bin/python -m syncengine.dev.keycheck_memory N
 """
 
 import os
