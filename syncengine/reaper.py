@@ -160,19 +160,28 @@ def _running_silent_since(cutoff: datetime) -> QuerySet[Any]:  # runs annotated 
     )
 
 
+def _held_lock_keys() -> set[int] | None:
+    """The advisory lock keys held in the target database now; None (logged) when it cannot be read."""
+    from syncengine.pipeline.locks import held_table_lock_keys
+
+    try:
+        with psycopg.connect(connections.target_dsn(), connect_timeout=10, autocommit=True) as target:
+            return held_table_lock_keys(target)
+    except psycopg.Error as exc:
+        logger.warning("reaper: cannot read locks in the target database (%s)", type(exc).__name__)
+        return None
+
+
 def _fail_orphaned_runs(*, now: datetime, exclude: set[int]) -> list[SyncRun]:
     """Rule 2 of `runs_fail_stale`, inside its transaction."""
-    from syncengine.pipeline.locks import held_table_lock_keys, table_lock_key
+    from syncengine.pipeline.locks import table_lock_key
 
     cutoff = now - timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS)
     silent = list(_running_silent_since(cutoff).exclude(pk__in=exclude))
     if not silent:
         return []
-    try:
-        with psycopg.connect(connections.target_dsn(), connect_timeout=10, autocommit=True) as target:
-            held = held_table_lock_keys(target)
-    except psycopg.Error as exc:
-        logger.warning("reaper: cannot read locks in the target database (%s)", type(exc).__name__)
+    held = _held_lock_keys()
+    if held is None:
         return []
     orphaned: list[SyncRun] = []
     for run in silent:
@@ -215,7 +224,6 @@ def slices_retry_dead(*, now: datetime) -> list[RunSlice]:
     """
     from syncengine import sliced_runs
     from syncengine.pipeline.errors import TransientError
-    from syncengine.pipeline.locks import held_table_lock_keys
     from syncengine.pipeline.sliced import slice_lock_key
 
     cutoff = now - timedelta(seconds=settings.FDM_RUN_ORPHAN_GRACE_SECONDS)
@@ -224,11 +232,8 @@ def slices_retry_dead(*, now: datetime) -> list[RunSlice]:
     waiting = list(pieces.filter(status=SliceStatus.QUEUED, queued_at__lt=cutoff))
     if not silent and not waiting:
         return []
-    try:
-        with psycopg.connect(connections.target_dsn(), connect_timeout=10, autocommit=True) as target:
-            held = held_table_lock_keys(target)
-    except psycopg.Error as exc:
-        logger.warning("reaper: cannot read locks in the target database (%s)", type(exc).__name__)
+    held = _held_lock_keys()
+    if held is None:
         return []
     retried: list[RunSlice] = []
     for piece in silent:
