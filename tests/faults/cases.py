@@ -106,20 +106,22 @@ def start_command(table, snowflake_server, **env: str):
 def start_worker(table, cluster):
     def start() -> Worker:
         run = services.run_enqueue(table=table, trigger=RunTrigger.API)
-        executor = harness.wait_for(
-            lambda: (
-                SyncRun.objects.filter(pk=run.pk)
-                .exclude(executor="")
-                .values_list("executor", flat=True)
-                .first()
-            ),
-            timeout=120,
-            what="a worker to take the run",
-            alive=cluster.check_alive,
-        )
-        return Worker(run.pk, int(executor.rsplit(":", 1)[1]), cluster)
+        return worker_taking(run.pk, cluster)
 
     return start
+
+
+def worker_taking(run_id: int, cluster) -> Worker:
+    """The worker process that took run `run_id`, once one has."""
+    executor = harness.wait_for(
+        lambda: (
+            SyncRun.objects.filter(pk=run_id).exclude(executor="").values_list("executor", flat=True).first()
+        ),
+        timeout=120,
+        what="a worker to take the run",
+        alive=cluster.check_alive,
+    )
+    return Worker(run_id, int(executor.rsplit(":", 1)[1]), cluster)
 
 
 def make_faulted_table(make_table, seed_source, *, mode: str, **extra):

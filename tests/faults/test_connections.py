@@ -16,7 +16,15 @@ from syncengine.choices import RunStatus, RunTrigger
 from syncengine.models import SyncRun
 from syncengine.services import EXECUTE_TASK
 from tests.faults import harness, strikes
-from tests.faults.cases import Command, Worker, make_faulted_table, run_case, start_command, target_of
+from tests.faults.cases import (
+    Command,
+    Worker,
+    make_faulted_table,
+    run_case,
+    start_command,
+    target_of,
+    worker_taking,
+)
 from tests.faults.proxy import proxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -148,18 +156,7 @@ def start_with_task_timeout(table, cluster):
         with transaction.atomic():
             task_id = async_task(EXECUTE_TASK, run.pk, timeout=TASK_TIMEOUT, task_name=f"fdm-run-{run.pk}")
             SyncRun.objects.filter(pk=run.pk).update(task_id=task_id)
-        executor = harness.wait_for(
-            lambda: (
-                SyncRun.objects.filter(pk=run.pk)
-                .exclude(executor="")
-                .values_list("executor", flat=True)
-                .first()
-            ),
-            timeout=120,
-            what="a worker to take the run",
-            alive=cluster.check_alive,
-        )
-        return Worker(run.pk, int(executor.rsplit(":", 1)[1]), cluster)
+        return worker_taking(run.pk, cluster)
 
     return start
 
