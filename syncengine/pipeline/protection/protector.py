@@ -7,6 +7,7 @@ first batch when that helps), padded and encrypted; the blind index is computed 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -19,8 +20,9 @@ from syncengine.pipeline.protection.blind_index import BlindIndex
 from syncengine.pipeline.protection.codec import plaintext_bytes
 from syncengine.pipeline.protection.crypto import ColumnCipher, ColumnIdentity
 from syncengine.pipeline.protection.keyring import Keyring
-from syncengine.pipeline.protection.plan import ProtectionPlan
+from syncengine.pipeline.protection.plan import ColumnProtection, ProtectionPlan
 from syncengine.pipeline.protection.rowkeys import row_keys
+from syncengine.pipeline.protection.sealer import OFFLOAD_MIN_ROWS, SealColumn, Sealer
 
 DICTIONARY_SAMPLE_ROWS = 10_000
 
@@ -65,28 +67,65 @@ class Protector:
     def apply(self, batch: pa.RecordBatch, load_order: Sequence[str]) -> pa.RecordBatch:
         """`batch` (target names, plaintext types) with protected columns replaced, blind indexes added, in
         `load_order`."""
+        return self.submit(batch, load_order, sealer=None).result()
+
+    def submit(
+        self, batch: pa.RecordBatch, load_order: Sequence[str], *, sealer: Sealer | None
+    ) -> Future[pa.RecordBatch]:
+        """`apply`, with the encryption of a full batch handed to `sealer` (a process of its own) when there is
+        one: the returned future is done when the envelopes are back. Serialising, blind indexes and
+        compression happen here, now; futures complete in the order they were submitted."""
         columns: dict[str, pa.Array] = {name: batch.column(name) for name in batch.schema.names}
         keys = row_keys([columns[name] for name in self.plan.row_key]) if self.plan.row_key else None
+        sealing: list[tuple[ColumnProtection, pa.Array]] = []
         for protection in self.plan.columns:
-            name = protection.target_name
-            stats = self.stats[name]
-            plain = plaintext_bytes(columns[name])
-            stats.bytes_plain += _value_bytes(plain)
-            if protection.blind_index:
-                columns[protection.blind_index] = self._indexes[name].compute(plain)
-            stored = plain
-            if protection.compressed:
-                # A dictionary is stored in clear and holds fragments of the values it was trained on: never
-                # for a column that is also encrypted.
-                dictionary = None if protection.encrypted else self._dictionary_for(name, plain)
-                compressed = compress.compress_array(plain, dictionary=dictionary)
-                stored = compressed.values
-                stats.bytes_compressed += compressed.bytes_out
+            stored = self._prepare(protection, columns)
             if protection.encrypted:
-                stored = self._ciphers[name].encrypt(stored, row_keys=keys, compressed=protection.compressed)
-            stats.bytes_stored += _value_bytes(stored)
-            columns[name] = stored
-        return pa.RecordBatch.from_arrays([columns[name] for name in load_order], names=list(load_order))
+                sealing.append((protection, stored))
+            else:
+                self._store(protection.target_name, stored, columns)
+
+        def seal(encrypt: Callable[[list[SealColumn]], list[pa.Array]]) -> pa.RecordBatch:
+            requests = [
+                SealColumn(self._ciphers[protection.target_name].identity, plain, protection.compressed)
+                for protection, plain in sealing
+            ]
+            for request, envelopes in zip(requests, encrypt(requests) if requests else [], strict=True):
+                self._store(request.identity.column, envelopes, columns)
+            return pa.RecordBatch.from_arrays([columns[name] for name in load_order], names=list(load_order))
+
+        if sealer is None or not sealing or batch.num_rows < OFFLOAD_MIN_ROWS:
+            done: Future[pa.RecordBatch] = Future()
+            done.set_result(
+                seal(lambda requests: [self._encrypt_here(request, keys) for request in requests])
+            )
+            return done
+        return sealer.submit(lambda: seal(lambda requests: sealer.encrypt(requests, keys)))
+
+    def _prepare(self, protection: ColumnProtection, columns: dict[str, pa.Array]) -> pa.Array:
+        """A column's values serialised and, when configured, compressed; its blind index added to `columns`."""
+        name = protection.target_name
+        stats = self.stats[name]
+        plain = plaintext_bytes(columns[name])
+        stats.bytes_plain += _value_bytes(plain)
+        if protection.blind_index:
+            columns[protection.blind_index] = self._indexes[name].compute(plain)
+        if not protection.compressed:
+            return plain
+        # A dictionary is stored in clear and holds fragments of the values it was trained on: never for a
+        # column that is also encrypted.
+        dictionary = None if protection.encrypted else self._dictionary_for(name, plain)
+        compressed = compress.compress_array(plain, dictionary=dictionary)
+        stats.bytes_compressed += compressed.bytes_out
+        return compressed.values
+
+    def _encrypt_here(self, request: SealColumn, keys: pa.Array | None) -> pa.Array:
+        cipher = self._ciphers[request.identity.column]
+        return cipher.encrypt(request.plaintexts, row_keys=keys, compressed=request.compressed)
+
+    def _store(self, name: str, stored: pa.Array, columns: dict[str, pa.Array]) -> None:
+        self.stats[name].bytes_stored += _value_bytes(stored)
+        columns[name] = stored
 
     def _dictionary_for(self, column: str, sample: pa.Array) -> compress.Dictionary | None:
         """The stored dictionary to reuse, or one trained once on the run's first batch and stored before any
