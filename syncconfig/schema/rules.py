@@ -125,14 +125,6 @@ def key_rules(table: TableDocument) -> list[tuple[str, str]]:
                 problems.append((f"compression.columns[{i}]", problem))
 
     problems.extend(_clear_column_rules(table, left_out))
-    if table.parallel is not None and table.compression is not False:
-        # Each slice would train its own compression dictionaries; a table's frames must share them.
-        problems.append(
-            (
-                "parallel.slices",
-                "cannot be combined with compression; set compression: false or remove parallel",
-            )
-        )
 
     sources: dict[str, str] = {}
     targets: dict[str, str] = {}

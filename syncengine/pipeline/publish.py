@@ -236,7 +236,7 @@ def publish_run(
             outcome.published.deleted += deletes.apply_deletes(
                 conn, plan, _delete_scope(relations, options), outcome.checks
             )
-            _finish_table(conn, plan, protector, outcome.checks)
+            _finish_table(conn, plan, staged, protector, outcome.checks)
             if view_changes:
                 conn.execute(history.create_current_view_sql(spec.target.schema, spec.target.table))
             published = outcome.published
@@ -387,7 +387,11 @@ def _delete_scope(relations: Relations, options: PublishOptions) -> deletes.Dele
 
 
 def _finish_table(
-    conn: psycopg.Connection, plan: RunPlan, protector: Protector | None, checks: dict[str, Any]
+    conn: psycopg.Connection,
+    plan: RunPlan,
+    staged: Staged,
+    protector: Protector | None,
+    checks: dict[str, Any],
 ) -> None:
     """With the rows in: the drift DDL that follows them, blind indexes, the protection catalog and, after a
     full load, dropping the dictionaries no stored frame uses any more."""
@@ -402,7 +406,7 @@ def _finish_table(
         conn, table_name=spec.name, schema=spec.target.schema, table=spec.target.table, plan=protection
     )
     if not plan.merges:  # merged tables keep rows written with older dictionaries
-        keep = protector.dictionary_ids if protector else set()
+        keep = staged.dictionary_ids
         checks["dictionaries_dropped"] = dictionaries.prune_dictionaries(
             conn, schema=spec.target.schema, table=spec.target.table, keep=keep
         )

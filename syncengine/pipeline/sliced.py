@@ -46,7 +46,7 @@ from syncengine.pipeline.schema.target import qualified
 from syncengine.pipeline.slice_reader import Sessions
 from syncengine.pipeline.slices import SliceLimits, SlicePlan, SliceRange, plan_slices
 from syncengine.pipeline.source import SnowflakeSettings
-from syncengine.pipeline.spec import CompressionMode, TableSpec
+from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.stage import SlicedSource, Staged, Staging, stream_into_staging
 from syncengine.pipeline.typemap import SourceColumn
 from syncengine.pipeline.watermark import Watermark
@@ -91,6 +91,7 @@ class SliceStaged:
     distinct_keys: int = 0
     newest: dict[str, Any] | None = None
     query_ids: list[str] = field(default_factory=list)
+    dictionary_ids: list[int] = field(default_factory=list)  # the compression dictionaries its frames use
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,8 +161,6 @@ def start_sliced_run(  # noqa: PLR0913 - the start's inputs, keyword-only
     """Plan the run and set up its slices and the table's lease (steps in the module's docstring); None when
     the run is not a plain full load, which the caller then runs in one process. TableBusy when another run
     holds the table."""
-    if spec.compression.mode != CompressionMode.OFF:
-        raise ConfigurationError("parallel slices cannot be combined with compression", table=spec.name)
     with ExitStack() as cleanup:
         conn = cleanup.enter_context(_locked(target_dsn, spec.name, wait=0))
         source_session = cleanup.enter_context(SourceSession(source, table=spec.name))
@@ -272,6 +271,7 @@ def stage_slice(  # noqa: PLR0913 - a slice's inputs, keyword-only
         distinct_keys=int(staged.checks.get("distinct_keys", staged.extract.rows) or 0),
         newest=staged.newest.to_json() if staged.newest else None,
         query_ids=list(staged.query_ids),
+        dictionary_ids=sorted(staged.dictionary_ids),
     )
 
 
@@ -347,6 +347,7 @@ def _combined(plan: RunPlan, start: SlicedStart, done: list[SliceStaged]) -> Sta
         if item.newest is not None:
             staged.newest = Watermark.from_json(item.newest).later(staged.newest)
         staged.query_ids.extend(item.query_ids)
+        staged.dictionary_ids.update(item.dictionary_ids)
     staged.checks = {
         "rows_checked": staged.extract.rows,
         "primary_key_not_null": True,

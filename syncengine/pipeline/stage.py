@@ -64,6 +64,8 @@ class Staged:
     query_ids: list[str] = field(default_factory=list)  # Snowflake's ids for the queries that read the rows
     # Each of those queries, by id, with the key-range slice it read (the evidence names both).
     queries: dict[str, tuple[SourceQuery, SliceRange]] = field(default_factory=dict)
+    # The compression dictionaries the staged frames use: a full load's publish drops every other one.
+    dictionary_ids: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ def stream_into_staging(
     staged.load = StageMetrics(rows=writer.stats.rows, bytes=writer.stats.bytes, seconds=writer.stats.seconds)
     staged.newest = transform.newest
     staged.checks = dict(checks.finish())
+    staged.dictionary_ids = protector.dictionary_ids if protector is not None else set()
     return staged
 
 

@@ -3,13 +3,16 @@ once, and the table held against other runs meanwhile. Across real workers: test
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from syncengine import services, sliced_runs
 from syncengine.choices import RunStatus, RunTrigger, SliceStatus
+from syncengine.connections import target_dsn
 from syncengine.dev import sampledata
 from syncengine.models import RunSlice, SyncRun
 from syncengine.pipeline.load import staging_prefix
+from syncengine.pipeline.protection import reader
 from tests.engine.conftest import SOURCE_DATABASE, SOURCE_SCHEMA
 
 pytestmark = pytest.mark.django_db
@@ -241,3 +244,58 @@ def test_the_reaper_queues_a_dead_slice_again_and_releases_the_lease_of_a_closed
     SyncRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED)
     assert reaper.leases_release_closed() == [table.name]
     assert leftover_staging(target, table) == [] and leases(target, table) == []
+
+
+def test_a_compressed_table_is_sliced_each_slice_with_its_dictionaries_and_reads_back_whole(
+    make_table, snowflake, target
+):
+    table = make_table(
+        parallel_slices=3, compression_mode="columns", compressed_columns=["DESCRIPTION", "METADATA"]
+    )
+    sampledata.seed_transactions(
+        snowflake.connection,
+        database=SOURCE_DATABASE,
+        schema=SOURCE_SCHEMA,
+        table=table.snowflake_table,
+        rows=9_000,
+    )
+    run = start(table)
+    pieces = list(run.slices.order_by("number"))
+    for piece in pieces:
+        assert sliced_runs.slice_execute(slice_id=piece.pk).status == SliceStatus.DONE
+    run = sliced_runs.sliced_publish(run_id=run.pk)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+
+    used = {dict_id for piece in run.slices.all() for dict_id in piece.result["dictionary_ids"]}
+    assert len(used) == 2 * len(pieces), "each slice trained one dictionary per compressed column"
+    stored = target(
+        "SELECT dict_id FROM _fdm.compression_dictionaries WHERE target_schema = 'public' AND target_table = %s",
+        (table.postgres_table,),
+    )
+    assert {dict_id for (dict_id,) in stored} == used
+    assert target(
+        f'SELECT count(*) FROM public."{table.postgres_table}" WHERE octet_length(description) = 0'  # noqa: S608
+    ) == [(0,)]
+
+    with psycopg.connect(target_dsn(), autocommit=True) as conn:
+        rows, after = [], None
+        while True:
+            page = reader.read_rows(
+                conn,
+                table_name=table.name,
+                schema="public",
+                table=table.postgres_table,
+                keyring=None,
+                decrypt=False,
+                after=after,
+                limit=1000,
+            )
+            rows.extend(page.rows)
+            if page.next_after is None:
+                break
+            after = page.next_after
+    count, ids, _, lengths = source_totals(snowflake, table.snowflake_table)
+    assert len(rows) == count
+    assert sum(int(row["txn_id"]) for row in rows) == ids
+    assert sum(len(row["description"]) for row in rows) == lengths
+    assert all(isinstance(row["metadata"], dict) for row in rows)

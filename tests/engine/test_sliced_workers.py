@@ -136,7 +136,13 @@ def check_exact_and_once(table, run: SyncRun, victim: RunSlice, snowflake, targe
     pieces = list(run.slices.order_by("number"))
     assert [piece.status for piece in pieces] == [SliceStatus.DONE] * slices
     assert victim.attempt == 2 and victim.status == SliceStatus.DONE  # the killed slice, staged again
-    assert sum(piece.attempt for piece in pieces) == slices + 1  # and no finished slice staged twice
+    # No finished slice was staged twice. (A slice may have a second attempt for another reason on a loaded
+    # machine: waiting past its lock timeout for the table lock the test held is a transient failure.)
+    run.refresh_from_db()
+    staged = [entry["message"] for entry in run.log if entry["message"].endswith(" staged")]
+    assert sorted(staged) == sorted(f"slice {piece.number} staged" for piece in pieces)
+    retried = [entry["message"] for entry in run.log if " failed: " in entry["message"]]
+    assert sum(piece.attempt for piece in pieces) == slices + 1 + len(retried), retried
     assert target_totals(target, table) == source_totals(snowflake, table.snowflake_table)
     assert leftover_staging(target, table) == [] and leases(target, table) == []
 

@@ -51,11 +51,8 @@ def test_bad_values_are_refused_naming_the_key(value, expected):
     assert messages(compression=False, parallel=value) == [f"tables[0] transactions.{expected}"]
 
 
-def test_compression_with_slices_is_refused():
-    assert messages(parallel={"slices": 4}) == [
-        "tables[0] transactions.parallel.slices: cannot be combined with compression; set compression: false "
-        "or remove parallel"
-    ]
+def test_compression_with_slices_is_accepted():
+    assert messages(parallel={"slices": 4}, compression={"columns": ["DESCRIPTION"]}) == []
 
 
 @pytest.mark.django_db
