@@ -23,7 +23,7 @@ from tests.pipeline.conftest import staging_tables
 from tests.pipeline.test_protection import _read
 
 KEYRING = Keyring.generate("k1")
-ROWS = 2 * OFFLOAD_MIN_ROWS + 1_000  # three batches of OFFLOAD_MIN_ROWS: two sealed in the child, one here
+ROWS = 2 * OFFLOAD_MIN_ROWS + 1_000  # three batches: the child, started on the first, seals all three
 
 
 def _sealers() -> list[psutil.Process]:

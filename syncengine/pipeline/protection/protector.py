@@ -22,7 +22,7 @@ from syncengine.pipeline.protection.crypto import ColumnCipher, ColumnIdentity
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.plan import ColumnProtection, ProtectionPlan
 from syncengine.pipeline.protection.rowkeys import row_keys
-from syncengine.pipeline.protection.sealer import OFFLOAD_MIN_ROWS, SealColumn, Sealer
+from syncengine.pipeline.protection.sealer import SealColumn, Sealer
 
 DICTIONARY_SAMPLE_ROWS = 10_000
 
@@ -72,9 +72,10 @@ class Protector:
     def submit(
         self, batch: pa.RecordBatch, load_order: Sequence[str], *, sealer: Sealer | None
     ) -> Future[pa.RecordBatch]:
-        """`apply`, with the encryption of a full batch handed to `sealer` (a process of its own) when there is
-        one: the returned future is done when the envelopes are back. Serialising, blind indexes and
-        compression happen here, now; futures complete in the order they were submitted."""
+        """`apply`, with the encryption handed to `sealer` (a process of its own) when there is one: the
+        returned future is done when the envelopes are back. Serialising, blind indexes and compression happen
+        here, now; the sealer's thread completes futures in the order they were submitted, and is the only
+        thread that counts the encrypted columns' bytes once it is in use."""
         columns: dict[str, pa.Array] = {name: batch.column(name) for name in batch.schema.names}
         keys = row_keys([columns[name] for name in self.plan.row_key]) if self.plan.row_key else None
         sealing: list[tuple[ColumnProtection, pa.Array]] = []
@@ -94,7 +95,7 @@ class Protector:
                 self._store(request.identity.column, envelopes, columns)
             return pa.RecordBatch.from_arrays([columns[name] for name in load_order], names=list(load_order))
 
-        if sealer is None or not sealing or batch.num_rows < OFFLOAD_MIN_ROWS:
+        if sealer is None or not sealing:
             done: Future[pa.RecordBatch] = Future()
             done.set_result(
                 seal(lambda requests: [self._encrypt_here(request, keys) for request in requests])

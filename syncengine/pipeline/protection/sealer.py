@@ -34,8 +34,9 @@ from syncengine.pipeline.errors import PipelineError, TerminalError, TransientEr
 from syncengine.pipeline.protection.crypto import ColumnCipher, ColumnIdentity
 from syncengine.pipeline.protection.keyring import Keyring
 
-# Below this many rows a batch is encrypted on the run's thread: a child's start (about half a second of
-# imports) costs more than a small table's whole encryption.
+# A run starts its child on its first batch of at least this many rows (and hands it every batch from then
+# on); smaller tables are encrypted on the run's thread: a child's start (about half a second of imports)
+# would cost more than their whole encryption.
 OFFLOAD_MIN_ROWS = 20_000
 STOP_TIMEOUT_SECONDS = 5.0
 ROW_KEY = "row_key"
