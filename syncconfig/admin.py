@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -146,10 +147,19 @@ class TableConfigAdmin(SimpleHistoryAdmin):
     def delete_model(self, request: HttpRequest, obj: TableConfig) -> None:
         services.table_delete(table=obj, user=request.user, reason="admin delete")
 
+    def has_delete_permission(self, request: HttpRequest, obj: TableConfig | None = None) -> bool:
+        """A table that encrypts columns is deleted only by whoever may weaken protection: its delete page and
+        the bulk delete answer 403 (and the change page shows no delete link) rather than fail in the save."""
+        if not super().has_delete_permission(request, obj):
+            return False
+        return obj is None or services.table_delete_allowed(table=obj, user=request.user)
+
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TableConfig]) -> None:
-        # Not queryset.delete(): the engine keeps schedules in step from per-instance delete signals.
-        for table in queryset:
-            services.table_delete(table=table, user=request.user, reason="admin delete")
+        # Not queryset.delete(): the engine keeps schedules in step from per-instance delete signals. All or
+        # nothing: a table refused half-way leaves the ones before it in place.
+        with transaction.atomic():
+            for table in queryset:
+                services.table_delete(table=table, user=request.user, reason="admin delete")
 
     # --- YAML import and export pages ---
 
