@@ -7,9 +7,7 @@ a service account is recorded in the models' history with who made it and throug
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +19,7 @@ from django.utils import timezone
 
 from fdm.api.roles import Role, role_set
 from fdm.apikeys.models import ApiKey, Channel, ServiceAccount
+from fdm.commands import os_account
 
 KEY_PREFIX = "fdm_"
 PREFIX_LENGTH = 12  # "fdm_" and 8 random characters: enough to tell keys apart, far too little to guess one
@@ -44,11 +43,7 @@ class Actor:
     @classmethod
     def from_shell(cls) -> Actor:
         """The OS user running a management command: the server has no account for them."""
-        try:
-            name = getpass.getuser()
-        except (KeyError, OSError):  # no login name and no passwd entry, e.g. an arbitrary container uid
-            name = f"uid {os.getuid()}"
-        return cls(channel=Channel.COMMAND, name=name)
+        return cls(channel=Channel.COMMAND, name=os_account())
 
 
 UNRECORDED = Actor(channel=Channel.CODE)

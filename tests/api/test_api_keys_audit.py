@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
+import pwd
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -127,7 +129,7 @@ def test_creation_revocation_and_role_changes_leave_an_audit_trail_with_the_acto
 
 
 def test_the_command_records_the_os_user_and_refuses_a_superuser_in_one_line(monkeypatch, capsys):
-    monkeypatch.setattr("getpass.getuser", lambda: "deploy")
+    monkeypatch.setattr("fdm.apikeys.services.os_account", lambda: "deploy")
     out = io.StringIO()
     call_command("create_api_key", "loader", "--role", "operator", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
@@ -153,6 +155,15 @@ def test_the_command_records_the_os_user_and_refuses_a_superuser_in_one_line(mon
     stderr = capsys.readouterr().err.strip()
     assert len(stderr.splitlines()) == 1 and "'root' is a superuser" in stderr
     assert _groups(root) == set() and not ApiKey.objects.filter(user=root).exists()
+
+
+def test_the_command_records_the_os_account_of_its_user_id_not_the_name_in_the_environment(monkeypatch):
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(variable, "mallory")
+    out = io.StringIO()
+    call_command("create_api_key", "loader", "--role", "viewer", stdout=out)
+    record = ApiKey.objects.get(prefix=out.getvalue().strip().splitlines()[-1][:12])
+    assert record.created_by_name == pwd.getpwuid(os.getuid()).pw_name != "mallory"
 
 
 def test_the_admin_revokes_with_its_account_on_record_and_shows_history_read_only(superuser_client):
