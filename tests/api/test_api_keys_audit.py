@@ -8,7 +8,9 @@ import os
 import pwd
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -126,6 +128,20 @@ def test_creation_revocation_and_role_changes_leave_an_audit_trail_with_the_acto
     assert "digest" not in str(entries) and key_digest(created["key"]) not in str(entries)
     assert viewer.get(f"/api/v1/admin/keys/{created['id']}/history/").status_code == 403
     assert admin.get("/api/v1/admin/keys/987654321/history/").status_code == 404
+
+
+def test_a_persons_role_change_through_the_api_is_on_record_with_the_admin_who_made_it(admin):
+    alice = User.objects.create_user("alice", "alice@example.com", "a password")
+    assert admin.put("/api/v1/admin/users/alice/role/", {"role": "admin"}, format="json").status_code == 200
+    assert admin.put("/api/v1/admin/users/alice/role/", {"role": "admin"}, format="json").status_code == 200
+    assert admin.put("/api/v1/admin/users/alice/role/", {"role": None}, format="json").status_code == 200
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(User), object_id=str(alice.pk)
+    ).order_by("pk")
+    assert [(e.user.username, e.action_flag, e.get_change_message()) for e in entries] == [
+        (_admin_user(admin), CHANGE, "Changed role from none to admin (via api)."),
+        (_admin_user(admin), CHANGE, "Changed role from admin to none (via api)."),
+    ]  # setting the role a user already has changes nothing and records nothing
 
 
 def test_the_command_records_the_os_user_and_refuses_a_superuser_in_one_line(monkeypatch, capsys):
