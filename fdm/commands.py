@@ -2,11 +2,14 @@
 
 `SkipsKeyringCheck`: commands that handle only configuration. Start-up checks that need the keyring are
 registered under `KEYRING_CHECKS_TAG` by the app that owns them (`syncengine.checks`); these commands run every
-check but those. `WithExitStatus`: commands whose exit status means something, said under their `--help`.
+check but those. `WithExitStatus`: commands whose exit status means something, said under their `--help`. `os_account`: who runs
+a command, for the records that commands leave.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +19,17 @@ from django.core.checks.registry import registry
 from django.core.management.base import BaseCommand, CommandParser
 
 KEYRING_CHECKS_TAG = "fdm"
+
+
+def os_account() -> str:
+    """The OS account that runs this process, by its real user id: not $USER or $LOGNAME (what getpass reads
+    first), which whoever runs the command sets as they like. `uid N` when the id has no passwd entry (an
+    arbitrary container uid)."""
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 class SkipsKeyringCheck(BaseCommand):

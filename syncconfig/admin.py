@@ -11,10 +11,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import CsrfViewMiddleware
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.views.decorators.csrf import csrf_exempt
 from simple_history.admin import SimpleHistoryAdmin
 
 from syncconfig import services, yaml_io
@@ -55,6 +58,19 @@ def export_selected_as_yaml(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[TableConfig]
 ) -> HttpResponse:
     return _yaml_download(services.tables_export(names=queryset.values_list("name", flat=True)))
+
+
+def _declared_length(request: HttpRequest) -> int:
+    """The body's declared length; one that is not a number counts as too long (refused unread)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return MAX_IMPORT_REQUEST_BYTES + 1
+
+
+def _checked_view(request: HttpRequest) -> HttpResponse:
+    """What the CSRF check is asked about: a view that is not exempt (never called)."""
+    return HttpResponse(status=204)
 
 
 @admin.register(TableConfig)
@@ -146,17 +162,30 @@ class TableConfigAdmin(SimpleHistoryAdmin):
     def delete_model(self, request: HttpRequest, obj: TableConfig) -> None:
         services.table_delete(table=obj, user=request.user, reason="admin delete")
 
+    def has_delete_permission(self, request: HttpRequest, obj: TableConfig | None = None) -> bool:
+        """A table that encrypts columns is deleted only by whoever may weaken protection: its delete page and
+        the bulk delete answer 403 (and the change page shows no delete link) rather than fail in the save."""
+        if not super().has_delete_permission(request, obj):
+            return False
+        return obj is None or services.table_delete_allowed(table=obj, user=request.user)
+
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TableConfig]) -> None:
-        # Not queryset.delete(): the engine keeps schedules in step from per-instance delete signals.
-        for table in queryset:
-            services.table_delete(table=table, user=request.user, reason="admin delete")
+        # Not queryset.delete(): the engine keeps schedules in step from per-instance delete signals. All or
+        # nothing: a table refused half-way leaves the ones before it in place.
+        with transaction.atomic():
+            for table in queryset:
+                services.table_delete(table=table, user=request.user, reason="admin delete")
 
     # --- YAML import and export pages ---
 
     def get_urls(self) -> list[Any]:
         extra = [
+            # CSRF is checked in the view, after the body's declared size: the CSRF middleware would read the
+            # whole upload (request.POST) before the view could refuse it.
             path(
-                "import/", self.admin_site.admin_view(self.import_view), name="syncconfig_tableconfig_import"
+                "import/",
+                self.admin_site.admin_view(csrf_exempt(self.import_view)),
+                name="syncconfig_tableconfig_import",
             ),
             path(
                 "export/", self.admin_site.admin_view(self.export_view), name="syncconfig_tableconfig_export"
@@ -183,13 +212,16 @@ class TableConfigAdmin(SimpleHistoryAdmin):
         }
         if request.method != "POST":
             return TemplateResponse(request, self.import_template, context)
-        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_IMPORT_REQUEST_BYTES:
+        if _declared_length(request) > MAX_IMPORT_REQUEST_BYTES:
             # Refused from the header, before the body is read: a file this size cannot be a valid document.
             limit = yaml_io.MAX_DOCUMENT_BYTES
             context["form_errors"] = [
                 f"The file is larger than the limit of {limit} bytes; nothing was read."
             ]
             return TemplateResponse(request, self.import_template, context, status=413)
+        refused = CsrfViewMiddleware(_checked_view).process_view(request, _checked_view, (), {})
+        if refused is not None:
+            return refused
 
         if "confirm" in request.POST:
             confirm = ImportConfirmForm(request.POST)

@@ -289,6 +289,11 @@ def table_protection_check(
             raise TableRejected(gaps)
 
 
+def table_delete_allowed(*, table: TableConfig, user: Any) -> bool:
+    """Whether `user` may delete `table`: a table that encrypts columns only by whoever may weaken protection."""
+    return protection.may_weaken(user) or not protection.weakenings(table.to_table_dict(), None)
+
+
 def table_save(*, table: TableConfig, user: Any = None, reason: str | None = None) -> TableConfig:
     """Validate and save one table (admin and API edits), recording who changed it and why.
 

@@ -19,11 +19,11 @@ from rest_framework.response import Response
 
 from fdm.api.pagination import PAGE_PARAMETERS, Pagination
 from fdm.api.permissions import IsAdmin
-from fdm.api.roles import ROLE_NAMES, Role, role_of, role_set
+from fdm.api.roles import ROLE_NAMES, Role, role_of
 from fdm.api.schema import error_response
 from fdm.api.views import ApiView
 from fdm.apikeys import selectors, services
-from fdm.apikeys.models import ApiKey, Channel, ServiceAccount
+from fdm.apikeys.models import ApiKey, Channel
 
 TAGS = ["admin"]
 MAX_ID = 2**63 - 1
@@ -246,8 +246,8 @@ class UserRoleView(ApiView):
     @extend_schema(
         tags=TAGS,
         summary="Set a user's role",
-        description="A service account's role change is recorded in its history (and in the history of its "
-        "keys); people's roles are set as they are in the admin.",
+        description="Every change is recorded with the admin who made it: a service account's in its history "
+        "(and in the history of its keys), a person's in the admin's log of that user.",
         request=UserRoleSerializer,
         responses={
             200: UserSerializer,
@@ -260,10 +260,7 @@ class UserRoleView(ApiView):
         payload.is_valid(raise_exception=True)
         value: Any = payload.validated_data["role"]
         role = Role.parse(value) if value else None
-        if ServiceAccount.objects.filter(user=user).exists():  # audited, and refused if it became a person's
-            services.service_account_role_set(user=user, role=role, actor=_actor(request))
-        else:
-            role_set(user=user, role=role)
+        services.user_role_set(user=user, role=role, actor=_actor(request))  # audited, whoever the user
         return Response(UserSerializer(user).data)
 
 

@@ -7,20 +7,20 @@ a service account is recorded in the models' history with who made it and throug
 
 from __future__ import annotations
 
-import getpass
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from fdm.api.roles import Role, role_set
+from fdm.api.roles import Role, role_of, role_set
 from fdm.apikeys.models import ApiKey, Channel, ServiceAccount
+from fdm.commands import os_account
 
 KEY_PREFIX = "fdm_"
 PREFIX_LENGTH = 12  # "fdm_" and 8 random characters: enough to tell keys apart, far too little to guess one
@@ -44,11 +44,7 @@ class Actor:
     @classmethod
     def from_shell(cls) -> Actor:
         """The OS user running a management command: the server has no account for them."""
-        try:
-            name = getpass.getuser()
-        except (KeyError, OSError):  # no login name and no passwd entry, e.g. an arbitrary container uid
-            name = f"uid {os.getuid()}"
-        return cls(channel=Channel.COMMAND, name=name)
+        return cls(channel=Channel.COMMAND, name=os_account())
 
 
 UNRECORDED = Actor(channel=Channel.CODE)
@@ -160,6 +156,34 @@ def service_account_role_set(*, user: User, role: Role | None, actor: Actor = UN
             _mark(account, actor)
             account.save(update_fields=["role"])
     return account
+
+
+def user_role_set(*, user: User, role: Role | None, actor: Actor) -> None:
+    """Give `user` exactly `role`, on record with who made the change and through which channel.
+
+    A service account's change goes into its history (`service_account_role_set`, NotAServiceAccount when it
+    has become a person's account); a person's into the admin's log of that user, the trail that an edit of
+    their groups on the admin's user page leaves too (shown on that user's History page).
+    """
+    if ServiceAccount.objects.filter(user=user).exists():
+        service_account_role_set(user=user, role=role, actor=actor)
+        return
+    with transaction.atomic():
+        before = role_of(User.objects.get(pk=user.pk))
+        role_set(user=user, role=role)
+        if before != role and actor.user is not None:
+            LogEntry.objects.log_actions(
+                user_id=actor.user.pk,
+                queryset=[user],
+                action_flag=CHANGE,
+                change_message=f"Changed role from {_role_label(before)} to {_role_label(role)} "
+                f"(via {actor.channel.value}).",
+                single_object=True,
+            )
+
+
+def _role_label(role: Role | None) -> str:
+    return role.label if role is not None else "none"
 
 
 def service_user_ensure(*, username: str, role: Role, actor: Actor = UNRECORDED) -> User:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
+import pwd
 
 import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -126,8 +130,22 @@ def test_creation_revocation_and_role_changes_leave_an_audit_trail_with_the_acto
     assert admin.get("/api/v1/admin/keys/987654321/history/").status_code == 404
 
 
+def test_a_persons_role_change_through_the_api_is_on_record_with_the_admin_who_made_it(admin):
+    alice = User.objects.create_user("alice", "alice@example.com", "a password")
+    assert admin.put("/api/v1/admin/users/alice/role/", {"role": "admin"}, format="json").status_code == 200
+    assert admin.put("/api/v1/admin/users/alice/role/", {"role": "admin"}, format="json").status_code == 200
+    assert admin.put("/api/v1/admin/users/alice/role/", {"role": None}, format="json").status_code == 200
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(User), object_id=str(alice.pk)
+    ).order_by("pk")
+    assert [(e.user.username, e.action_flag, e.get_change_message()) for e in entries] == [
+        (_admin_user(admin), CHANGE, "Changed role from none to admin (via api)."),
+        (_admin_user(admin), CHANGE, "Changed role from admin to none (via api)."),
+    ]  # setting the role a user already has changes nothing and records nothing
+
+
 def test_the_command_records_the_os_user_and_refuses_a_superuser_in_one_line(monkeypatch, capsys):
-    monkeypatch.setattr("getpass.getuser", lambda: "deploy")
+    monkeypatch.setattr("fdm.apikeys.services.os_account", lambda: "deploy")
     out = io.StringIO()
     call_command("create_api_key", "loader", "--role", "operator", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
@@ -153,6 +171,15 @@ def test_the_command_records_the_os_user_and_refuses_a_superuser_in_one_line(mon
     stderr = capsys.readouterr().err.strip()
     assert len(stderr.splitlines()) == 1 and "'root' is a superuser" in stderr
     assert _groups(root) == set() and not ApiKey.objects.filter(user=root).exists()
+
+
+def test_the_command_records_the_os_account_of_its_user_id_not_the_name_in_the_environment(monkeypatch):
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(variable, "mallory")
+    out = io.StringIO()
+    call_command("create_api_key", "loader", "--role", "viewer", stdout=out)
+    record = ApiKey.objects.get(prefix=out.getvalue().strip().splitlines()[-1][:12])
+    assert record.created_by_name == pwd.getpwuid(os.getuid()).pw_name != "mallory"
 
 
 def test_the_admin_revokes_with_its_account_on_record_and_shows_history_read_only(superuser_client):

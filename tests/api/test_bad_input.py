@@ -7,6 +7,8 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import reverse
 
 from fdm.api.parsers import MAX_DEPTH
@@ -98,3 +100,36 @@ def test_an_admin_upload_over_the_limit_is_refused_before_it_is_read(admin_clien
     response = admin_client.post(reverse("admin:syncconfig_tableconfig_import"), {"file": big})
     assert response.status_code == 413
     assert "larger than the limit" in response.content.decode()
+
+
+def _csrf_client(admin_user):
+    """A logged-in browser: CSRF enforced, with the token its import page gave it."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    page = browser.get(reverse("admin:syncconfig_tableconfig_import"))
+    return browser, str(page.context["csrf_token"])
+
+
+def test_an_admin_upload_over_the_limit_is_not_read_even_for_its_csrf_token(admin_user):
+    browser, token = _csrf_client(admin_user)
+    big = b"tables: []\n#" + b"x" * (2 * yaml_io.MAX_DOCUMENT_BYTES)
+    body = encode_multipart(BOUNDARY, {"csrfmiddlewaretoken": token, "file": io.BytesIO(big)})
+    stream = CountingStream(body)
+    response = browser.generic(
+        "POST",
+        reverse("admin:syncconfig_tableconfig_import"),
+        b"",
+        **{"CONTENT_TYPE": MULTIPART_CONTENT, "CONTENT_LENGTH": str(len(body)), "wsgi.input": stream},
+    )
+    assert response.status_code == 413
+    assert stream.read_bytes == 0
+
+
+def test_the_import_page_still_checks_csrf_for_a_body_within_the_limit(admin_user):
+    browser, token = _csrf_client(admin_user)
+    url = reverse("admin:syncconfig_tableconfig_import")
+    document = SimpleUploadedFile("tables.yaml", b"tables: []\n")
+    assert browser.post(url, {"file": document}).status_code == 403
+    document.seek(0)
+    preview = browser.post(url, {"file": document, "csrfmiddlewaretoken": token})
+    assert preview.status_code == 200 and not preview.context["errors"]

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from fdm.api.roles import Role, role_set
 from fdm.apikeys.models import ApiKey
 from fdm.apikeys.services import api_key_revoke, service_key_create
+from syncconfig import yaml_io
 from syncconfig.models import TableConfig
 from syncengine import services
 from syncengine.choices import RunStatus, RunTrigger
@@ -128,3 +129,25 @@ def test_the_decrypt_command_refuses_users_below_the_permission(ledger, caller, 
     role_set(user=user, role=Role.parse(caller))
     with pytest.raises(CommandError, match="needs the permission"):
         call_command("decrypt", ledger.name, "--user", user.username)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("channel", ["put", "yaml import"])
+def test_only_an_admin_turns_encryption_off_by_replacing_the_table_or_importing_yaml(ledger, caller, channel):
+    clear = {**ledger.to_table_dict(), "encryption": False}
+    api = client(caller)
+    if channel == "put":
+        response = api.put(f"/api/v1/tables/{ledger.name}/", clear, format="json")
+    else:
+        document = yaml_io.dump_tables([clear])
+        response = api.post("/api/v1/tables/yaml-import/", document, content_type="application/yaml")
+    stored = TableConfig.objects.get(pk=ledger.pk).encryption_mode
+    status = expected(caller, allowed="admin")
+    if caller == "operator" and channel == "yaml import":
+        status = 400  # operators may import; the import reports each refused change under its table
+    if status:
+        assert response.status_code == status, response.content
+        assert stored == "columns"
+    else:
+        assert response.status_code == 200, response.content
+        assert stored == "off"

@@ -7,9 +7,11 @@ admin page showing the keys in use."""
 from __future__ import annotations
 
 import csv
-import getpass
+import importlib
 import io
 import json
+import os
+import pwd
 import socket
 from decimal import Decimal
 
@@ -19,6 +21,8 @@ from django.contrib.auth.models import Permission, User
 from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 
 from syncengine import connections, protected_data, services
 from syncengine.choices import RunStatus, RunTrigger
@@ -267,7 +271,7 @@ def test_the_decrypt_command_prints_rows_and_records_the_read(keyring, accounts)
 
 
 def test_the_decrypt_command_neutralises_formulas_in_csv_and_records_the_os_account(
-    keyring, accounts, snowflake
+    keyring, accounts, snowflake, monkeypatch
 ):
     name = f"FDM_ENGINE.PUBLIC.{accounts.snowflake_table}"
     snowflake.execute(
@@ -276,6 +280,8 @@ def test_the_decrypt_command_neutralises_formulas_in_csv_and_records_the_os_acco
     )
     assert execute(accounts).status == RunStatus.SUCCEEDED
     _user("auditor", decrypt=True)
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass would believe
+        monkeypatch.setenv(variable, "mallory")
     out = io.StringIO()
     call_command(
         "decrypt",
@@ -293,7 +299,8 @@ def test_the_decrypt_command_neutralises_formulas_in_csv_and_records_the_os_acco
     assert cells["holder_name"] == '\'=HYPERLINK("http://x.test","open")'
     assert cells["notes"] == "'@SUM(A1)"
     assert cells["account_id"] == "99"
-    assert DecryptedRead.objects.get().client == f"{getpass.getuser()}@{socket.gethostname()}"
+    # The account of the process's user id, whatever the environment says.
+    assert DecryptedRead.objects.get().client == f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
 
 
 def test_the_table_page_shows_protected_columns_keys_in_use_and_rotation_progress(
@@ -332,3 +339,52 @@ def test_configuration_commands_run_before_the_keyring_exists_and_data_commands_
     call_command("export_tables", skip_checks=False, stdout=io.StringIO())
     with pytest.raises(SystemCheckError, match="fdm.E002"):
         call_command("rotate_keys", skip_checks=False, stdout=io.StringIO())
+
+
+def test_the_migration_takes_plaintext_sizes_of_encrypted_columns_out_of_earlier_run_records(
+    keyring, accounts
+):
+    current = execute(accounts)
+    assert current.status == RunStatus.SUCCEEDED
+    kept = SyncRun.objects.get(pk=current.pk).checks
+    notes = {"bytes_plain": 4000, "bytes_compressed": 520, "bytes_stored": 520, "compression_ratio": 7.692}
+    earlier = services.run_create(table=accounts, trigger=RunTrigger.COMMAND)
+    SyncRun.objects.filter(pk=earlier.pk).update(
+        # As runs recorded them before: plaintext sizes of every protected column, in the totals as well.
+        checks={
+            "rows_extracted": 40,
+            "protection": {
+                "iban": {
+                    "bytes_plain": 720,
+                    "bytes_compressed": 0,
+                    "bytes_stored": 2560,
+                    "compression_ratio": None,
+                },
+                "holder_name": {  # encrypted and compressed: envelopes around the frames
+                    "bytes_plain": 960,
+                    "bytes_compressed": 610,
+                    "bytes_stored": 1920,
+                    "compression_ratio": 1.574,
+                },
+                "notes": notes,  # compressed only: it stores its frames
+            },
+        },
+        bytes_before_compression=4960,
+        bytes_after_compression=1130,
+    )
+
+    name = "0007_run_checks_without_encrypted_sizes"
+    scrub = importlib.import_module(f"syncengine.migrations.{name}").scrub
+    scrub(MigrationLoader(connection).project_state(("syncengine", name)).apps, None)
+
+    earlier = SyncRun.objects.get(pk=earlier.pk)
+    assert earlier.checks == {
+        "rows_extracted": 40,
+        "protection": {
+            "iban": {"encrypted": True, "bytes_stored": 2560},
+            "holder_name": {"encrypted": True, "bytes_stored": 1920},
+            "notes": notes,
+        },
+    }
+    assert (earlier.bytes_before_compression, earlier.bytes_after_compression) == (4000, 520)
+    assert SyncRun.objects.get(pk=current.pk).checks == kept  # recorded without them already

@@ -403,3 +403,39 @@ def test_each_caller_of_the_admin_meets_the_protection_rules(client, admin_user,
     else:
         assert form.status_code == 302 and stored == "off"
         assert preview.status_code == 200 and not preview.context["errors"]
+
+
+@pytest.mark.parametrize("how", ["delete page", "bulk action"])
+def test_an_operator_cannot_delete_an_encrypting_table_in_the_admin(client, transactions, how):
+    """403, the table kept, never a 500 from the refused save; a table that encrypts nothing may go."""
+    services.tables_import(document={"tables": [table("fx_rates", encryption=False)]})
+    fx_rates = TableConfig.objects.get(name="fx_rates")
+    client.force_login(
+        _staff(
+            Role.OPERATOR, "view_tableconfig", "change_tableconfig", "add_tableconfig", "delete_tableconfig"
+        )
+    )
+    if how == "delete page":
+        assert "/delete/" not in client.get(change_url(transactions)).content.decode()
+        url = reverse("admin:syncconfig_tableconfig_delete", args=[transactions.pk])
+        response = client.post(url, {"post": "yes"})
+        allowed = client.post(
+            reverse("admin:syncconfig_tableconfig_delete", args=[fx_rates.pk]), {"post": "yes"}
+        )
+    else:
+        both = {
+            "action": "delete_selected",
+            "_selected_action": [transactions.pk, fx_rates.pk],
+            "post": "yes",
+        }
+        response = client.post(reverse(CHANGELIST), both)
+        allowed = client.post(reverse(CHANGELIST), {**both, "_selected_action": [fx_rates.pk]})
+    assert response.status_code == 403
+    assert set(TableConfig.objects.values_list("name", flat=True)) >= {"transactions"}
+    assert allowed.status_code == 302 and not TableConfig.objects.filter(name="fx_rates").exists()
+
+
+def test_an_admin_deletes_an_encrypting_table_in_the_admin(admin_client, transactions):
+    url = reverse("admin:syncconfig_tableconfig_delete", args=[transactions.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    assert not TableConfig.objects.filter(pk=transactions.pk).exists()

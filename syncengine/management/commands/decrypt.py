@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
-import getpass
 import json
 import socket
 from datetime import date, datetime, time
@@ -16,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
+from fdm.commands import os_account
 from syncconfig.models import TableConfig
 from syncconfig.selectors import table_get
 from syncengine import protected_data
@@ -78,7 +78,7 @@ class Command(BaseCommand):
                     limit=min(MAX_PAGE_SIZE, wanted - printed),
                     via="command",
                     # The name given is not authenticated here: the OS account that ran the command is recorded too.
-                    client=f"{getpass.getuser()}@{socket.gethostname()}",
+                    client=f"{os_account()}@{socket.gethostname()}",
                 )
             except PermissionDenied as exc:
                 raise CommandError(f"{options['user']}: {exc}") from None
