@@ -225,19 +225,6 @@ def table_statuses(
     return statuses
 
 
-def tables_past_freshness(*, now: datetime) -> list[tuple[TableConfig, datetime]]:
-    """Enabled tables with a freshness limit whose latest successful run finished longer ago than the limit
-    allows (or, never having succeeded, that were configured longer ago), each with that moment."""
-    tables = TableConfig.objects.filter(enabled=True, max_staleness_minutes__isnull=False)
-    stale: list[tuple[TableConfig, datetime]] = []
-    annotated: list[Any] = list(tables_with_latest_runs(tables, details=True).order_by("name"))
-    for table in annotated:
-        freshness = Freshness.of(table, table.last_success_finished_at, now)
-        if freshness.past_limit:
-            stale.append((table, freshness.since))
-    return stale
-
-
 @dataclass(frozen=True)
 class DayOfRuns:
     """How many runs finished on one day, by outcome; the rows the successful ones loaded, and the longest of
