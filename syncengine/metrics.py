@@ -26,7 +26,7 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 
 from syncconfig.models import TableConfig
 from syncengine import selectors
-from syncengine.choices import ReconciliationStatus, RunStatus
+from syncengine.choices import ReconciliationStatus, RunCheckStatus, RunStatus
 from syncengine.models import Reconciliation, SyncRun
 from syncengine.reconciliations import reconciliation_latest_by_table
 from syncengine.schedules import shape_for
@@ -410,7 +410,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
             add(
                 RECONCILIATION_RUN_CHECK_MISMATCH,
                 [name],
-                1 if success.reconciliation_status == "mismatch" else 0,
+                1 if success.reconciliation_status == RunCheckStatus.MISMATCH else 0,
             )
         if (reconciliation := snapshot.reconciliations.get(name)) is not None:
             _add_reconciliation(add, name, reconciliation)
