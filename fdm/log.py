@@ -37,10 +37,6 @@ def log_context(**fields: Any) -> Iterator[None]:
         _bound.reset(token)
 
 
-def bound_fields() -> dict[str, Any]:
-    return dict(_bound.get())
-
-
 class LogContextFilter(logging.Filter):
     """Adds the bound fields to the record (for JSON) and as ` key=value ...` (for text)."""
 

@@ -1,10 +1,14 @@
-"""Choice sets for run records."""
+"""Choice sets for run records. Those the pipeline also reports take their values from its enums
+(`syncconfig.choices.mirrors` checks that the members match)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
 from django.db import models
+
+from syncconfig.choices import mirrors
+from syncengine.pipeline.reconcile.result import CheckStatus
 
 
 class RunStatus(models.TextChoices):
@@ -94,12 +98,13 @@ class LogLevel(models.TextChoices):
     ERROR = "error", "Error"
 
 
+@mirrors(CheckStatus)
 class RunCheckStatus(models.TextChoices):
     """The light reconciliation check after a run (counts and sums on both sides); blank before it ran."""
 
-    EQUAL = "equal", "Equal"
-    MISMATCH = "mismatch", "Mismatch"
-    SKIPPED = "skipped", "Skipped"
+    EQUAL = CheckStatus.EQUAL.value, "Equal"
+    MISMATCH = CheckStatus.MISMATCH.value, "Mismatch"
+    SKIPPED = CheckStatus.SKIPPED.value, "Skipped"
 
 
 class ReconciliationStatus(models.TextChoices):

@@ -9,17 +9,14 @@ admin's dashboard and the tables' status board; failing runs name an unreachable
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import psycopg
 from django.conf import settings
-from django.db.models import Max
 from django.utils import timezone
 from django_q.brokers import get_broker
-from django_q.models import OrmQ, Task
+from django_q.models import OrmQ
 
 from fdm.api.health import CHECK_TIMEOUT_SECONDS, CheckResult, register_check
-from syncengine import connections
+from syncengine import connections, selectors
 
 
 def check_target_database() -> CheckResult:
@@ -39,8 +36,8 @@ def check_broker() -> CheckResult:
 
 
 def check_workers() -> CheckResult:
-    silence = timedelta(minutes=settings.FDM_REAPER_INTERVAL_MINUTES * 3)
-    last = Task.objects.aggregate(last=Max("stopped"))["last"]
+    silence = selectors.workers_silence_limit()
+    last = selectors.workers_last_task_at()
     if last is None:
         return CheckResult(
             "workers", False, "no worker has finished a task yet; is `manage.py qcluster` running?"

@@ -22,12 +22,11 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Max, Min, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django_q.models import Schedule, Task
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 
 from syncconfig.models import TableConfig
 from syncengine import selectors
-from syncengine.choices import ReconciliationStatus, RunStatus
+from syncengine.choices import ReconciliationStatus, RunCheckStatus, RunStatus
 from syncengine.models import Reconciliation, SyncRun
 from syncengine.reconciliations import reconciliation_latest_by_table
 from syncengine.schedules import shape_for
@@ -379,10 +378,8 @@ def read_snapshot(*, now: datetime) -> Snapshot:
         else:
             snapshot.earliest_start = _earliest(snapshot.earliest_start, row["earliest_start"])
 
-    snapshot.last_task = Task.objects.aggregate(last=Max("stopped"))["last"]
-    snapshot.oldest_schedule_due = (
-        Schedule.objects.exclude(repeats=0).filter(next_run__lte=now).aggregate(due=Min("next_run"))["due"]
-    )
+    snapshot.last_task = selectors.workers_last_task_at()
+    snapshot.oldest_schedule_due = selectors.schedule_most_overdue(now=now)
     snapshot.reconciliations = reconciliation_latest_by_table()
     return snapshot
 
@@ -413,7 +410,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
             add(
                 RECONCILIATION_RUN_CHECK_MISMATCH,
                 [name],
-                1 if success.reconciliation_status == "mismatch" else 0,
+                1 if success.reconciliation_status == RunCheckStatus.MISMATCH else 0,
             )
         if (reconciliation := snapshot.reconciliations.get(name)) is not None:
             _add_reconciliation(add, name, reconciliation)

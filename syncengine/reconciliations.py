@@ -13,7 +13,6 @@ from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
-from django.db.models import QuerySet
 from django_q.tasks import async_task
 
 from fdm.notifications.choices import IncidentKind
@@ -176,10 +175,6 @@ def _store_deep(reconciliation: Reconciliation, result: dict[str, Any]) -> dict[
 
 def _log(level: str, message: str, **fields: Any) -> None:
     logger.log(logging.getLevelName(level.upper()), "%s %s", message, fields)
-
-
-def reconciliations_for_table(*, table_name: str) -> QuerySet[Reconciliation]:
-    return Reconciliation.objects.filter(table_name=table_name)
 
 
 def reconciliation_latest_by_table() -> dict[str, Reconciliation]:

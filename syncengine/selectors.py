@@ -1,4 +1,5 @@
-"""Reads of run history: runs, each table's latest runs, and how fresh its data is."""
+"""Reads of run history: runs, each table's latest runs, and how fresh its data is; and of the task queue:
+whether workers are alive, the most overdue schedule."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import (
     Case,
     Count,
@@ -27,6 +29,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
+from django_q.models import Schedule, Task
 
 from syncconfig.models import TableConfig
 from syncengine.choices import RunStatus, TableState
@@ -225,19 +228,6 @@ def table_statuses(
     return statuses
 
 
-def tables_past_freshness(*, now: datetime) -> list[tuple[TableConfig, datetime]]:
-    """Enabled tables with a freshness limit whose latest successful run finished longer ago than the limit
-    allows (or, never having succeeded, that were configured longer ago), each with that moment."""
-    tables = TableConfig.objects.filter(enabled=True, max_staleness_minutes__isnull=False)
-    stale: list[tuple[TableConfig, datetime]] = []
-    annotated: list[Any] = list(tables_with_latest_runs(tables, details=True).order_by("name"))
-    for table in annotated:
-        freshness = Freshness.of(table, table.last_success_finished_at, now)
-        if freshness.past_limit:
-            stale.append((table, freshness.since))
-    return stale
-
-
 @dataclass(frozen=True)
 class DayOfRuns:
     """How many runs finished on one day, by outcome; the rows the successful ones loaded, and the longest of
@@ -313,3 +303,19 @@ def run_slice_counts(run: SyncRun) -> dict[str, int] | None:
         return None
     counts = dict(run.slices.values_list("status").annotate(n=Count("id")))
     return {status.value: counts.get(status.value, 0) for status in SliceStatus}
+
+
+def workers_last_task_at() -> datetime | None:
+    """When a worker last finished a task (any task: the stale-run reaper runs as one every
+    FDM_REAPER_INTERVAL_MINUTES, so a live cluster always finishes one)."""
+    return Task.objects.aggregate(last=Max("stopped"))["last"]
+
+
+def workers_silence_limit() -> timedelta:
+    """How long the workers may finish no task before they count as gone: three reaper intervals."""
+    return timedelta(minutes=settings.FDM_REAPER_INTERVAL_MINUTES * 3)
+
+
+def schedule_most_overdue(*, now: datetime) -> datetime | None:
+    """When the schedule that should have run longest ago was due (None when none is overdue)."""
+    return Schedule.objects.exclude(repeats=0).filter(next_run__lte=now).aggregate(due=Min("next_run"))["due"]

@@ -359,8 +359,3 @@ def sliced_run_close(run_id: int, exc: BaseException, *, cancelled: bool = False
     if kind == ErrorKind.TRANSIENT and not isinstance(exc, TableBusy):
         services.run_retry(run=run)
     return run
-
-
-def slice_wait_seconds() -> float:
-    """How long a dead slice's worker may stay silent before the reaper queues the slice again."""
-    return float(settings.FDM_RUN_ORPHAN_GRACE_SECONDS)

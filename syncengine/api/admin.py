@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Min
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from fdm.api.permissions import IsAdmin
 from fdm.api.views import ApiView
-from syncengine import services
+from syncengine import selectors, services
 from syncengine.choices import RunStatus
 from syncengine.models import SyncRun
 
@@ -33,8 +33,8 @@ def worker_status() -> dict[str, Any]:
     """What the task queue and its workers are doing, read from the database (the only place every process
     shares): the latest finished task, tasks waiting in the ORM broker, queued and running runs, schedules."""
     now = timezone.now()
-    silence = timedelta(minutes=settings.FDM_REAPER_INTERVAL_MINUTES * 3)
-    last_task = Task.objects.aggregate(last=Max("stopped"))["last"]
+    silence = selectors.workers_silence_limit()
+    last_task = selectors.workers_last_task_at()
     runs = {
         row["status"]: row
         for row in SyncRun.objects.filter(status__in=RunStatus.active())
@@ -45,9 +45,7 @@ def worker_status() -> dict[str, Any]:
         .order_by()
     }
     queued, running = runs.get(RunStatus.QUEUED, {}), runs.get(RunStatus.RUNNING, {})
-    overdue = (
-        Schedule.objects.exclude(repeats=0).filter(next_run__lte=now).aggregate(due=Min("next_run"))["due"]
-    )
+    overdue = selectors.schedule_most_overdue(now=now)
     return {
         "workers_alive": last_task is not None and now - last_task <= silence,
         "last_task_finished_at": _iso(last_task),

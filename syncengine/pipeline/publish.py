@@ -11,80 +11,43 @@ old rows or the new ones, never a mix.
   backfill: in its range) with the extracted ones, which are exactly the source's rows there.
 - history: see `history`; a full load with soft deletes upserts, keeping the rows the source no longer has.
 Then deletes (`deletes`), behind the delete guard. Lineage goes only on rows whose values were written.
+
+The statements of each mode are in `publish_sql`; this module is the transaction around them and the checks
+of what they report (every extracted row staged, every staged key in the target, the counts).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
-from syncengine.pipeline import deletes, history, indexes, leases, locks
+from syncengine.pipeline import deletes, history, leases, locks
 from syncengine.pipeline.bootstrap import create_schema_if_missing
 from syncengine.pipeline.errors import ValidationFailed
-from syncengine.pipeline.identifiers import quote_postgres
-from syncengine.pipeline.load import STAGING_SCHEMA, drop_staging
+from syncengine.pipeline.load import drop_staging
 from syncengine.pipeline.plan import RunPlan
 from syncengine.pipeline.postgres import classify_postgres_error
 from syncengine.pipeline.protection import catalog, dictionaries
 from syncengine.pipeline.protection.protector import Protector
-from syncengine.pipeline.schema.fdm_columns import (
-    LINEAGE_VALUES_SQL,
-    RUN_ID,
-    RUN_ID_SETTING,
-    SYNCED_AT,
+from syncengine.pipeline.publish_sql import (
+    Published,
+    Relations,
+    count,
+    keys_missing_after_upsert,
+    publish_full,
+    publish_replace_slice,
+    publish_upsert,
+    staged_rows_sql,
 )
-from syncengine.pipeline.schema.target import qualified
+from syncengine.pipeline.schema.fdm_columns import RUN_ID_SETTING
 from syncengine.pipeline.stage import Staged
 from syncengine.pipeline.watermark import SyncState, Watermark, write_state
 
 # How long one attempt to take the target's lock waits (`lock_target`).
 LOCK_ATTEMPT_SECONDS = 1.0
-
-
-@dataclass
-class Published:
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-
-
-@dataclass(frozen=True)
-class Relations:
-    """The staging table and the target it is published into (quoted, schema-qualified names), with the column
-    names both share, the target's key and its incremental column."""
-
-    target: str
-    staging: str
-    columns: tuple[str, ...]
-    key: tuple[str, ...] = ()
-    watermark: str | None = None
-    lineage: bool = False  # write _fdm_synced_at and _fdm_run_id on the rows written
-
-    @classmethod
-    def of(cls, plan: RunPlan, staging_table: str) -> Relations:
-        return cls(
-            target=qualified(plan.spec.target.schema, plan.spec.target.table),
-            staging=qualified(STAGING_SCHEMA, staging_table),
-            columns=tuple(column.name for column in plan.load_columns),
-            key=plan.key,
-            watermark=plan.watermark_name,
-            lineage=plan.spec.lineage,
-        )
-
-    def insert_sql(self, rows: str) -> str:
-        """INSERT the rows of the SELECT `rows` (the shared columns), with lineage values when on."""
-        if not self.lineage:
-            return f"INSERT INTO {self.target} ({_names(self.columns)}) {rows}"  # noqa: S608 - quoted
-        names = _names([*self.columns, SYNCED_AT, RUN_ID])
-        return (
-            f"INSERT INTO {self.target} ({names}) "  # noqa: S608 - identifiers quoted
-            f"SELECT {_names(self.columns, 's.')}, {LINEAGE_VALUES_SQL} FROM ({rows}) s"
-        )
 
 
 @dataclass(frozen=True)
@@ -105,94 +68,6 @@ class PublishOutcome:
     watermark: Watermark | None  # the watermark written with the rows
     checks: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def _names(columns: Sequence[str], prefix: str = "") -> str:
-    return ", ".join(prefix + quote_postgres(name) for name in columns)
-
-
-def staged_rows_sql(staging: str, columns: Sequence[str], key: Sequence[str], watermark: str | None) -> str:
-    """The staged rows, one per key when a key repeats: the one with the newest incremental-column value."""
-    if not key or watermark is None:
-        return f"SELECT {_names(columns)} FROM {staging}"  # noqa: S608 - identifiers are quoted
-    return (
-        f"SELECT DISTINCT ON ({_names(key)}) {_names(columns)} FROM {staging} "  # noqa: S608 - quoted
-        f"ORDER BY {_names(key)}, {quote_postgres(watermark)} DESC NULLS LAST"
-    )
-
-
-def count(conn: psycopg.Connection, relation: str) -> int:
-    row = conn.execute(f"SELECT count(*) FROM {relation}").fetchone()  # noqa: S608 - relation is quoted
-    return int(row[0]) if row else 0
-
-
-def publish_full(conn: psycopg.Connection, relations: Relations, *, deduplicate: bool) -> Published:
-    """TRUNCATE, then INSERT the staged rows with the target's indexes set aside and rebuilt once after
-    (`indexes`). The INSERT's row count is what the target holds afterwards: TRUNCATE's lock keeps every other
-    writer out, so no count(*) pass is needed to know it."""
-    # The rows being replaced are reported as deleted, so a run record shows what a full reload threw away.
-    # Counted before the TRUNCATE, while readers still read the old rows.
-    target, columns = relations.target, relations.columns
-    replaced = count(conn, target)
-    conn.execute(f"TRUNCATE {target}")
-    rebuild = indexes.set_aside_indexes(conn, target)
-    watermark = relations.watermark if deduplicate else None
-    source = staged_rows_sql(relations.staging, columns, relations.key, watermark)
-    cursor = conn.execute(relations.insert_sql(source))
-    indexes.rebuild_indexes(conn, rebuild)
-    return Published(inserted=cursor.rowcount, deleted=replaced)
-
-
-def publish_upsert(conn: psycopg.Connection, relations: Relations, *, distinct_keys: int) -> Published:
-    """Insert new keys, update keys whose values changed, leave identical rows alone; count each."""
-    target, columns, key = relations.target, relations.columns, relations.key
-    others = [name for name in columns if name not in key]
-    if others:
-        assignments = ", ".join(
-            f"{quote_postgres(name)} = EXCLUDED.{quote_postgres(name)}" for name in others
-        )
-        # Row-wise IS DISTINCT FROM treats NULLs as values, so a NULL becoming a value (or back) is a change.
-        if relations.lineage:
-            # Set only on rows the WHERE lets through: lineage never makes an unchanged row look changed.
-            assignments += f", ({_names([SYNCED_AT, RUN_ID])}) = ({LINEAGE_VALUES_SQL})"
-        on_conflict = f"DO UPDATE SET {assignments} WHERE ({_names(others, 't.')}) IS DISTINCT FROM ({_names(others, 'EXCLUDED.')})"
-    else:
-        on_conflict = "DO NOTHING"
-    source = staged_rows_sql(relations.staging, columns, key, relations.watermark)
-    insert = relations.insert_sql(source).replace(f"INSERT INTO {target} ", f"INSERT INTO {target} AS t ", 1)
-    row = conn.execute(
-        f"WITH upserted AS ({insert} "  # noqa: S608 - identifiers quoted
-        f"ON CONFLICT ({_names(key)}) {on_conflict} RETURNING (xmax = 0) AS inserted) "
-        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted"
-    ).fetchone()
-    inserted, updated = (int(row[0]), int(row[1])) if row else (0, 0)
-    return Published(inserted=inserted, updated=updated, unchanged=distinct_keys - inserted - updated)
-
-
-def keys_missing_after_upsert(conn: psycopg.Connection, relations: Relations) -> int:
-    """Staged keys that are not in the target after the upsert: must be none."""
-    matches = " AND ".join(f"t.{quote_postgres(name)} = s.{quote_postgres(name)}" for name in relations.key)
-    row = conn.execute(
-        f"SELECT count(*) FROM {relations.staging} s "  # noqa: S608 - identifiers quoted
-        f"WHERE NOT EXISTS (SELECT 1 FROM {relations.target} t WHERE {matches})"
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def publish_replace_slice(
-    conn: psycopg.Connection, relations: Relations, *, since: Any, until: Any = None
-) -> Published:
-    """Requires `relations.watermark`: the slice at or above `since` (and at or below `until`) is replaced."""
-    assert relations.watermark is not None
-    target, columns, cursor = relations.target, relations.columns, quote_postgres(relations.watermark)
-    condition, params = f"{cursor} >= %s", [since]
-    if until is not None:
-        condition, params = f"{condition} AND {cursor} <= %s", [since, until]
-    deleted = conn.execute(f"DELETE FROM {target} WHERE {condition}", params).rowcount  # noqa: S608 - quoted
-    inserted = conn.execute(
-        relations.insert_sql(f"SELECT {_names(columns)} FROM {relations.staging}")  # noqa: S608 - quoted
-    ).rowcount
-    return Published(inserted=inserted, deleted=deleted)
 
 
 def publish_run(
@@ -232,10 +107,9 @@ def publish_run(
                 conn.execute(history.drop_current_view_sql(spec.target.schema, spec.target.table))
             for statement in plan.drift.ddl:
                 conn.execute(statement)
-            outcome.published = _publish_rows(conn, plan, relations, staged, options, outcome.checks)
-            outcome.published.deleted += deletes.apply_deletes(
-                conn, plan, _delete_scope(relations, options), outcome.checks
-            )
+            scope = _delete_scope(relations, options)
+            outcome.published = _publish_rows(_Rows(conn, plan, relations, staged, scope, outcome.checks))
+            outcome.published.deleted += deletes.apply_deletes(conn, plan, scope, outcome.checks)
             _finish_table(conn, plan, staged, protector, outcome.checks)
             if view_changes:
                 conn.execute(history.create_current_view_sql(spec.target.schema, spec.target.table))
@@ -285,19 +159,26 @@ def lock_target(conn: psycopg.Connection, plan: RunPlan, target: str, *, timeout
     conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout * 1000)}ms",))
 
 
-def _publish_rows(  # noqa: PLR0913 - the transaction's parts, handed on
-    conn: psycopg.Connection,
-    plan: RunPlan,
-    relations: Relations,
-    staged: Staged,
-    options: PublishOptions,
-    checks: dict[str, Any],
-) -> Published:
-    """Publish in the plan's mode, verifying the counts on both sides; records its checks in `checks`."""
+@dataclass(frozen=True)
+class _Rows:
+    """What publishing the rows reads inside the transaction: its connection, the plan, the staging table and
+    the target, what the stage reported, where deleted rows are found, and the checks it records."""
+
+    conn: psycopg.Connection
+    plan: RunPlan
+    relations: Relations
+    staged: Staged
+    scope: deletes.DeleteScope
+    checks: dict[str, Any]
+
+
+def _publish_rows(rows: _Rows) -> Published:
+    """Publish in the plan's mode, verifying the counts on both sides; records its checks in `rows.checks`."""
+    conn, plan, relations, staged = rows.conn, rows.plan, rows.relations, rows.staged
     table = plan.spec.name
     if not plan.spec.history and plan.since is None and (not plan.merges or plan.drift.creates_table):
-        return _publish_full(conn, plan, relations, staged, options, checks)
-    in_staging = _count_staged(conn, relations, staged, checks, table=table)
+        return _publish_full(rows)
+    in_staging = _count_staged(rows)
     duplicates = int(staged.checks.get("duplicates_resolved", 0) or 0)
     distinct = int(staged.checks.get("distinct_keys", in_staging - duplicates) or 0)
     if plan.spec.history:
@@ -309,39 +190,34 @@ def _publish_rows(  # noqa: PLR0913 - the transaction's parts, handed on
             raise ValidationFailed(
                 f"{distinct} keys staged but {missing} missing from the target after publishing", table=table
             )
-        checks["rows_unchanged"] = published.unchanged
+        rows.checks["rows_unchanged"] = published.unchanged
         return published
     return _publish_slice(conn, plan, relations, in_staging=in_staging)
 
 
-def _count_staged(
-    conn: psycopg.Connection, relations: Relations, staged: Staged, checks: dict[str, Any], *, table: str
-) -> int:
+def _count_staged(rows: _Rows) -> int:
     """The staging table's rows, which must be every extracted row."""
-    in_staging = count(conn, relations.staging)
-    checks["rows_staged"] = in_staging
-    if in_staging != staged.extract.rows:
-        raise ValidationFailed(f"{staged.extract.rows} rows extracted but {in_staging} staged", table=table)
+    in_staging = count(rows.conn, rows.relations.staging)
+    rows.checks["rows_staged"] = in_staging
+    extracted = rows.staged.extract.rows
+    if in_staging != extracted:
+        raise ValidationFailed(
+            f"{extracted} rows extracted but {in_staging} staged", table=rows.plan.spec.name
+        )
     return in_staging
 
 
-def _publish_full(  # noqa: PLR0913 - the transaction's parts, handed on
-    conn: psycopg.Connection,
-    plan: RunPlan,
-    relations: Relations,
-    staged: Staged,
-    options: PublishOptions,
-    checks: dict[str, Any],
-) -> Published:
+def _publish_full(rows: _Rows) -> Published:
     """A full load. Without repeated keys every staged row is inserted, so the INSERT's row count alone shows
     that staging held every extracted row and the target holds them now; with them, staging is counted first."""
+    plan, staged, checks = rows.plan, rows.staged, rows.checks
     table = plan.spec.name
     duplicates = int(staged.checks.get("duplicates_resolved", 0) or 0)
     if duplicates:
-        _count_staged(conn, relations, staged, checks, table=table)
-    if (guarded := deletes.guard_replace(conn, plan, _delete_scope(relations, options))) is not None:
+        _count_staged(rows)
+    if (guarded := deletes.guard_replace(rows.conn, plan, rows.scope)) is not None:
         checks["deletes"] = guarded
-    published = publish_full(conn, relations, deduplicate=duplicates > 0)
+    published = publish_full(rows.conn, rows.relations, deduplicate=duplicates > 0)
     expected = staged.extract.rows - duplicates
     if published.inserted != expected:
         message = f"{staged.extract.rows} rows extracted ({duplicates} repeated keys), {published.inserted} published"

@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from snowflake.connector import SnowflakeConnection
 
 from syncengine.pipeline.backfill import BackfillRequest
@@ -91,11 +93,7 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
     `backfill` re-extracts an incremental-column range and merges it; the watermark never moves back.
     """
     hooks = Hooks.of(log=log, progress=on_progress, cancelled=should_cancel)
-    if spec.batch_size <= 0:
-        raise ConfigurationError("batch_size must be positive", table=spec.name)
-    slicing = slicing or SliceLimits(connections=DEFAULT_SOURCE_CONNECTIONS)
-    if copy_streams <= 0 or slicing.connections <= 0:
-        raise ConfigurationError("copy_streams and source connections must be positive", table=spec.name)
+    slicing = _checked_limits(spec, copy_streams, slicing)
     result = SyncResult(table=spec.name, mode=str(spec.mode))
     lap = _stopwatch(result.phases)
 
@@ -104,49 +102,17 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
         lap("lock")
         existing = read_target_state(conn, spec, hooks.log)
         lap("target state")
-        source_session = cleanup.enter_context(SourceSession(source, table=spec.name))
+        session = cleanup.enter_context(SourceSession(source, table=spec.name))
         lap("source session")
-        described = describe_source(
-            source_session.conn, spec.source, table=spec.name, log=hooks.log, want_key=not spec.primary_key
-        )
-        plan = plan_run(
-            spec,
-            source=described,
-            existing=existing,
-            full_refresh=full_refresh,
-            log=hooks.log,
-            backfill=backfill,
-        )
+        run = _Run(spec, source, target_dsn, conn, session, cleanup, hooks, result, lap)
+        described, plan = _plan(run, existing, full_refresh=full_refresh, backfill=backfill)
         lap("metadata and plan")
         protector = _protector(plan, keyring, existing)
         _record_plan(result, plan, state=existing.sync_state, log=hooks.log)
         hooks.log("info", "extracting", table=spec.name, mode=result.mode, columns=len(plan.load_columns))
 
-        staging = cleanup.enter_context(
-            staging_table(conn, plan, dsn=target_dsn, streams=copy_streams, log=hooks.log)
-        )
-        lap("staging table")
-        sessions = Sessions(
-            first=source_session.conn,
-            connect=lambda: open_source(source, table=spec.name),
-            count=slicing.connections,
-        )
-        slices = _plan_slices(plan, described, sessions.first, slicing)
-        result.checks["extract_slices"] = {**slices.describe(), "connections": slicing.connections}
-        lap("plan slices")
-        staged = stream_into_staging(
-            plan, SlicedSource(sessions, slices), staging=staging, protector=protector, hooks=hooks
-        )
-        lap("rows")
-        _record_staged(result, staged, protector)
-        _record_evidence(result, plan, described, staged, protector)
-        if slices.query_id:
-            result.evidence.queries.insert(1, {"purpose": "plan slices", "query_id": slices.query_id})
-        keys = cleanup.enter_context(
-            staged_keys(conn, plan, source_session.conn, staging=staging, hooks=hooks)
-        )
-        _record_key_scan(result, plan, keys)
-        source_session.close()
+        staged, keys = _stage(run, plan, described, protector, _Reading(copy_streams, slicing))
+        session.close()
 
         if hooks.cancelled():
             raise RunCancelled(f"cancelled before publishing {result.extract.rows} rows", table=spec.name)
@@ -158,20 +124,116 @@ def run_sync(  # noqa: PLR0913 - the engine's public call; every option after `s
             key_table=keys.table if keys else None,
         )
         lap("delete scan")
-        outcome = publish_run(conn, plan, staged, protector=protector, options=options)
-        lap("publish")
-        _record_published(result, outcome, hooks)
-        # Counts and sums on both sides, still under the table's lock; never fails the published run.
-        result.checks["reconciliation"] = check_after_publish(
-            plan,
-            source=source,
-            target_conn=conn,
-            until=outcome.watermark,
-            as_of=next(iter(staged.query_ids), None),
-            log=hooks.log,
-        )
-        lap("check after publish")
+        _publish(run, plan, staged, protector, options)
     return result
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the steps of one run share: the table and where it runs, the target connection that holds the
+    table's lock, the source session, the run's cleanups, the caller's hooks, the result the steps fill and
+    the stopwatch of its phases."""
+
+    spec: TableSpec
+    source: SnowflakeSettings | SourceFactory | PooledSource
+    target_dsn: str
+    conn: psycopg.Connection
+    session: SourceSession
+    cleanup: ExitStack
+    hooks: Hooks
+    result: SyncResult
+    lap: Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """How a run moves its rows: COPY streams into staging, and the Snowflake sessions a full load's slices
+    are read over."""
+
+    copy_streams: int
+    slicing: SliceLimits
+
+
+def _checked_limits(spec: TableSpec, copy_streams: int, slicing: SliceLimits | None) -> SliceLimits:
+    """The run's slice limits (two sessions by default), refused before anything is opened when a batch size,
+    a stream count or a session count is not positive."""
+    if spec.batch_size <= 0:
+        raise ConfigurationError("batch_size must be positive", table=spec.name)
+    slicing = slicing or SliceLimits(connections=DEFAULT_SOURCE_CONNECTIONS)
+    if copy_streams <= 0 or slicing.connections <= 0:
+        raise ConfigurationError("copy_streams and source connections must be positive", table=spec.name)
+    return slicing
+
+
+def _plan(
+    run: _Run, existing: TargetState, *, full_refresh: bool, backfill: BackfillRequest | None
+) -> tuple[SourceTable, RunPlan]:
+    """The source's columns and key, and the run's plan from them and what the target holds (`plan`)."""
+    spec = run.spec
+    described = describe_source(
+        run.session.conn, spec.source, table=spec.name, log=run.hooks.log, want_key=not spec.primary_key
+    )
+    plan = plan_run(
+        spec,
+        source=described,
+        existing=existing,
+        full_refresh=full_refresh,
+        log=run.hooks.log,
+        backfill=backfill,
+    )
+    return described, plan
+
+
+def _stage(
+    run: _Run, plan: RunPlan, described: SourceTable, protector: Protector | None, reading: _Reading
+) -> tuple[Staged, KeyScan | None]:
+    """The staging table, the source's rows in it (in key-range slices when the table is large) and, with
+    deletes on, the source's keys in a key table; what was staged goes on the result."""
+    result, lap, spec = run.result, run.lap, run.spec
+    staging = run.cleanup.enter_context(
+        staging_table(run.conn, plan, dsn=run.target_dsn, streams=reading.copy_streams, log=run.hooks.log)
+    )
+    lap("staging table")
+    sessions = Sessions(
+        first=run.session.conn,
+        connect=lambda: open_source(run.source, table=spec.name),
+        count=reading.slicing.connections,
+    )
+    slices = _plan_slices(plan, described, sessions.first, reading.slicing)
+    result.checks["extract_slices"] = {**slices.describe(), "connections": reading.slicing.connections}
+    lap("plan slices")
+    staged = stream_into_staging(
+        plan, SlicedSource(sessions, slices), staging=staging, protector=protector, hooks=run.hooks
+    )
+    lap("rows")
+    _record_staged(result, staged, protector)
+    _record_evidence(result, plan, described, staged, protector)
+    if slices.query_id:
+        result.evidence.queries.insert(1, {"purpose": "plan slices", "query_id": slices.query_id})
+    keys = run.cleanup.enter_context(
+        staged_keys(run.conn, plan, run.session.conn, staging=staging, hooks=run.hooks)
+    )
+    _record_key_scan(result, plan, keys)
+    return staged, keys
+
+
+def _publish(
+    run: _Run, plan: RunPlan, staged: Staged, protector: Protector | None, options: PublishOptions
+) -> None:
+    """Publish the staged rows (`publish.publish_run`), then check the copy's counts and sums against the
+    source, still under the table's lock; the check never fails the published run."""
+    outcome = publish_run(run.conn, plan, staged, protector=protector, options=options)
+    run.lap("publish")
+    _record_published(run.result, outcome, run.hooks)
+    run.result.checks["reconciliation"] = check_after_publish(
+        plan,
+        source=run.source,
+        target_conn=run.conn,
+        until=outcome.watermark,
+        as_of=next(iter(staged.query_ids), None),
+        log=run.hooks.log,
+    )
+    run.lap("check after publish")
 
 
 def _plan_slices(

@@ -12,8 +12,12 @@ A sliced run is carried by separate calls, each of which may run in another proc
 4. `abandon_sliced_run`: after a terminal failure, drop the staging tables and release the lease.
 
 Only a plain full load is sliced (not incremental runs, history, soft deletes or backfills); `start_sliced_run`
-returns None for anything else and the caller runs the table in one process. Compression is refused: each
-slice would train its own dictionaries.
+returns None for anything else and the caller runs the table in one process. With compression, each slice
+trains and stores its own dictionaries and reports their ids; the publish keeps their union.
+
+Over 400 lines on purpose: the four calls are one protocol between processes. The slice tasks and what a
+stage reports, the loaded columns' shape every step checks the source against, the key ranges and the table's
+lock are shared by all four; split apart, each part would need the others' internals.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from syncengine.pipeline.hooks import Log
 from syncengine.pipeline.identifiers import quote_postgres, quote_snowflake
 from syncengine.pipeline.plan import RunPlan
 from syncengine.pipeline.reconcile import canonical
+from syncengine.pipeline.reconcile.result import CheckStatus
 from syncengine.pipeline.reconcile.shape import CURRENT_VERSION_COLUMN, SOFT_DELETED_COLUMN, table_shape
 from syncengine.pipeline.reconcile.sides import QUERY_ID
 from syncengine.pipeline.schema.drift import LoadColumn
@@ -43,7 +44,7 @@ from syncengine.pipeline.spec import TableSpec
 from syncengine.pipeline.typemap import SourceColumn, canonical_snowflake_type
 from syncengine.pipeline.watermark import Watermark
 
-EQUAL, MISMATCH, SKIPPED = "equal", "mismatch", "skipped"
+EQUAL, MISMATCH, SKIPPED = CheckStatus.EQUAL.value, CheckStatus.MISMATCH.value, CheckStatus.SKIPPED.value
 FLOAT_TOLERANCE = 1e-9
 
 

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class CheckStatus(StrEnum):
+    """What the light check after a run found (`light.check_after_publish`): both sides' counts and sums
+    equal, a mismatch, or skipped (it could not run, or had nothing to compare)."""
+
+    EQUAL = "equal"
+    MISMATCH = "mismatch"
+    SKIPPED = "skipped"
+
 
 MISSING_IN_TARGET = (
     "missing_in_target"  # in Snowflake, not in PostgreSQL (a delete not applied, a lost insert)
