@@ -27,11 +27,15 @@ ROWS = 2 * OFFLOAD_MIN_ROWS + 1_000  # three batches: the child, started on the 
 
 
 def _sealers() -> list[psutil.Process]:
-    return [
-        child
-        for child in psutil.Process().children(recursive=True)
-        if "syncengine.pipeline.protection.sealer" in " ".join(child.cmdline())
-    ]
+    """This process's live sealer children (a killed one not yet reaped is a zombie: gone)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "syncengine.pipeline.protection.sealer" in " ".join(child.cmdline()):
+                found.append(child)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return found
 
 
 def _encrypted(make_spec, **overrides):
