@@ -132,7 +132,7 @@ def stream_into_staging(
             if hooks.cancelled():
                 raise RunCancelled(f"cancelled after {staged.extract.rows} rows", table=table)
             staged.extract.rows += batch.num_rows
-            staged.extract.bytes += batch.nbytes
+            staged.extract.bytes += transform.clear_bytes(batch)
             hooks.progress("extract", staged.extract.rows)
             started = time.perf_counter()
             in_flight.append(transform.submit(batch))
@@ -155,6 +155,7 @@ def stream_into_staging(
     staged.newest = transform.newest
     staged.checks = dict(checks.finish())
     staged.dictionary_ids = protector.dictionary_ids if protector is not None else set()
+    staged.extract.bytes += transform.sealed_bytes()
     return staged
 
 
@@ -173,6 +174,8 @@ class BatchTransform:
         self.plain_wires = protector.plan.plain_wires(plan.columns) if protector else None
         self.newest: Watermark | None = None
         self.sealer: Sealer | None = None
+        protected = protector.plan.columns if protector else ()
+        self.sealed = [(column.source_name, column.target_name) for column in protected if column.encrypted]
 
     def submit(self, batch: pa.RecordBatch) -> Future[pa.RecordBatch]:
         """Cast and check `batch` now; protect it now or, for a full batch with encrypted columns, in the
@@ -199,6 +202,18 @@ class BatchTransform:
         ):
             self.sealer = Sealer(protector.keyring, table=self.table)
         return protect_batch(staged, protector, self.load_order, sealer=self.sealer)
+
+    def clear_bytes(self, batch: pa.RecordBatch) -> int:
+        """The bytes read of a source batch, but for its encrypted columns: their plaintext sizes would tell
+        the lengths of their values to anyone who can read a run record (`sealed_bytes` counts them)."""
+        return batch.nbytes - sum(batch.column(source).nbytes for source, _ in self.sealed)
+
+    def sealed_bytes(self) -> int:
+        """What the encrypted columns store (envelopes: what anyone with the database sees), once every batch is
+        sealed; counted into the run's bytes read in place of their plaintexts."""
+        if self.protector is None:
+            return 0
+        return sum(self.protector.stats[target].bytes_stored for _, target in self.sealed)
 
     def close(self) -> None:
         """Stop the sealer's process, if one was started."""

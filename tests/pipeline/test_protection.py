@@ -728,3 +728,25 @@ def test_an_incremental_run_keeps_the_catalogs_older_blind_index_version(
     assert target(
         "SELECT DISTINCT blind_index_version FROM _fdm.protected_columns WHERE blind_index_column IS NOT NULL"
     ) == [(2,)]
+
+
+def test_a_run_record_counts_encrypted_columns_by_what_they_store_not_their_plaintext(
+    source, make_spec, sync
+):
+    """Bytes read are recorded for anyone to see: a one-row run must not tell an encrypted value's length."""
+    spec = make_spec(
+        "SECRETS",
+        primary_key=("ID",),
+        encryption=EncryptionSpec(mode=EncryptionMode.COLUMNS, columns=("SECRET",)),
+    )
+    recorded = []
+    for secret in ("abc", "abcdefghi"):  # both pad to one 16-byte block
+        source.sql(
+            f"CREATE OR REPLACE TABLE {source.table('SECRETS')} (ID NUMBER(38,0) NOT NULL, SECRET VARCHAR)"
+        )
+        source.sql(f"INSERT INTO {source.table('SECRETS')} VALUES (1, '{secret}')")
+        result = sync(spec, keyring=KEYRING, full_refresh=True)
+        recorded.append(result.extract.bytes)
+        assert set(result.checks["protection"]["secret"]) == {"encrypted", "bytes_stored"}
+
+    assert recorded[0] == recorded[1]
