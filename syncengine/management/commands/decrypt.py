@@ -86,7 +86,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             if options["format"] == "csv" and writer is None:
                 writer = csv.DictWriter(self.stdout, fieldnames=page.columns, lineterminator="\n")
-                writer.writeheader()
+                writer.writerow({name: _csv_cell(name) for name in page.columns})  # names are cells too
             for row in page.rows:
                 plain = {name: _plain(value) for name, value in row.items()}
                 if writer is not None:
