@@ -5,9 +5,7 @@ table. Nothing here touches the target table; `publish` moves the staged rows in
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +23,6 @@ from syncengine.pipeline.postgres import classify_postgres_error, connect
 from syncengine.pipeline.protection import dictionaries
 from syncengine.pipeline.protection.compress import Dictionary
 from syncengine.pipeline.protection.protector import Protector
-from syncengine.pipeline.protection.sealer import OFFLOAD_MIN_ROWS, Sealer
 from syncengine.pipeline.result import StageMetrics
 from syncengine.pipeline.schema.drift import LoadColumn
 from syncengine.pipeline.slice_reader import Sessions, SliceQueries, read_slices
@@ -35,10 +32,6 @@ from syncengine.pipeline.transform.casts import cast_batch
 from syncengine.pipeline.transform.protect import protect_batch
 from syncengine.pipeline.transform.validate import KeyCheck
 from syncengine.pipeline.watermark import Watermark, kind_for
-
-# Batches transformed but not yet copied while their encryption runs in the sealer's process: enough to keep
-# it busy, few enough that memory stays bounded by batches in flight.
-SEALED_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -125,8 +118,6 @@ def stream_into_staging(
     queries = [sliced_query(plan.query, slice_range) for slice_range in source.slices.ranges]
     reads = SliceQueries(queries, plan.spec.batch_size, table, query_ids=[[] for _ in queries])
     batches = read_slices(reads, source.sessions)
-    # Batches whose encryption runs in the sealer's process wait here, in order, while the next are read.
-    in_flight: deque[Future[pa.RecordBatch]] = deque()
     try:
         for batch in _timed(batches, staged.extract):
             if hooks.cancelled():
@@ -135,17 +126,13 @@ def stream_into_staging(
             staged.extract.bytes += transform.clear_bytes(batch)
             hooks.progress("extract", staged.extract.rows)
             started = time.perf_counter()
-            in_flight.append(transform.submit(batch))
+            ready = transform(batch)
             staged.transform.seconds += time.perf_counter() - started
-            while in_flight and (len(in_flight) > SEALED_IN_FLIGHT or in_flight[0].done()):
-                _write_next(in_flight, writer, staged.transform)
+            writer.write(ready)
             hooks.progress("load", writer.stats.rows)
-        while in_flight:
-            _write_next(in_flight, writer, staged.transform)
         writer.commit()
     finally:
         batches.close()
-        transform.close()
         writer.close()
     for slice_range, query, ids in zip(source.slices.ranges, queries, reads.query_ids, strict=True):
         staged.query_ids.extend(ids)
@@ -155,7 +142,7 @@ def stream_into_staging(
     staged.newest = transform.newest
     staged.checks = dict(checks.finish())
     staged.dictionary_ids = protector.dictionary_ids if protector is not None else set()
-    staged.extract.bytes += transform.sealed_bytes()
+    staged.extract.bytes += transform.encrypted_bytes()
     return staged
 
 
@@ -173,13 +160,12 @@ class BatchTransform:
         self.load_order = [column.name for column in plan.load_columns]
         self.plain_wires = protector.plan.plain_wires(plan.columns) if protector else None
         self.newest: Watermark | None = None
-        self.sealer: Sealer | None = None
         protected = protector.plan.columns if protector else ()
-        self.sealed = [(column.source_name, column.target_name) for column in protected if column.encrypted]
+        self.encrypted = [
+            (column.source_name, column.target_name) for column in protected if column.encrypted
+        ]
 
-    def submit(self, batch: pa.RecordBatch) -> Future[pa.RecordBatch]:
-        """Cast and check `batch` now; protect it now or, for a full batch with encrypted columns, in the
-        sealer's process (started on the first such batch)."""
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         staged = cast_batch(
             _in_load_order(batch, self.read_columns),
             self.read_columns,
@@ -192,44 +178,21 @@ class BatchTransform:
             highest = pc.max(staged.column(self.watermark_name)).as_py()
             if highest is not None:
                 self.newest = Watermark.of(self.kind, highest).later(self.newest)
-        protector = self.protector
-        if (
-            self.sealer is None
-            and protector is not None
-            and protector.keyring is not None
-            and protector.plan.encrypts
-            and batch.num_rows >= OFFLOAD_MIN_ROWS
-        ):
-            self.sealer = Sealer(protector.keyring, table=self.table)
-        return protect_batch(staged, protector, self.load_order, sealer=self.sealer)
+        if self.protector is not None:
+            staged = protect_batch(staged, self.protector, self.load_order)
+        return staged
 
     def clear_bytes(self, batch: pa.RecordBatch) -> int:
         """The bytes read of a source batch, but for its encrypted columns: their plaintext sizes would tell
-        the lengths of their values to anyone who can read a run record (`sealed_bytes` counts them)."""
-        return batch.nbytes - sum(batch.column(source).nbytes for source, _ in self.sealed)
+        the lengths of their values to anyone who can read a run record (`encrypted_bytes` counts them)."""
+        return batch.nbytes - sum(batch.column(source).nbytes for source, _ in self.encrypted)
 
-    def sealed_bytes(self) -> int:
+    def encrypted_bytes(self) -> int:
         """What the encrypted columns store (envelopes: what anyone with the database sees), once every batch is
-        sealed; counted into the run's bytes read in place of their plaintexts."""
+        encrypted; counted into the run's bytes read in place of their plaintexts."""
         if self.protector is None:
             return 0
-        return sum(self.protector.stats[target].bytes_stored for _, target in self.sealed)
-
-    def close(self) -> None:
-        """Stop the sealer's process, if one was started."""
-        if self.sealer is not None:
-            self.sealer.close()
-            self.sealer = None
-
-
-def _write_next(
-    in_flight: deque[Future[pa.RecordBatch]], writer: StagingWriter, metrics: StageMetrics
-) -> None:
-    """COPY the oldest batch in flight, after waiting (counted as transform time) for its encryption."""
-    started = time.perf_counter()
-    ready = in_flight.popleft().result()
-    metrics.seconds += time.perf_counter() - started
-    writer.write(ready)
+        return sum(self.protector.stats[target].bytes_stored for _, target in self.encrypted)
 
 
 def _timed(batches: Generator[pa.RecordBatch, None, None], metrics: StageMetrics) -> Iterator[pa.RecordBatch]:

@@ -7,8 +7,7 @@
 - `plan`: which columns a table encrypts, indexes and compresses; `codec`: values as bytes and back.
 - `policy`: the per-source protection policy a run checks its plan against (no column another table of the
   source encrypts goes out in clear).
-- `protector`: the plan applied to an Arrow batch (a sync's transform step calls it); `sealer`: a large run's
-  encryption in a child process of its own, overlapping extraction and COPY.
+- `protector`: the plan applied to an Arrow batch (a sync's transform step calls it).
 - `catalog`: `_fdm.protected_columns`, how each table's stored columns are protected, and their indexes.
 - `reader`: reading a synced table back, decrypted or masked; `rotation`: re-encryption under a new key.
 """

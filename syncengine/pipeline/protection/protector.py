@@ -7,7 +7,6 @@ first batch when that helps), padded and encrypted; the blind index is computed 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -22,7 +21,6 @@ from syncengine.pipeline.protection.crypto import ColumnCipher, ColumnIdentity
 from syncengine.pipeline.protection.keyring import Keyring
 from syncengine.pipeline.protection.plan import ColumnProtection, ProtectionPlan
 from syncengine.pipeline.protection.rowkeys import row_keys
-from syncengine.pipeline.protection.sealer import SealColumn, Sealer
 
 DICTIONARY_SAMPLE_ROWS = 10_000
 
@@ -67,41 +65,16 @@ class Protector:
     def apply(self, batch: pa.RecordBatch, load_order: Sequence[str]) -> pa.RecordBatch:
         """`batch` (target names, plaintext types) with protected columns replaced, blind indexes added, in
         `load_order`."""
-        return self.submit(batch, load_order, sealer=None).result()
-
-    def submit(
-        self, batch: pa.RecordBatch, load_order: Sequence[str], *, sealer: Sealer | None
-    ) -> Future[pa.RecordBatch]:
-        """`apply`, with the encryption handed to `sealer` (a process of its own) when there is one: the
-        returned future is done when the envelopes are back. Serialising, blind indexes and compression happen
-        here, now; the sealer's thread completes futures in the order they were submitted, and is the only
-        thread that counts the encrypted columns' bytes once it is in use."""
         columns: dict[str, pa.Array] = {name: batch.column(name) for name in batch.schema.names}
         keys = row_keys([columns[name] for name in self.plan.row_key]) if self.plan.row_key else None
-        sealing: list[tuple[ColumnProtection, pa.Array]] = []
         for protection in self.plan.columns:
+            name = protection.target_name
             stored = self._prepare(protection, columns)
             if protection.encrypted:
-                sealing.append((protection, stored))
-            else:
-                self._store(protection.target_name, stored, columns)
-
-        def seal(encrypt: Callable[[list[SealColumn]], list[pa.Array]]) -> pa.RecordBatch:
-            requests = [
-                SealColumn(self._ciphers[protection.target_name].identity, plain, protection.compressed)
-                for protection, plain in sealing
-            ]
-            for request, envelopes in zip(requests, encrypt(requests) if requests else [], strict=True):
-                self._store(request.identity.column, envelopes, columns)
-            return pa.RecordBatch.from_arrays([columns[name] for name in load_order], names=list(load_order))
-
-        if sealer is None or not sealing:
-            done: Future[pa.RecordBatch] = Future()
-            done.set_result(
-                seal(lambda requests: [self._encrypt_here(request, keys) for request in requests])
-            )
-            return done
-        return sealer.submit(lambda: seal(lambda requests: sealer.encrypt(requests, keys)))
+                stored = self._ciphers[name].encrypt(stored, row_keys=keys, compressed=protection.compressed)
+            self.stats[name].bytes_stored += _value_bytes(stored)
+            columns[name] = stored
+        return pa.RecordBatch.from_arrays([columns[name] for name in load_order], names=list(load_order))
 
     def _prepare(self, protection: ColumnProtection, columns: dict[str, pa.Array]) -> pa.Array:
         """A column's values serialised and, when configured, compressed; its blind index added to `columns`."""
@@ -119,14 +92,6 @@ class Protector:
         compressed = compress.compress_array(plain, dictionary=dictionary)
         stats.bytes_compressed += compressed.bytes_out
         return compressed.values
-
-    def _encrypt_here(self, request: SealColumn, keys: pa.Array | None) -> pa.Array:
-        cipher = self._ciphers[request.identity.column]
-        return cipher.encrypt(request.plaintexts, row_keys=keys, compressed=request.compressed)
-
-    def _store(self, name: str, stored: pa.Array, columns: dict[str, pa.Array]) -> None:
-        self.stats[name].bytes_stored += _value_bytes(stored)
-        columns[name] = stored
 
     def _dictionary_for(self, column: str, sample: pa.Array) -> compress.Dictionary | None:
         """The stored dictionary to reuse, or one trained once on the run's first batch and stored before any
