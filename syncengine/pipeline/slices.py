@@ -41,7 +41,10 @@ from syncengine.pipeline.watermark import Watermark, kind_for
 
 DEFAULT_SOURCE_CONNECTIONS = 2  # Snowflake sessions reading one table at once (FDM_SOURCE_CONNECTIONS)
 MIN_SLICE_ROWS = 200_000  # a table needs this many rows per slice to be read in more than one
-MAX_SLICE_ROWS = 250_000  # beyond this a table gets more slices than connections, read a few at a time
+# Beyond this a table gets more slices than connections, read a few at a time. A source that sends a result
+# whole (as the emulator does) holds a slice per session: slices of 250,000 rows peaked higher and ran slower
+# (docs/performance.md, "Sliced extract and memory").
+MAX_SLICE_ROWS = 100_000
 MAX_SLICES = 64  # past this, slices grow instead: each is a statement with its own start-up cost
 _EXACT = Context(prec=80)  # enough digits for any NUMBER(38, s) and its scaled whole number
 SPLITTABLE_KINDS = frozenset({"number", "date", "timestamp_ntz", "timestamp_tz"})
@@ -120,6 +123,8 @@ class SlicePlan:
 
     ranges: tuple[SliceRange, ...] = (WHOLE_TABLE,)
     rows: int | None = None
+    low: Any = None  # the split column's MIN and MAX when the planning query ran
+    high: Any = None
     query_id: str | None = None
     reason: str = ""
 
@@ -237,4 +242,4 @@ def plan_slices(
     count = slice_count(rows, limits)
     ranges = split_range(column, low, high, count)
     reason = "" if len(ranges) > 1 else f"{rows:,} rows: too few to split"
-    return SlicePlan(ranges=ranges, rows=rows, query_id=query_id, reason=reason)
+    return SlicePlan(ranges=ranges, rows=rows, low=low, high=high, query_id=query_id, reason=reason)

@@ -30,7 +30,7 @@ from syncengine.pipeline.slices import SlicePlan, SliceRange, sliced_query
 from syncengine.pipeline.spec import SyncMode, TableSpec
 from syncengine.pipeline.transform.casts import cast_batch
 from syncengine.pipeline.transform.protect import protect_batch
-from syncengine.pipeline.transform.validate import KeyCheck
+from syncengine.pipeline.transform.validate import KeyCheck, dense_range
 from syncengine.pipeline.watermark import Watermark, kind_for
 
 
@@ -106,6 +106,7 @@ def stream_into_staging(
         key=plan.key,
         watermark=plan.watermark_name,
         duplicates_allowed=plan.spec.mode == SyncMode.INCREMENTAL,
+        key_range=dense_range(source.slices.low, source.slices.high, source.slices.rows),
     )
     transform = BatchTransform(plan, protector, checks)
     if protector is not None:

@@ -3,13 +3,15 @@ back to for anything else."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from decimal import Decimal
 
 import pyarrow as pa
 import pytest
 
 from syncengine.pipeline.errors import ValidationFailed
-from syncengine.pipeline.transform.validate import KeyCheck
+from syncengine.pipeline.transform.validate import KeyCheck, dense_range
 
 NUMBER = pa.decimal128(38, 0)
 INT64_MAX = 2**63 - 1
@@ -97,3 +99,48 @@ def test_an_incremental_tie_on_key_and_watermark_still_fails():
     )
     with pytest.raises(ValidationFailed, match="more than once with the same updated"):
         _check(_batch([1, 2, 2], more=seen), watermark="updated", duplicates_allowed=True)
+
+
+def _outcome(batches: Sequence[pa.RecordBatch], key_range, duplicates_allowed: bool):
+    check = KeyCheck(
+        table="ledger",
+        key=("id",),
+        watermark=None,
+        duplicates_allowed=duplicates_allowed,
+        key_range=key_range,
+    )
+    try:
+        for batch in batches:
+            check.observe(batch)
+        return check.finish()
+    except ValidationFailed as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("duplicates_allowed", [False, True])
+def test_a_known_dense_range_counts_keys_with_the_same_outcome_as_the_sorted_array(seed, duplicates_allowed):
+    """Keys inside the planned range are counted slot by slot, those outside (rows added during the read) go
+    to the sorted array; checks, counts and messages are those of the array alone."""
+    rng = random.Random(seed)
+    low, high = 100, 399
+    batches = [
+        _batch(
+            [rng.randint(low - 20, high + 20) for _ in range(rng.randint(0, 120))],
+            rng.choice([NUMBER, pa.int64()]),
+        )
+        for _ in range(rng.randint(1, 5))
+    ]
+    if seed % 3 == 0:  # unique keys, some beyond the range
+        keys = rng.sample(range(low - 20, high + 20), 250)
+        batches = [_batch(keys[:100]), _batch(keys[100:])]
+    dense = _outcome(batches, dense_range(low, high, rows=300), duplicates_allowed)
+    assert dense == _outcome(batches, None, duplicates_allowed)
+
+
+def test_a_range_is_counted_only_when_its_keys_are_dense_and_whole():
+    assert dense_range(Decimal(1), Decimal(1_000), rows=250) == (1, 1_000)
+    assert dense_range(1, 1_001, rows=250) is None  # over 4 values of the range per row
+    assert dense_range(Decimal("1.5"), Decimal(10), rows=10) is None
+    assert dense_range(None, None, rows=0) is None
+    assert dense_range("a", "z", rows=10) is None

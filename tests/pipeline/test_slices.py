@@ -141,12 +141,12 @@ def test_the_slice_count_follows_the_table_size() -> None:
     limits = SliceLimits(connections=2)
     assert slice_count(0, limits) == 1
     assert slice_count(399_999, limits) == 1
-    assert slice_count(400_000, limits) == 2
-    assert slice_count(1_000_000, limits) == 4
-    assert slice_count(5_000_000, limits) == 20
+    assert slice_count(400_000, limits) == 4  # 100,000 rows each at most
+    assert slice_count(1_000_000, limits) == 10
+    assert slice_count(5_000_000, limits) == 50
     assert slice_count(10**10, limits) == 64
     assert slice_count(10**10, SliceLimits(connections=1)) == 1
-    assert slice_count(1_000_000, SliceLimits(connections=8)) == 5  # 200,000 rows each at least
+    assert slice_count(1_000_000, SliceLimits(connections=8, max_rows=250_000)) == 5  # 200,000 rows each at least
 
 
 def test_it_cuts_38_digit_numbers_exactly() -> None:

@@ -7,11 +7,17 @@ row, and checked by sorting it in place: Arrow's `group_by` on decimal128 keys p
 over 5M keys), so a full sync's peak memory grew with the table (docs/performance.md, "Sliced extract and
 memory"). Other keys (composite, text, a value beyond int64, incremental (key, watermark) pairs) keep the Arrow
 columns and `group_by`.
+
+When the run knows its key's range beforehand (a sliced full load's planning query found MIN and MAX) and the
+keys are dense in it (`dense_range`), the keys inside it are counted instead, in one uint16 per value of the
+range (`DenseKeys`): 2 bytes a row for consecutive ids rather than 8, and nothing to sort at the end; keys
+outside the range (rows added during the read) go to the int64 array as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -20,10 +26,61 @@ import pyarrow.compute as pc
 from syncengine.pipeline.errors import ValidationFailed
 
 _EXAMPLES = 5
+# A range is counted slot by slot while it has at most this many values per row the source holds: then its
+# 2 bytes a slot cost no more than the 8 bytes a key of the int64 array.
+DENSE_SLOTS_PER_ROW = 4
+
+
+def dense_range(low: object, high: object, rows: int | None) -> tuple[int, int] | None:
+    """(low, high) as ints when a key's range is known and dense enough to count slot by slot; else None."""
+    if not isinstance(low, int | Decimal) or not isinstance(high, int | Decimal) or not rows:
+        return None
+    if int(low) != low or int(high) != high:
+        return None
+    first, last = int(low), int(high)
+    if last < first or last - first + 1 > DENSE_SLOTS_PER_ROW * rows:
+        return None
+    return first, last
+
+
+class DenseKeys:
+    """How often each key of [low, high] was seen, one uint16 a value (a count past 65,535 wraps: it still
+    says the key repeats, unless it wraps to exactly 0 or 1)."""
+
+    def __init__(self, low: int, high: int):
+        self.low = low
+        self.counts = np.zeros(high - low + 1, dtype=np.uint16)
+
+    def add(self, keys: np.ndarray) -> np.ndarray:
+        """Count the keys inside the range; return those outside it."""
+        inside = (keys >= self.low) & (keys < self.low + self.counts.size)
+        np.add.at(self.counts, keys[inside] - self.low, 1)
+        return keys[~inside]
+
+    def keys(self) -> np.ndarray:
+        """Every key counted, as many times as it was seen (for the generic check, should one be needed)."""
+        seen = np.flatnonzero(self.counts)
+        return np.repeat(seen + self.low, self.counts[seen])
+
+    def summary(self) -> tuple[int, int, int, list[int]]:
+        """Distinct keys, repeated keys, keys seen in all, and the smallest repeated ones."""
+        distinct = int(np.count_nonzero(self.counts))
+        repeated_slots = np.flatnonzero(self.counts > 1)
+        total = int(self.counts.sum(dtype=np.int64))
+        examples = (repeated_slots[:_EXAMPLES] + self.low).tolist()
+        return distinct, int(repeated_slots.size), total, examples
 
 
 class KeyCheck:
-    def __init__(self, *, table: str, key: Sequence[str], watermark: str | None, duplicates_allowed: bool):
+    def __init__(
+        self,
+        *,
+        table: str,
+        key: Sequence[str],
+        watermark: str | None,
+        duplicates_allowed: bool,
+        key_range: tuple[int, int] | None = None,
+    ):
         self.table = table
         self.key = tuple(key)
         self.watermark = watermark
@@ -40,6 +97,8 @@ class KeyCheck:
         # fit it (then `_parts` holds everything).
         self._ints: np.ndarray | None = np.empty(0, dtype=np.int64) if len(self.kept) == 1 else None
         self._used = 0
+        # The keys inside `key_range` (see `dense_range`), counted slot by slot.
+        self._dense = DenseKeys(*key_range) if key_range is not None and self._ints is not None else None
         self._key_type: pa.DataType | None = None
         self.rows = 0
 
@@ -57,7 +116,7 @@ class KeyCheck:
             ints = _as_int64(batch.column(self.key[0]))
             if ints is not None:
                 self._key_type = batch.column(self.key[0]).type
-                self._append(ints)
+                self._append(self._dense.add(ints) if self._dense is not None else ints)
                 return
             self._to_generic()
         self._parts.append(
@@ -76,6 +135,9 @@ class KeyCheck:
 
     def _to_generic(self) -> None:
         """Turn the integer keys seen so far back into Arrow of the key's type, for the generic check."""
+        if self._dense is not None:
+            self._append(self._dense.keys())
+            self._dense = None
         if self._used and self._ints is not None:
             column = pa.array(self._ints[: self._used])
             if self._key_type is not None:
@@ -89,7 +151,7 @@ class KeyCheck:
         if not self.key:
             return checks
         checks["primary_key_not_null"] = True
-        if self._ints is not None and self._used:
+        if self._ints is not None and (self._used or self._dense is not None):
             return self._finish_ints(checks)
         if not self._parts:
             checks["distinct_keys"] = 0
@@ -120,26 +182,29 @@ class KeyCheck:
         return checks
 
     def _finish_ints(self, checks: dict[str, object]) -> dict[str, object]:
-        """The check on one sorted int64 array: a repeated key is a run of equal neighbours."""
+        """The check on the counted range and one sorted int64 array (a repeated key is a run of equal
+        neighbours); the two never hold the same key."""
         assert self._ints is not None
+        distinct, repeated, total, examples = self._dense.summary() if self._dense else (0, 0, 0, [])
         keys = self._ints[: self._used]
         keys.sort()  # in place: no second copy of the keys
         equal = keys[1:] == keys[:-1]
         # A repeated key's first pair of equal neighbours (equal, and the pair before not): one bool a row more.
         first_pairs = equal.copy()
         np.greater(first_pairs[1:], equal[:-1], out=first_pairs[1:])
-        repeated = int(np.count_nonzero(first_pairs))
-        distinct = int(keys.size - np.count_nonzero(equal))
+        repeated += int(np.count_nonzero(first_pairs))
+        distinct += int(keys.size - np.count_nonzero(equal))
+        total += int(keys.size)
         checks["distinct_keys"] = distinct
         if repeated and not self.duplicates_allowed:
-            examples = ", ".join(str(value) for value in keys[1:][first_pairs][:_EXAMPLES].tolist())
+            examples = sorted(examples + keys[1:][first_pairs][:_EXAMPLES].tolist())[:_EXAMPLES]
             raise ValidationFailed(
-                f"{repeated} primary key value(s) occur more than once, e.g. {examples}",
+                f"{repeated} primary key value(s) occur more than once, e.g. {', '.join(map(str, examples))}",
                 table=self.table,
                 column=self.key[0],
             )
         checks["primary_key_unique"] = repeated == 0
-        checks["duplicates_resolved"] = int(keys.size) - distinct
+        checks["duplicates_resolved"] = total - distinct
         return checks
 
 
