@@ -7,11 +7,12 @@ import random
 from collections.abc import Sequence
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from syncengine.pipeline.errors import ValidationFailed
-from syncengine.pipeline.transform.validate import KeyCheck, dense_range
+from syncengine.pipeline.transform.validate import DenseKeys, KeyCheck, dense_range
 
 NUMBER = pa.decimal128(38, 0)
 INT64_MAX = 2**63 - 1
@@ -144,3 +145,11 @@ def test_a_range_is_counted_only_when_its_keys_are_dense_and_whole():
     assert dense_range(Decimal("1.5"), Decimal(10), rows=10) is None
     assert dense_range(None, None, rows=0) is None
     assert dense_range("a", "z", rows=10) is None
+
+
+def test_a_key_counted_past_its_slot_limit_still_counts_as_repeated():
+    keys = DenseKeys(0, 9)
+    for _ in range(3):
+        keys.add(np.full(30_000, 4, dtype=np.int64))
+    assert keys.summary()[:2] == (1, 1)
+    assert keys.counts[4] == np.iinfo(np.uint16).max

@@ -44,8 +44,8 @@ def dense_range(low: object, high: object, rows: int | None) -> tuple[int, int] 
 
 
 class DenseKeys:
-    """How often each key of [low, high] was seen, one uint16 a value (a count past 65,535 wraps: it still
-    says the key repeats, unless it wraps to exactly 0 or 1)."""
+    """How often each key of [low, high] was seen, one uint16 a value (a count stops at 65,535: the key is
+    still repeated, only the number of its extra rows is then short)."""
 
     def __init__(self, low: int, high: int):
         self.low = low
@@ -54,7 +54,8 @@ class DenseKeys:
     def add(self, keys: np.ndarray) -> np.ndarray:
         """Count the keys inside the range; return those outside it."""
         inside = (keys >= self.low) & (keys < self.low + self.counts.size)
-        np.add.at(self.counts, keys[inside] - self.low, 1)
+        slots, seen = np.unique(keys[inside] - self.low, return_counts=True)
+        self.counts[slots] = np.minimum(self.counts[slots] + seen, np.iinfo(np.uint16).max)
         return keys[~inside]
 
     def keys(self) -> np.ndarray:
