@@ -62,7 +62,9 @@ def test_sync_now_on_a_table_page_runs_it_in_a_worker_and_the_run_page_shows_its
             f"run #{run.pk} {status}: {run.error_message}\nqcluster log:\n{cluster.log_tail()}"
         )
 
-    # The run page shows the counts the worker recorded.
+    # The run page shows the counts the worker recorded. The badge above may have turned terminal through
+    # the page's live updates, which leave the results as they were when the page loaded: load it again.
+    browser.driver.refresh()
     counts = _labelled_cells(browser, ".fdm-run")
     assert counts["Read from the source"] == str(ROWS) and counts["New"] == str(ROWS), counts
     assert (run.rows_extracted, run.rows_inserted) == (ROWS, ROWS)
